@@ -1,0 +1,56 @@
+"""asyncpg through its own pool (asyncpg.create_pool)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from lab.clients.base import Client, Rows, Step, to_dollar
+from lab.outcome import PhaseError
+
+
+class AsyncpgClient(Client):
+    name = "asyncpg-default"
+    packages = ("asyncpg",)
+    description = "asyncpg.create_pool with default settings (statement cache of 100 named prepared statements)"
+    connect_kwargs: dict[str, Any] = {}
+
+    async def open(self) -> None:
+        self.pool = await asyncpg.create_pool(
+            self.dsn, min_size=self.size, max_size=self.size, timeout=self.timeout, **self.connect_kwargs
+        )
+
+    async def fetch(self, sql: str, params: dict[str, Any]) -> Rows:
+        query, args = to_dollar(sql, params)
+        async with self.pool.acquire() as conn:
+            return [tuple(r) for r in await conn.fetch(query, *args)]
+
+    async def transaction(self, steps: Sequence[Step]) -> list[Rows]:
+        results: list[Rows] = []
+        async with self.pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                for step in steps:
+                    query, args = to_dollar(*step(results))
+                    results.append([tuple(r) for r in await conn.fetch(query, *args)])
+            except BaseException:
+                await tx.rollback()
+                raise
+            try:
+                await tx.commit()
+            except Exception as exc:
+                raise PhaseError("commit", exc) from exc
+        return results
+
+    async def close(self) -> None:
+        if getattr(self, "pool", None) is not None:
+            self.pool.terminate()
+
+
+class AsyncpgNoCacheClient(AsyncpgClient):
+    name = "asyncpg-no-cache"
+    description = "asyncpg.create_pool(statement_cache_size=0), the setting asyncpg's FAQ gives for PgBouncer"
+    connect_kwargs = {"statement_cache_size": 0}

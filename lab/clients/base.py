@@ -1,0 +1,77 @@
+"""What every client configuration offers the scenarios: open, fetch, transaction, close.
+
+Statements are written once with named parameters (``:name``) and converted to each
+driver's own style, so every configuration runs the same SQL. `fetch` runs one
+statement in its own transaction (as an application's single query does); a
+`transaction` runs several steps, each built from the rows of the steps before.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, ClassVar
+
+Rows = list[tuple[Any, ...]]
+Statement = tuple[str, dict[str, Any]]
+Step = Callable[[list[Rows]], Statement]
+
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def to_dollar(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
+    """`:name` → `$1` for asyncpg, with the values in order."""
+    order: list[str] = []
+
+    def repl(m: re.Match[str]) -> str:
+        if m.group(1) not in order:
+            order.append(m.group(1))
+        return f"${order.index(m.group(1)) + 1}"
+
+    converted = _PARAM.sub(repl, sql)
+    return converted, [params[name] for name in order]
+
+
+def to_pyformat(sql: str) -> str:
+    """`:name` → `%(name)s` for psycopg and psycopg2."""
+    return _PARAM.sub(lambda m: f"%({m.group(1)})s", sql.replace("%", "%%"))
+
+
+def package_versions(dists: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for dist in dists:
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+class Client(ABC):
+    """One client configuration. A new instance per scenario iteration."""
+
+    name: ClassVar[str]
+    packages: ClassVar[tuple[str, ...]]
+    description: ClassVar[str]
+
+    def __init__(self, dsn: str, size: int, timeout: float) -> None:
+        self.dsn, self.size, self.timeout = dsn, size, timeout
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Create the pool and open `size` connections, so work spreads over several."""
+
+    @abstractmethod
+    async def fetch(self, sql: str, params: dict[str, Any]) -> Rows: ...
+
+    @abstractmethod
+    async def transaction(self, steps: Sequence[Step]) -> list[Rows]: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @classmethod
+    def versions(cls) -> dict[str, str]:
+        return package_versions(cls.packages)

@@ -1,0 +1,151 @@
+"""psycopg 3 through psycopg_pool, async and sync.
+
+psycopg_pool connects in the background and only *logs* why a connection failed;
+the application sees a PoolTimeout. `capture_pool_errors` keeps the logged error
+so the outcome names what the server or pooler really answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+
+from lab.clients.base import Client, Rows, Step, to_pyformat
+from lab.outcome import PhaseError
+
+
+class _Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.errors: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for arg in record.args if isinstance(record.args, tuple) else ():
+            if isinstance(arg, BaseException):
+                self.errors.append(arg)
+
+
+@contextmanager
+def capture_pool_errors() -> Iterator[_Keep]:
+    """While open: psycopg_pool's logged connection errors; a PoolTimeout is re-raised from the last."""
+    logger = logging.getLogger("psycopg.pool")
+    keep = _Keep()
+    logger.addHandler(keep)
+    try:
+        yield keep
+    except PoolTimeout as exc:
+        if keep.errors:
+            # the pool never got a connection: the failure was at connect, whatever
+            # the application was doing when it gave up waiting
+            exc.__cause__ = keep.errors[-1]
+            raise PhaseError("connect", exc) from exc
+        raise
+    finally:
+        logger.removeHandler(keep)
+
+
+class PsycopgAsyncClient(Client):
+    name = "psycopg-async-default"
+    packages = ("psycopg", "psycopg-pool", "psycopg-binary")
+    description = "psycopg 3 AsyncConnectionPool, default settings (prepares a query after 5 executions)"
+    connect_kwargs: dict[str, Any] = {}
+
+    async def open(self) -> None:
+        self.pool = AsyncConnectionPool(
+            self.dsn, min_size=self.size, max_size=self.size, open=False, timeout=self.timeout,
+            kwargs={"connect_timeout": max(1, int(self.timeout)), **self.connect_kwargs},
+        )
+        with capture_pool_errors():
+            await self.pool.open(wait=True, timeout=self.timeout)
+
+    async def fetch(self, sql: str, params: dict[str, Any]) -> Rows:
+        with capture_pool_errors():
+            async with self.pool.connection(timeout=self.timeout) as conn:
+                cur = await conn.execute(to_pyformat(sql), params)
+                return await cur.fetchall()
+
+    async def transaction(self, steps: Sequence[Step]) -> list[Rows]:
+        results: list[Rows] = []
+        with capture_pool_errors():
+            async with self.pool.connection(timeout=self.timeout) as conn:
+                for step in steps:
+                    sql, params = step(results)
+                    cur = await conn.execute(to_pyformat(sql), params)
+                    results.append(await cur.fetchall())
+                try:
+                    await conn.commit()
+                except Exception as exc:
+                    raise PhaseError("commit", exc) from exc
+        return results
+
+    async def close(self) -> None:
+        if getattr(self, "pool", None) is not None:
+            await self.pool.close(timeout=2)
+
+
+class PsycopgAsyncNoPrepareClient(PsycopgAsyncClient):
+    name = "psycopg-async-no-prepare"
+    description = "psycopg 3 AsyncConnectionPool with prepare_threshold=None (never prepares), per psycopg's docs for PgBouncer"
+    connect_kwargs = {"prepare_threshold": None}
+
+
+class PsycopgSyncClient(Client):
+    """The sync pool driven from threads, the way an async application would have to use it."""
+
+    name = "psycopg-sync"
+    packages = ("psycopg", "psycopg-pool", "psycopg-binary")
+    description = "psycopg 3 sync ConnectionPool, default settings, called through a thread pool"
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def open(self) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix=self.name)
+        self.pool = ConnectionPool(
+            self.dsn, min_size=self.size, max_size=self.size, open=False, timeout=self.timeout,
+            kwargs={"connect_timeout": max(1, int(self.timeout))},
+        )
+
+        def _open() -> None:
+            with capture_pool_errors():
+                self.pool.open(wait=True, timeout=self.timeout)
+
+        await self._call(_open)
+
+    def _fetch(self, sql: str, params: dict[str, Any]) -> Rows:
+        with capture_pool_errors(), self.pool.connection(timeout=self.timeout) as conn:
+            return conn.execute(to_pyformat(sql), params).fetchall()
+
+    async def fetch(self, sql: str, params: dict[str, Any]) -> Rows:
+        return await self._call(self._fetch, sql, params)
+
+    def _transaction(self, steps: Sequence[Step]) -> list[Rows]:
+        results: list[Rows] = []
+        with capture_pool_errors(), self.pool.connection(timeout=self.timeout) as conn:
+            for step in steps:
+                sql, params = step(results)
+                results.append(conn.execute(to_pyformat(sql), params).fetchall())
+            try:
+                conn.commit()
+            except Exception as exc:
+                raise PhaseError("commit", exc) from exc
+        return results
+
+    async def transaction(self, steps: Sequence[Step]) -> list[Rows]:
+        return await self._call(self._transaction, steps)
+
+    async def close(self) -> None:
+        if getattr(self, "pool", None) is not None:
+            await asyncio.get_running_loop().run_in_executor(None, lambda: self.pool.close(timeout=2))
+        if getattr(self, "executor", None) is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+__all__ = ["PsycopgAsyncClient", "PsycopgAsyncNoPrepareClient", "PsycopgSyncClient", "capture_pool_errors", "psycopg"]

@@ -1,0 +1,76 @@
+"""SQLAlchemy async engines (asyncpg and psycopg dialects) with SQLAlchemy's own pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from lab.clients.base import Client, Rows, Step
+from lab.outcome import PhaseError
+
+
+class SqlalchemyAsyncpgClient(Client):
+    name = "sqlalchemy-asyncpg-default"
+    packages = ("sqlalchemy", "asyncpg")
+    description = "create_async_engine('postgresql+asyncpg://...', pool_size=5, max_overflow=10), the RCA's solution 5"
+    scheme = "postgresql+asyncpg"
+
+    def engine(self) -> AsyncEngine:
+        return create_async_engine(self._url(), pool_size=5, max_overflow=10, pool_timeout=self.timeout)
+
+    def _url(self) -> str:
+        return self.dsn.replace("postgresql://", self.scheme + "://", 1)
+
+    async def open(self) -> None:
+        self.db = self.engine()
+        # check out `size` connections at once, so the pool holds several
+        conns = [await self.db.connect() for _ in range(self.size)]
+        for conn in conns:
+            await conn.close()
+
+    async def fetch(self, sql: str, params: dict[str, Any]) -> Rows:
+        return (await self.transaction([lambda _r: (sql, params)]))[0]
+
+    async def transaction(self, steps: Sequence[Step]) -> list[Rows]:
+        results: list[Rows] = []
+        async with self.db.connect() as conn:
+            for step in steps:
+                sql, params = step(results)
+                results.append([tuple(r) for r in (await conn.execute(text(sql), params)).all()])
+            try:
+                await conn.commit()
+            except Exception as exc:
+                raise PhaseError("commit", exc) from exc
+        return results
+
+    async def close(self) -> None:
+        if getattr(self, "db", None) is not None:
+            await asyncio.wait_for(self.db.dispose(), timeout=5)
+
+
+class SqlalchemyAsyncpgPgbouncerClient(SqlalchemyAsyncpgClient):
+    name = "sqlalchemy-asyncpg-pgbouncer"
+    description = (
+        "create_async_engine with poolclass=NullPool and prepared_statement_name_func=uuid names, "
+        "as SQLAlchemy's asyncpg docs give for PgBouncer"
+    )
+
+    def engine(self) -> AsyncEngine:
+        return create_async_engine(
+            self._url(),
+            poolclass=NullPool,
+            connect_args={"prepared_statement_name_func": lambda: f"__asyncpg_{uuid4()}__"},
+        )
+
+
+class SqlalchemyPsycopgClient(SqlalchemyAsyncpgClient):
+    name = "sqlalchemy-psycopg"
+    packages = ("sqlalchemy", "psycopg")
+    description = "create_async_engine('postgresql+psycopg://...', pool_size=5, max_overflow=10)"
+    scheme = "postgresql+psycopg"
