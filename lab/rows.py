@@ -90,3 +90,35 @@ def read_rows(path: Path) -> Iterator[Row]:
                     yield Row.from_dict(json.loads(line))
                 except (ValueError, TypeError) as exc:
                     raise ValueError(f"{path}:{n}: {exc}") from None
+
+
+def cell_row(
+    *,
+    run_id: str,
+    experiment: str,
+    cell_id: str,
+    client: str,
+    client_versions: dict[str, str],
+    client_description: str,
+    topology: str,
+    facts: dict[str, Any],
+    scenario: str,
+    outcome: Outcome,
+    expected: Any | None,
+    latencies_s: list[float] | None = None,
+    params: dict[str, Any] | None = None,
+) -> Row:
+    """The row of one cell; `expected` is the expectation rule (with .to_dict/.mismatches) or None."""
+    return Row(
+        run_id=run_id,
+        experiment=experiment,
+        cell=cell_id,
+        client={"name": client, "packages": client_versions, "description": client_description},
+        topology={"name": topology, **facts},
+        scenario=scenario,
+        outcome=outcome,
+        expected=expected.to_dict() if expected is not None else None,
+        matches=(not expected.mismatches(outcome)) if expected is not None else None,
+        latency_ms=latency_stats(latencies_s or []),
+        params=params or {},
+    )

@@ -24,6 +24,11 @@ RUNTIME_BASE = Path(os.environ.get("POOLER_LAB_RUNTIME", "/tmp/pooler-lab"))
 STATE_FILE = "state.json"
 
 
+def new_run_id() -> str:
+    """Sortable by time, unique per process: also the name of the run's result file."""
+    return time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+
+
 def _start_time(pid: int) -> int | None:
     """Process start time in clock ticks: with the pid it identifies a process across pid reuse."""
     try:
@@ -51,11 +56,11 @@ class RunState:
     topology: dict[str, Any] | None = None
 
     @classmethod
-    def create(cls, persistent: bool, base: Path | None = None) -> "RunState":
+    def create(cls, persistent: bool, base: Path | None = None, run_id: str | None = None) -> "RunState":
         base = base or RUNTIME_BASE
         base.mkdir(parents=True, exist_ok=True)
         os.chmod(base, 0o755)
-        run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+        run_id = run_id or new_run_id()
         directory = base / run_id
         directory.mkdir(mode=0o755)
         owner = None if persistent else os.getpid()

@@ -91,7 +91,9 @@ class NativeBackend:
         fixed_ports: bool = False,
         persistent: bool = False,
         progress: Progress | None = None,
+        run_id: str | None = None,
     ) -> None:
+        self.run_id = run_id
         self.compose_dir = compose_dir
         self.fixed_ports = fixed_ports
         self.persistent = persistent
@@ -118,7 +120,7 @@ class NativeBackend:
         topo = load(self.compose_dir)
         ports = self._ports(topo)
         owner = run_as()
-        self.state = state = RunState.create(persistent=self.persistent)
+        self.state = state = RunState.create(persistent=self.persistent, run_id=self.run_id)
         rundir = state.directory
         rendered, logs, sockets, data = rundir / "config", rundir / "logs", rundir / "sockets", rundir / "data"
         for d in (rendered, logs, sockets):

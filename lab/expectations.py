@@ -1,0 +1,109 @@
+"""The expectation table: what each cell is expected to do, kept as data and held to on every run.
+
+Rules live in experiments/expectations.toml. Each names the cells it covers with
+globs (client, topology, scenario) and optional conditions on the endpoint's facts
+(pool mode, pooler version range), the outcome it expects, a one-line reason and the
+documentation that explains it. The first rule that applies wins, so specific rules
+come before general ones. A cell no rule covers is an error, not a silent pass.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from lab.errors import ConfigError
+from lab.outcome import KINDS, PHASES, Outcome
+
+FIELDS = {"client", "topology", "scenario", "pool_mode", "pooler_version", "outcome", "error_class", "sqlstate", "phase", "reason", "docs"}
+
+
+@dataclass(frozen=True)
+class Expectation:
+    outcome: str
+    reason: str
+    client: str = "*"
+    topology: str = "*"
+    scenario: str = "*"
+    pool_mode: str | None = None
+    pooler_version: str | None = None  # a PEP 440 specifier, e.g. "<1.21"
+    error_class: str | None = None
+    sqlstate: str | None = None
+    phase: str | None = None
+    docs: tuple[str, ...] = ()
+    index: int = 0  # position in the file, for messages
+
+    def applies(self, client: str, topology: str, scenario: str, facts: dict[str, Any]) -> bool:
+        if not (fnmatchcase(client, self.client) and fnmatchcase(topology, self.topology) and fnmatchcase(scenario, self.scenario)):
+            return False
+        if self.pool_mode is not None and facts.get("pool_mode") != self.pool_mode:
+            return False
+        if self.pooler_version is not None:
+            try:
+                if Version(str(facts.get("pooler_version"))) not in SpecifierSet(self.pooler_version):
+                    return False
+            except InvalidVersion:
+                return False
+        return True
+
+    def mismatches(self, observed: Outcome) -> list[str]:
+        """What differs between the observed outcome and this expectation; empty when it matches."""
+        diffs = []
+        if observed.kind != self.outcome:
+            diffs.append(f"outcome {observed.kind!r}, expected {self.outcome!r}")
+        for name in ("error_class", "sqlstate", "phase"):
+            want = getattr(self, name)
+            if want is not None and getattr(observed, name) != want:
+                diffs.append(f"{name} {getattr(observed, name)!r}, expected {want!r}")
+        return diffs
+
+    def describe(self) -> str:
+        parts = [self.outcome]
+        parts += [f"{n}={getattr(self, n)}" for n in ("phase", "error_class", "sqlstate") if getattr(self, n)]
+        return " ".join(parts) + f" (rule {self.index}: {self.reason})"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["docs"] = list(self.docs)
+        return data
+
+
+def load(path: Path) -> list[Expectation]:
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the expectation table: {exc}") from None
+    rules = []
+    for i, raw in enumerate(doc.get("rule", []), 1):
+        where = f"{path}: rule {i}"
+        unknown = set(raw) - FIELDS
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(FIELDS))}")
+        if raw.get("outcome") not in KINDS:
+            raise ConfigError(f"{where}: outcome must be one of {', '.join(KINDS)}")
+        if raw.get("phase") is not None and raw["phase"] not in PHASES:
+            raise ConfigError(f"{where}: phase must be one of {', '.join(PHASES)}")
+        if not str(raw.get("reason", "")).strip():
+            raise ConfigError(f"{where}: every rule needs a one-line reason")
+        if raw.get("pooler_version") is not None:
+            try:
+                SpecifierSet(raw["pooler_version"])
+            except InvalidSpecifier:
+                raise ConfigError(f"{where}: pooler_version {raw['pooler_version']!r} is not a version range like '<1.21'") from None
+        rules.append(Expectation(**{**raw, "docs": tuple(raw.get("docs", ())), "index": i}))
+    if not rules:
+        raise ConfigError(f"{path}: no [[rule]] entries")
+    return rules
+
+
+def lookup(rules: list[Expectation], client: str, topology: str, scenario: str, facts: dict[str, Any]) -> Expectation:
+    for rule in rules:
+        if rule.applies(client, topology, scenario, facts):
+            return rule
+    raise LookupError(f"no expectation covers {client} / {topology} / {scenario}; add a rule to experiments/expectations.toml")
