@@ -22,6 +22,7 @@ from lab.runstate import RunState, all_runs, new_run_id
 from lab.topology import Topology
 
 EXPECTATIONS = Path(__file__).with_name("expectations.toml")
+CELLS = pytest.StashKey[list[Cell]]()
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -49,16 +50,17 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, interrupt)
     if config.getoption("--lab-repeats") < 1 or config.getoption("--lab-cell-timeout") <= 0:
         raise pytest.UsageError("--lab-repeats must be at least 1 and --lab-cell-timeout positive")
+    opt = config.getoption
+    try:
+        config.stash[CELLS] = matrix(_names(opt("--lab-clients")), _names(opt("--lab-topologies")), _names(opt("--lab-scenarios")))
+    except LabError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cell" not in metafunc.fixturenames:
         return
-    opt = metafunc.config.getoption
-    try:
-        cells = matrix(_names(opt("--lab-clients")), _names(opt("--lab-topologies")), _names(opt("--lab-scenarios")))
-    except LabError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    cells = metafunc.config.stash[CELLS]
     wanted = getattr(metafunc.function, "cells", None)
     if wanted is not None:
         cells = [c for c in cells if wanted(c)]

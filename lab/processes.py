@@ -110,21 +110,28 @@ def stop_group(pid: int, sig: int, grace: float = 5.0) -> None:
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not _exists(pid):
-            break
+        if not group_alive(pid):
+            return
         time.sleep(0.05)
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        pass
+        return
+    deadline = time.monotonic() + grace
+    while group_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
-def _exists(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+def group_alive(pgid: int) -> bool:
+    """Any non-zombie process left in the group (postgres backends outlive a signal briefly)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def run(argv: Sequence[str], owner: RunAs, log: Path, timeout: float = 60.0, env: dict[str, str] | None = None) -> None:

@@ -1,0 +1,214 @@
+"""`python -m lab`: run the matrix, bring the topology up or down by hand, render configs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from lab import COMPOSE_DIR, RESULTS_DIR, ROOT
+from lab.errors import LabError
+
+console = Console(stderr=True)
+
+
+def _names(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pytest
+
+    from lab.backends.native import pgbouncer_binary, postgres_bindir
+    from lab.cells import matrix
+    from lab.runstate import new_run_id
+    from lab.summary import print_summary
+
+    cells = matrix(_names(args.clients), _names(args.topologies), _names(args.scenarios))  # names checked before anything starts
+    postgres_bindir(), pgbouncer_binary()
+    run_id = new_run_id()
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    pytest_args = [
+        str(ROOT / "experiments"),
+        f"--benchmark-json={results / 'benchmark.json'}",
+        f"--lab-run-id={run_id}",
+        f"--lab-results={results}",
+        f"--lab-cell-timeout={args.cell_timeout}",
+        f"--lab-repeats={args.repeats}",
+        "-rfE",
+    ]
+    for opt, value in (("--lab-clients", args.clients), ("--lab-topologies", args.topologies), ("--lab-scenarios", args.scenarios)):
+        if value:
+            pytest_args.append(f"{opt}={value}")
+    pytest_args += args.pytest_args
+    console.print(f"[bold]pooler-lab run {run_id}[/]: {len(cells)} matrix cells, plus latency benchmarks")
+    started = time.monotonic()
+    code = pytest.main(pytest_args)
+    elapsed = time.monotonic() - started
+    print_summary(results / "runs" / f"{run_id}.jsonl", Console())
+    console.print(f"finished in {elapsed:.1f}s (bring-up, {len(cells)} cells, benchmarks, teardown); pytest exit code {int(code)}")
+    return int(code)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from lab.backends.native import NativeBackend
+
+    backend = NativeBackend(fixed_ports=args.supabase_ports, persistent=True, progress=lambda m: console.print(m))
+    with console.status("starting the topology"):
+        try:
+            topo = backend.start()
+        except BaseException:
+            backend.stop()
+            raise
+    _print_endpoints(topo.to_dict())
+    console.print("stop it with [bold]python -m lab down[/]; experiments can use it with [bold]pytest experiments/ --lab-backend attach[/]")
+    return 0
+
+
+def _print_endpoints(topology: dict) -> None:
+    from lab.topology import Topology
+
+    topo = Topology.from_dict(topology)
+    table = Table(title=f"run {topo.run_id} ({topo.backend})", title_justify="left")
+    for col in ("topology", "address", "pooler"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("DSN", overflow="fold")
+    for ep in topo.endpoints.values():
+        pooler = f"{ep.facts.get('pooler')} {ep.facts.get('pooler_version')} {ep.facts.get('pool_mode')}" if ep.facts.get("pooler") else "-"
+        table.add_row(ep.topology, f"{ep.host}:{ep.port}", pooler, ep.dsn())
+    Console().print(table)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from lab.runstate import all_runs
+
+    stopped_any = False
+    for state in all_runs():
+        if state.persistent or not state.owner_alive():
+            stopped = state.stop()
+            console.print(f"run {state.run_id}: stopped {', '.join(stopped) or 'nothing (already gone)'}")
+            stopped_any = True
+        else:
+            console.print(f"run {state.run_id} is owned by running process {state.owner_pid}; left alone")
+    if not stopped_any:
+        console.print("nothing to stop")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from lab.runstate import all_runs
+
+    runs = all_runs()
+    if args.json:
+        out = [
+            {
+                "run_id": r.run_id,
+                "persistent": r.persistent,
+                "owner_alive": r.owner_alive(),
+                "processes": [{"name": p.name, "pid": p.pid, "alive": r.belongs(p.pid)} for p in r.processes],
+                "topology": r.topology,
+            }
+            for r in runs
+        ]
+        print(json.dumps(out, indent=2))
+        return 0
+    if not runs:
+        console.print("no topology is running")
+        return 0
+    for r in runs:
+        owner = "started by `lab up`" if r.persistent else f"owned by pid {r.owner_pid} ({'alive' if r.owner_alive() else 'dead: stale'})"
+        procs = ", ".join(f"{p.name}:{p.pid}{'' if r.belongs(p.pid) else ' (gone)'}" for p in r.processes)
+        console.print(f"run {r.run_id}: {owner}; {procs}")
+        if r.topology:
+            _print_endpoints(r.topology)
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from lab.compose import load
+    from lab.config import Credentials, Placement, render, write_compose_secrets
+
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    topo = load(COMPOSE_DIR)
+    creds = Credentials.generate()
+    render(topo, Placement.docker(topo), creds, out)
+    secrets = write_compose_secrets(creds, out)
+    console.print(f"rendered configs into {out}; passwords in {secrets}")
+    console.print(
+        f"docker compose --env-file {COMPOSE_DIR / '.env'} --env-file {secrets} -f {COMPOSE_DIR / 'docker-compose.yml'} up -d --wait"
+    )
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from lab.cells import topology_names
+    from lab.clients import CLIENTS
+    from lab.scenarios import SCENARIOS
+
+    out = Console()
+    out.print("[bold]clients[/]")
+    for name, cls in CLIENTS.items():
+        out.print(f"  {name:30} {cls.description}")
+    out.print("[bold]topologies[/]")
+    for name in topology_names():
+        out.print(f"  {name}")
+    out.print("[bold]scenarios[/]")
+    for name, s in SCENARIOS.items():
+        out.print(f"  {name:30} {s.description}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lab", description="pooler-lab: Python PostgreSQL clients vs connection poolers")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="bring the topology up, run the experiment matrix, write results/")
+    run.add_argument("--clients", help="comma-separated client configurations (default: all; see `list`)")
+    run.add_argument("--topologies", help="comma-separated topologies (default: all)")
+    run.add_argument("--scenarios", help="comma-separated scenarios (default: all)")
+    run.add_argument("--cell-timeout", type=float, default=10.0, help="seconds before a cell's outcome is `timeout`")
+    run.add_argument("--repeats", type=int, default=3, help="times each cell's workload is repeated")
+    run.add_argument("--results", default=str(RESULTS_DIR), help="where rows and benchmark JSON go")
+    run.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
+    run.set_defaults(func=cmd_run)
+
+    up = sub.add_parser("up", help="start the topology as local processes and leave it running")
+    up.add_argument("--supabase-ports", action="store_true", help="listen on Supabase's ports (5432 session, 6543 transaction, 54322 direct)")
+    up.set_defaults(func=cmd_up)
+
+    sub.add_parser("down", help="stop what `up` started, and what killed runs left").set_defaults(func=cmd_down)
+
+    status = sub.add_parser("status", help="show running topologies and their endpoints")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    render = sub.add_parser("render", help="render compose/'s config templates for `docker compose`")
+    render.add_argument("--out", default=str(COMPOSE_DIR / ".rendered"))
+    render.set_defaults(func=cmd_render)
+
+    sub.add_parser("list", help="list client configurations, topologies and scenarios").set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LabError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted; everything the lab started has been stopped")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

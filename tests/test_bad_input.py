@@ -1,0 +1,59 @@
+"""Bad input gets a clear error that lists what is valid, from the library, the CLI and pytest."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.backends import native
+from lab.cells import matrix
+from lab.clients import client_class
+from lab.errors import MissingDependency, PortTaken, UnknownName
+from lab.ports import ensure_free
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_unknown_client_lists_valid_ones() -> None:
+    with pytest.raises(UnknownName) as info:
+        client_class("asyncpg-fast")
+    assert "unknown client 'asyncpg-fast'; valid clients: asyncpg-default, asyncpg-no-cache," in str(info.value)
+
+
+def test_unknown_topology_lists_valid_ones() -> None:
+    with pytest.raises(UnknownName, match="valid topologys?: direct, pgbouncer-session, pgbouncer-transaction"):
+        matrix(topologies=["supavisor"])
+
+
+def test_cli_rejects_unknown_names_before_starting_anything() -> None:
+    done = subprocess.run([sys.executable, "-m", "lab", "run", "--scenarios", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "unknown scenario 'nope'" in done.stderr and "repeated-query" in done.stderr
+
+
+def test_pytest_option_rejects_unknown_names() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "experiments/", "--lab-clients", "asyncpg", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 4  # pytest's usage error
+    assert "unknown client 'asyncpg'; valid clients:" in done.stderr + done.stdout
+
+
+def test_port_taken_names_the_port() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(PortTaken, match=f"127.0.0.1:{port} \\(wanted for pgbouncer-session\\) is already in use"):
+            ensure_free(port, "pgbouncer-session")
+
+
+def test_missing_pgbouncer_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(native.shutil, "which", lambda name: None)
+    monkeypatch.setattr(native.os, "access", lambda path, mode: False)
+    with pytest.raises(MissingDependency, match="apt-get install pgbouncer"):
+        native.pgbouncer_binary()

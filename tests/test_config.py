@@ -1,0 +1,93 @@
+"""Config rendering: one set of templates, two placements, nothing left unfilled."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab import COMPOSE_DIR
+from lab.compose import interpolate, load, load_settings
+from lab.config import Credentials, Placement, render, render_template
+from lab.errors import ConfigError
+
+CREDS = Credentials(superuser_password="su-secret", app_password="app-secret")
+
+
+def _native(tmp_path: Path) -> dict[str, Path]:
+    topo = load()
+    ports = {name: 40000 + i for i, name in enumerate(topo.services)}
+    return render(topo, Placement.native(topo, ports, tmp_path, tmp_path / "sock"), CREDS, tmp_path)
+
+
+def test_every_mounted_file_is_rendered_without_placeholders(tmp_path: Path) -> None:
+    written = _native(tmp_path)
+    compose = yaml.safe_load((COMPOSE_DIR / "docker-compose.yml").read_text())
+    mounts = [v for svc in compose["services"].values() for v in svc.get("volumes", [])]
+    assert len(written) == len(mounts) == 6
+    for path in written.values():
+        text = path.read_text()
+        assert "${" not in text, path
+        assert path.stat().st_mode & 0o077 == 0, f"{path} holds passwords and must be private"
+
+
+def test_native_placement_fills_ports_modes_and_passwords(tmp_path: Path) -> None:
+    written = _native(tmp_path)
+    topo = load()
+    server_port = 40000 + list(topo.services).index("postgres")
+    tx = written["pgbouncer-transaction/pgbouncer.ini"].read_text()
+    session = written["pgbouncer-session/pgbouncer.ini"].read_text()
+    assert re.search(r"^pool_mode = transaction$", tx, re.M) and re.search(r"^pool_mode = session$", session, re.M)
+    assert f"default_pool_size = {topo.settings['PGBOUNCER_TRANSACTION_POOL_SIZE']}" in tx
+    assert f"host=127.0.0.1 port={server_port}" in tx
+    assert "auth_type = scram-sha-256" in tx
+    assert f"auth_file = {tmp_path}/pgbouncer-transaction/userlist.txt" in tx
+    assert '"lab_app" "app-secret"' in written["pgbouncer-session/userlist.txt"].read_text()
+    pgconf = written["postgres/postgresql.conf"].read_text()
+    assert f"max_connections = {topo.settings['POSTGRES_MAX_CONNECTIONS']}" in pgconf
+    assert "password_encryption = scram-sha-256" in pgconf
+    assert "PASSWORD 'app-secret'" in written["postgres/init.sql"].read_text()
+
+
+def test_docker_placement_uses_service_names_and_container_paths(tmp_path: Path) -> None:
+    topo = load()
+    written = render(topo, Placement.docker(topo), CREDS, tmp_path)
+    tx = written["pgbouncer-transaction/pgbouncer.ini"].read_text()
+    assert "host=postgres port=5432" in tx
+    assert "listen_port = 6543" in tx
+    assert "auth_file = /etc/pgbouncer/userlist.txt" in tx
+    assert "listen_port = 5432" in written["pgbouncer-session/pgbouncer.ini"].read_text()
+
+
+def test_placeholder_without_value_names_file_and_placeholder(tmp_path: Path) -> None:
+    template = tmp_path / "x.ini"
+    template.write_text("pool_mode = ${NO_SUCH_VALUE}\n")
+    with pytest.raises(ConfigError, match=r"x\.ini: placeholder \$\{NO_SUCH_VALUE\} has no value"):
+        render_template(template, {})
+
+
+def test_settings_must_be_whole_numbers(tmp_path: Path) -> None:
+    text = (COMPOSE_DIR / ".env").read_text().replace("PGBOUNCER_TRANSACTION_POOL_SIZE=2", "PGBOUNCER_TRANSACTION_POOL_SIZE=two")
+    (tmp_path / ".env").write_text(text)
+    with pytest.raises(ConfigError, match="PGBOUNCER_TRANSACTION_POOL_SIZE='two' is not a whole number"):
+        load_settings(tmp_path)
+
+
+def test_compose_interpolation_forms() -> None:
+    env = {"A": "1", "EMPTY": ""}
+    assert interpolate("${A}-${B:-dflt}-${EMPTY:-x}-${EMPTY-y}-$$", env) == "1-dflt-x--$"
+    with pytest.raises(ConfigError, match="variable B is required: give it"):
+        interpolate("${B:?give it}", env)
+
+
+def test_pool_sizes_make_clients_share_backends() -> None:
+    """The premise of every transaction-mode failure: more client connections than server ones."""
+    from lab.runner import POOL_SIZE
+
+    topo = load()
+    tx = next(s for s in topo.poolers if s.pool_mode == "transaction")
+    assert tx.pool_size is not None and tx.pool_size < POOL_SIZE
+    session = next(s for s in topo.poolers if s.pool_mode == "session")
+    assert session.pool_size is not None and session.pool_size >= 5  # the RCA's max_size=5 fits

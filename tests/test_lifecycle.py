@@ -1,0 +1,162 @@
+"""Process lifecycle: nothing the lab starts outlives it, whether a run ends, fails, is interrupted or killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from lab.backends.native import NativeBackend
+from lab.errors import PortTaken
+from lab.processes import group_alive, run_as, spawn
+from lab.runstate import RunState, all_runs, reap_stale
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.lifecycle
+
+
+def _alive(pid: int) -> bool:
+    return group_alive(pid)
+
+
+def _wait_for(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_normal_end_stops_every_process_and_removes_the_run() -> None:
+    backend = NativeBackend()
+    with backend as topo:
+        pids = [p.pid for p in backend.state.processes]
+        rundir = backend.state.directory
+        assert len(pids) == 3 and all(_alive(p) for p in pids)
+        for ep in topo.endpoints.values():
+            with psycopg.connect(ep.dsn(), connect_timeout=5) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert topo.endpoint("pgbouncer-transaction").facts["pool_mode"] == "transaction"
+    assert not any(_alive(p) for p in pids)
+    assert not rundir.exists()
+
+
+def test_failed_start_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pooler that cannot start: the postgres already started is stopped too."""
+    from lab.backends import native
+
+    real = native.pgbouncer_binary
+    monkeypatch.setattr(native, "pgbouncer_binary", lambda: Path("/bin/false"))
+    monkeypatch.setattr(native, "binary_version", lambda b: "0")
+    backend = NativeBackend()
+    with pytest.raises(native.StartupError, match="exited during start-up"):
+        with backend:
+            pass
+    assert real().exists()
+    assert not [r for r in all_runs() if r.owner_pid == os.getpid()]
+
+
+def test_fixed_port_taken_is_refused_before_starting() -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", 6543))
+        except OSError:
+            pytest.skip("port 6543 is held by something else on this machine; the refusal is covered by test_bad_input")
+        s.listen()
+        with pytest.raises(PortTaken, match="6543"):
+            with NativeBackend(fixed_ports=True):
+                pass
+    assert not [r for r in all_runs() if r.owner_pid == os.getpid()]
+
+
+def _run_state_of(proc: subprocess.Popen) -> RunState | None:
+    for state in all_runs():
+        if state.owner_pid == proc.pid and len(state.processes) == 3 and state.topology:
+            return state
+    return None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_experiment_run_stops_its_servers(sig: int, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) or kill (SIGTERM) in the middle of `pytest experiments/`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "experiments/test_matrix.py", f"--lab-results={tmp_path}", "-q", "-x"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        assert _wait_for(lambda: _run_state_of(proc) is not None), "the topology never came up"
+        state = _run_state_of(proc)
+        assert state is not None
+        time.sleep(1.0)  # inside the first cells
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not any(_alive(p.pid) for p in state.processes), proc.stdout.read().decode()[-2000:]
+    assert not state.directory.exists()
+    assert list((tmp_path / "runs").glob("*.jsonl")), "rows recorded before the interrupt are kept"
+
+
+def test_killed_run_is_cleaned_up() -> None:
+    """SIGKILL gives the run no chance to clean up: the kernel's parent-death signal and the reaper do."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from lab.backends.native import NativeBackend; import time; NativeBackend().start(); time.sleep(600)"],
+        cwd=ROOT,
+    )
+    try:
+        assert _wait_for(lambda: _run_state_of(proc) is not None)
+        state = _run_state_of(proc)
+        assert state is not None
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _wait_for(lambda: not any(_alive(p.pid) for p in state.processes), 10)
+    reaped = reap_stale()
+    assert any(state.run_id in line for line in reaped)
+    assert not state.directory.exists()
+
+
+def test_reaper_stops_processes_of_a_dead_owner(tmp_path: Path) -> None:
+    """Without the parent-death signal (a server that ignored it, another kernel): the reaper still stops it."""
+    state = RunState.create(persistent=False, base=tmp_path)
+    server = spawn("sleeper", ["sleep", "300"], run_as(), state.directory / "sleep.log", signal.SIGTERM, None,
+                   env={"POOLER_LAB_RUN": str(state.directory)})
+    state.add_process("sleeper", server.pid, signal.SIGTERM)
+    state.owner_pid, state.owner_start = 1, -1  # an owner that is certainly not alive as recorded
+    state.save()
+    assert _alive(server.pid)
+    reaped = reap_stale(tmp_path)
+    server.popen.wait(timeout=10)
+    assert reaped and "sleeper" in reaped[0]
+    assert not state.directory.exists()
+
+
+def test_up_status_down() -> None:
+    env = {**os.environ}
+    up = subprocess.run([sys.executable, "-m", "lab", "up"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert up.returncode == 0, up.stderr
+    try:
+        status = json.loads(subprocess.run([sys.executable, "-m", "lab", "status", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout)
+        mine = [r for r in status if r["persistent"]]
+        assert mine and all(p["alive"] for p in mine[-1]["processes"])
+        dsn = mine[-1]["topology"]["endpoints"]["pgbouncer-session"]
+        with psycopg.connect(host=dsn["host"], port=dsn["port"], user=dsn["user"], password=dsn["password"], dbname="postgres") as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        down = subprocess.run([sys.executable, "-m", "lab", "down"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert down.returncode == 0
+    pids = [p["pid"] for p in mine[-1]["processes"]]
+    assert _wait_for(lambda: not any(_alive(p) for p in pids), 10)
