@@ -9,6 +9,8 @@ what the server or pooler actually answered, not just which wrapper caught it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -53,6 +55,17 @@ class PhaseError(Exception):
         super().__init__(f"{phase}: {cause!r}")
         self.phase = phase
         self.cause = cause
+
+
+@contextmanager
+def in_phase(phase: Phase) -> Iterator[None]:
+    """Marks what fails inside as having failed in `phase` (a COMMIT the pooler broke, say)."""
+    try:
+        yield
+    except PhaseError:
+        raise
+    except Exception as exc:
+        raise PhaseError(phase, exc) from exc
 
 
 class WrongResult(Exception):

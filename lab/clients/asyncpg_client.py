@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from lab.clients.base import Client, Rows, Step, to_dollar
-from lab.outcome import PhaseError
+from lab.outcome import in_phase
 
 
 class AsyncpgClient(Client):
@@ -39,10 +39,8 @@ class AsyncpgClient(Client):
             except BaseException:
                 await tx.rollback()
                 raise
-            try:
+            with in_phase("commit"):
                 await tx.commit()
-            except Exception as exc:
-                raise PhaseError("commit", exc) from exc
         return results
 
     async def close(self) -> None:

@@ -16,7 +16,7 @@ import psycopg2
 import psycopg2.pool
 
 from lab.clients.base import Client, Rows, Step, to_pyformat
-from lab.outcome import PhaseError
+from lab.outcome import in_phase
 
 
 class Psycopg2Client(Client):
@@ -42,10 +42,8 @@ class Psycopg2Client(Client):
                     sql, params = step(results)
                     cur.execute(to_pyformat(sql), params)
                     results.append(cur.fetchall())
-            try:
+            with in_phase("commit"):
                 conn.commit()
-            except Exception as exc:
-                raise PhaseError("commit", exc) from exc
         except BaseException:
             if not conn.closed:
                 conn.rollback()

@@ -18,7 +18,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from lab.clients.base import Client, Rows, Step, to_pyformat
-from lab.outcome import PhaseError
+from lab.outcome import in_phase
 
 
 class _Keep(logging.Handler):
@@ -79,10 +79,8 @@ class PsycopgAsyncClient(Client):
                     sql, params = step(results)
                     cur = await conn.execute(to_pyformat(sql), params)
                     results.append(await cur.fetchall())
-                try:
+                with in_phase("commit"):
                     await conn.commit()
-                except Exception as exc:
-                    raise PhaseError("commit", exc) from exc
         return results
 
     async def close(self) -> None:
@@ -132,10 +130,8 @@ class PsycopgSyncClient(Client):
             for step in steps:
                 sql, params = step(results)
                 results.append(conn.execute(to_pyformat(sql), params).fetchall())
-            try:
+            with in_phase("commit"):
                 conn.commit()
-            except Exception as exc:
-                raise PhaseError("commit", exc) from exc
         return results
 
     async def transaction(self, steps: Sequence[Step]) -> list[Rows]:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from lab.clients.base import Client, Rows, Step
-from lab.outcome import PhaseError
+from lab.outcome import in_phase
 
 
 class SqlalchemyAsyncpgClient(Client):
@@ -43,10 +43,8 @@ class SqlalchemyAsyncpgClient(Client):
             for step in steps:
                 sql, params = step(results)
                 results.append([tuple(r) for r in (await conn.execute(text(sql), params)).all()])
-            try:
+            with in_phase("commit"):
                 await conn.commit()
-            except Exception as exc:
-                raise PhaseError("commit", exc) from exc
         return results
 
     async def close(self) -> None:
