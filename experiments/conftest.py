@@ -6,7 +6,9 @@ with the valid ones), the backend, the per-cell time limit and repeats.
 
 from __future__ import annotations
 
+import os
 import signal
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,9 @@ from lab.backends.native import NativeBackend
 from lab.cells import Cell, matrix
 from lab.errors import LabError
 from lab.expectations import Expectation, load
+from lab.network import Network
+from lab.rest_clients import trust_bundle, use_trust_bundle
+from lab.rtt_model import negotiated_tls
 from lab.rows import Row, RowWriter
 from lab.runner import DEFAULT_CELL_TIMEOUT, DEFAULT_REPEATS
 from lab.runstate import RunState, all_runs, new_run_id
@@ -29,6 +34,16 @@ def _names(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+def _rtts(value: str) -> list[float]:
+    try:
+        rtts = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise pytest.UsageError(f"--lab-rtts {value!r}: give round-trip times in ms, like 0,5,20,50") from None
+    if not rtts or any(r < 0 for r in rtts):
+        raise pytest.UsageError(f"--lab-rtts {value!r}: round-trip times must be 0 or more")
+    return rtts
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pooler-lab")
     group.addoption("--lab-backend", default="native", choices=["native", "attach"],
@@ -38,6 +53,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lab-scenarios", help="comma-separated scenarios (default: all)")
     group.addoption("--lab-cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, help="seconds before a cell is a timeout")
     group.addoption("--lab-repeats", type=int, default=DEFAULT_REPEATS, help="times each cell's workload is repeated")
+    group.addoption("--lab-rtts", type=_rtts, default=[0.0, 5.0, 20.0, 50.0],
+                    help="comma-separated injected round-trip times in ms for the network benchmarks (default: 0,5,20,50)")
+    group.addoption("--lab-network", default="reference", choices=["reference", "all", "none"],
+                    help="network benchmarks: REST clients plus reference PostgreSQL paths (default), every client, or none")
     group.addoption("--lab-run-id", help="name of this run's result file (default: generated)")
     group.addoption("--lab-results", default=str(RESULTS_DIR), help="directory result rows are written to")
 
@@ -72,8 +91,14 @@ def run_id(pytestconfig: pytest.Config) -> str:
     return pytestconfig.getoption("--lab-run-id") or new_run_id()
 
 
+@dataclass
+class LabRun:
+    topology: Topology
+    state: RunState  # where this session's own processes (delay proxies) are recorded
+
+
 @pytest.fixture(scope="session")
-def lab_topology(pytestconfig: pytest.Config, run_id: str):  # type: ignore[no-untyped-def]
+def lab_run(pytestconfig: pytest.Config, run_id: str):  # type: ignore[no-untyped-def]
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
 
     def say(msg: str) -> None:
@@ -86,7 +111,11 @@ def lab_topology(pytestconfig: pytest.Config, run_id: str):  # type: ignore[no-u
             pytest.exit("--lab-backend attach: no topology is up; start one with `python -m lab up`", returncode=4)
         topo = Topology.from_dict(running[-1].topology)  # type: ignore[arg-type]
         say(f"attached to run {topo.run_id}")
-        yield topo
+        own = RunState.create(persistent=False)
+        try:
+            yield LabRun(topo, own)
+        finally:
+            own.stop()
         return
     backend = NativeBackend(progress=say, run_id=run_id)
     try:
@@ -98,10 +127,45 @@ def lab_topology(pytestconfig: pytest.Config, run_id: str):  # type: ignore[no-u
         backend.stop()
         raise
     try:
-        yield topo
+        assert backend.state is not None
+        yield LabRun(topo, backend.state)
     finally:
         backend.stop()
         say("topology stopped")
+
+
+@pytest.fixture(scope="session")
+def lab_topology(lab_run: LabRun) -> Topology:
+    return lab_run.topology
+
+
+@pytest.fixture(scope="session")
+def lab_network(lab_run: LabRun):  # type: ignore[no-untyped-def]
+    network = Network(lab_run.state)
+    try:
+        yield network
+    finally:
+        network.stop()
+
+
+@pytest.fixture(scope="session")
+def rest_trust(lab_run: LabRun):  # type: ignore[no-untyped-def]
+    """SSL_CERT_FILE for the session: how unmodified REST clients come to trust the run's CA."""
+    rest = lab_run.topology.endpoints.get("rest")
+    if rest is None or rest.ca_file is None:
+        pytest.skip("this topology has no REST tier")
+    before = os.environ.get("SSL_CERT_FILE")
+    use_trust_bundle(trust_bundle(rest.ca_file, lab_run.state.directory))
+    assert rest.tls_port is not None
+    # the negotiated TLS version decides how many round trips a handshake costs (lab.rtt_model)
+    rest = replace(rest, facts={**rest.facts, "tls_version": negotiated_tls(rest.host, rest.tls_port, rest.ca_file)})
+    try:
+        yield rest
+    finally:
+        if before is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = before
 
 
 @pytest.fixture(scope="session")

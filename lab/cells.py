@@ -23,8 +23,8 @@ class Cell:
 
 
 def topology_names() -> list[str]:
-    """From compose/: the topologies exist before anything is started."""
-    return [s.topology for s in load().services.values()]
+    """The PostgreSQL topologies, from compose/: they exist before anything is started."""
+    return [s.topology for s in load().services.values() if s.role in ("server", "pooler")]
 
 
 def matrix(

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from lab import COMPOSE_DIR, RESULTS_DIR, ROOT
 from lab.errors import LabError
+from lab.runner import DEFAULT_CELL_TIMEOUT, DEFAULT_REPEATS
 
 console = Console(stderr=True)
 
@@ -41,18 +42,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"--lab-results={results}",
         f"--lab-cell-timeout={args.cell_timeout}",
         f"--lab-repeats={args.repeats}",
+        f"--lab-rtts={args.rtts}",
+        f"--lab-network={args.network}",
         "-rfE",
     ]
     for opt, value in (("--lab-clients", args.clients), ("--lab-topologies", args.topologies), ("--lab-scenarios", args.scenarios)):
         if value:
             pytest_args.append(f"{opt}={value}")
     pytest_args += args.pytest_args
-    console.print(f"[bold]pooler-lab run {run_id}[/]: {len(cells)} matrix cells, plus latency benchmarks")
+    console.print(f"[bold]pooler-lab run {run_id}[/]: {len(cells)} matrix cells, the REST tier, latency and network benchmarks")
     started = time.monotonic()
     code = pytest.main(pytest_args)
     elapsed = time.monotonic() - started
     print_summary(results / "runs" / f"{run_id}.jsonl", Console())
-    console.print(f"finished in {elapsed:.1f}s (bring-up, {len(cells)} cells, benchmarks, teardown); pytest exit code {int(code)}")
+    console.print(f"finished in {elapsed:.1f}s (bring-up, {len(cells)} matrix cells, REST, benchmarks, teardown); pytest exit code {int(code)}")
     return int(code)
 
 
@@ -147,6 +150,18 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from lab.report.build import write_report
+
+    sources = [Path(p) for p in args.rows] if args.rows else [Path(args.results) / "latest.jsonl"]
+    missing = [str(p) for p in sources if not p.exists()]
+    if missing:
+        raise LabError(f"no result rows at {', '.join(missing)}; run `./pooler-lab run` first, or pass --rows FILE")
+    md, html = write_report(sources, Path(args.results))
+    console.print(f"wrote {md} and {html}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from lab.cells import topology_names
     from lab.clients import CLIENTS
@@ -173,8 +188,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--clients", help="comma-separated client configurations (default: all; see `list`)")
     run.add_argument("--topologies", help="comma-separated topologies (default: all)")
     run.add_argument("--scenarios", help="comma-separated scenarios (default: all)")
-    run.add_argument("--cell-timeout", type=float, default=10.0, help="seconds before a cell's outcome is `timeout`")
-    run.add_argument("--repeats", type=int, default=3, help="times each cell's workload is repeated")
+    run.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, help="seconds before a cell's outcome is `timeout`")
+    run.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="times each cell's workload is repeated")
+    run.add_argument("--rtts", default="0,5,20,50", help="injected round-trip times (ms) for the network benchmarks")
+    run.add_argument("--network", default="reference", choices=["reference", "all", "none"],
+                     help="network benchmark paths: REST clients + reference PostgreSQL paths, every client, or none")
     run.add_argument("--results", default=str(RESULTS_DIR), help="where rows and benchmark JSON go")
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
     run.set_defaults(func=cmd_run)
@@ -192,6 +210,11 @@ def parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="render compose/'s config templates for `docker compose`")
     render.add_argument("--out", default=str(COMPOSE_DIR / ".rendered"))
     render.set_defaults(func=cmd_render)
+
+    report = sub.add_parser("report", help="build results/report.md and report.html from result rows")
+    report.add_argument("--rows", nargs="*", help="row files (default: results/latest.jsonl)")
+    report.add_argument("--results", default=str(RESULTS_DIR), help="where the report and plots are written")
+    report.set_defaults(func=cmd_report)
 
     sub.add_parser("list", help="list client configurations, topologies and scenarios").set_defaults(func=cmd_list)
     return p

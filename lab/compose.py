@@ -33,7 +33,14 @@ INTEGER_SETTINGS = {
     "LAB_DIRECT_PORT": 1,
     "LAB_TRANSACTION_PORT": 1,
     "LAB_SESSION_PORT": 1,
+    "POSTGREST_POOL_SIZE": 1,
+    "LAB_REST_HTTP_PORT": 1,
+    "LAB_REST_HTTPS_PORT": 1,
+    "LAB_POSTGREST_PORT": 1,
 }
+
+#: The mount that carries the run's generated TLS files rather than a template.
+TLS_MOUNT = "tls"
 
 
 def interpolate(text: str, env: Mapping[str, str], where: str = "compose file") -> str:
@@ -94,12 +101,24 @@ class Mount:
 @dataclass(frozen=True)
 class Service:
     name: str
-    role: str  # "server" | "pooler"
+    role: str  # "server" | "pooler" | "rest" | "gateway"
     topology: str  # the topology name clients use to reach this service
-    container_port: int
+    container_ports: tuple[int, ...]  # the first is the service's main port; a second, its TLS port
     environment: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     mounts: tuple[Mount, ...] = ()
+
+    @property
+    def container_port(self) -> int:
+        return self.container_ports[0]
+
+    @property
+    def stand_in(self) -> str | None:
+        return self.labels.get("lab.stand_in")
+
+    @property
+    def templated_mounts(self) -> tuple[Mount, ...]:
+        return tuple(m for m in self.mounts if m.rendered != TLS_MOUNT)
 
     @property
     def pool_mode(self) -> str | None:
@@ -125,11 +144,16 @@ class ComposeTopology:
     def poolers(self) -> list[Service]:
         return [s for s in self.services.values() if s.role == "pooler"]
 
+    def with_role(self, role: str) -> list[Service]:
+        return [s for s in self.services.values() if s.role == role]
+
     def by_topology(self) -> dict[str, Service]:
         return {s.topology: s for s in self.services.values()}
 
 
 _RENDERED_MARK = "\0rendered\0"
+#: Per-run values the compose file requires; `lab render` writes them to secrets.env.
+SECRET_NAMES = ("LAB_SUPERUSER_PASSWORD", "LAB_AUTHENTICATOR_PASSWORD", "LAB_JWT_SECRET")
 
 
 def _parse_mount(spec: str, service: str) -> Mount | None:
@@ -139,10 +163,10 @@ def _parse_mount(spec: str, service: str) -> Mount | None:
     return Mount(rendered=parts[0][len(_RENDERED_MARK):].lstrip("/"), target=parts[1])
 
 
-def _container_port(ports: list[str], service: str) -> int:
+def _container_ports(ports: list[str], service: str) -> tuple[int, ...]:
     if not ports:
         raise ConfigError(f"{COMPOSE_FILE}: service {service} publishes no port")
-    return int(str(ports[0]).rsplit(":", 1)[1].split("/")[0])
+    return tuple(int(str(p).rsplit(":", 1)[1].split("/")[0]) for p in ports)
 
 
 def load(compose_dir: Path = COMPOSE_DIR, secrets: Mapping[str, str] | None = None) -> ComposeTopology:
@@ -153,7 +177,8 @@ def load(compose_dir: Path = COMPOSE_DIR, secrets: Mapping[str, str] | None = No
     """
     settings = load_settings(compose_dir)
     env = {**settings, **(secrets or {}), "LAB_RENDERED_DIR": _RENDERED_MARK}
-    env.setdefault("LAB_SUPERUSER_PASSWORD", "unset")
+    for name in SECRET_NAMES:
+        env.setdefault(name, "unset")
     path = compose_dir / COMPOSE_FILE
     try:
         raw = yaml.safe_load(path.read_text())
@@ -170,7 +195,7 @@ def load(compose_dir: Path = COMPOSE_DIR, secrets: Mapping[str, str] | None = No
             name=name,
             role=labels["lab.role"],
             topology=labels["lab.topology"],
-            container_port=_container_port(body.get("ports", []), name),
+            container_ports=_container_ports(body.get("ports", []), name),
             environment={str(k): str(v) for k, v in (body.get("environment") or {}).items()},
             labels=labels,
             mounts=mounts,

@@ -11,7 +11,7 @@ from lab.clients.base import Client
 from lab.outcome import OK, Outcome, PhaseError, classify
 from lab.scenarios import Scenario
 
-DEFAULT_REPEATS = 3
+DEFAULT_REPEATS = 2
 DEFAULT_CELL_TIMEOUT = 10.0
 POOL_SIZE = 4
 STAGGER_S = (0.0, 0.002, 0.0005, 0.003, 0.001)

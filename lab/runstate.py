@@ -144,6 +144,8 @@ def reap_stale(base: Path | None = None) -> list[str]:
 
 # postgres: SIGINT is "fast shutdown" (disconnect clients, no waiting);
 # pgbouncer: SIGINT is "safe shutdown" and waits for clients, SIGTERM exits at once.
-STOP_SIGNALS = {"postgres": signal.SIGINT, "pgbouncer": signal.SIGTERM}
+# nginx: SIGTERM is "fast shutdown", SIGQUIT graceful. The lab's own Python servers
+# (stand-in, delay proxies) stop on SIGTERM.
+STOP_SIGNALS = {"postgres": signal.SIGINT, "pgbouncer": signal.SIGTERM, "nginx": signal.SIGTERM, "proxy": signal.SIGTERM}
 # if the owning process dies: postgres SIGQUIT is "immediate shutdown".
-DEATH_SIGNALS = {"postgres": signal.SIGQUIT, "pgbouncer": signal.SIGTERM}
+DEATH_SIGNALS = {"postgres": signal.SIGQUIT, "pgbouncer": signal.SIGTERM, "nginx": signal.SIGTERM, "proxy": signal.SIGTERM}

@@ -7,7 +7,7 @@ which versions, which backend, which stand-in), so a row always says what produc
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -22,13 +22,30 @@ class Endpoint:
     database: str
     user: str
     password: str
-    facts: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)  # copied into every row: nothing secret here
+    tls_port: int | None = None  # HTTP endpoints: where https is served
+    keys: dict[str, str] = field(default_factory=dict)  # REST endpoints: Supabase-style API keys by role
+    ca_file: str | None = None  # the run's CA, to verify TLS against
 
-    def dsn(self, user: str | None = None, password: str | None = None) -> str:
-        """A libpq URL, the form the RCA's DATABASE_URL has."""
+    def dsn(self, user: str | None = None, password: str | None = None, tls: bool = False) -> str:
+        """A libpq URL, the form the RCA's DATABASE_URL has; tls=True asks for sslmode=require."""
         u = quote(user or self.user, safe="")
         p = quote(password if password is not None else self.password, safe="")
-        return f"postgresql://{u}:{p}@{self.host}:{self.port}/{quote(self.database, safe='')}"
+        url = f"postgresql://{u}:{p}@{self.host}:{self.port}/{quote(self.database, safe='')}"
+        return url + ("?sslmode=require" if tls else "?sslmode=disable")
+
+    def url(self, tls: bool = False) -> str:
+        """The base URL of an HTTP endpoint, as SUPABASE_URL (the REST path is added by clients)."""
+        if tls:
+            assert self.tls_port is not None, f"{self.topology} has no TLS port"
+            return f"https://{self.host}:{self.tls_port}"
+        return f"http://{self.host}:{self.port}"
+
+    def with_network(self, rtt_ms: float, port: int | None = None, tls_port: int | None = None) -> "Endpoint":
+        """The same endpoint reached through delay proxies listening on other ports."""
+        return replace(
+            self, port=port or self.port, tls_port=tls_port or self.tls_port, facts={**self.facts, "rtt_ms": rtt_ms, "delay_proxy": True}
+        )
 
 
 @dataclass(frozen=True)

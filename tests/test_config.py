@@ -19,15 +19,18 @@ CREDS = Credentials(superuser_password="su-secret", app_password="app-secret")
 def _native(tmp_path: Path) -> dict[str, Path]:
     topo = load()
     ports = {name: 40000 + i for i, name in enumerate(topo.services)}
-    return render(topo, Placement.native(topo, ports, tmp_path, tmp_path / "sock"), CREDS, tmp_path)
+    tls_ports = {"nginx": 41000}
+    return render(topo, Placement.native(topo, ports, tls_ports, tmp_path, tmp_path / "sock", tmp_path / "state"), CREDS, tmp_path)
 
 
 def test_every_mounted_file_is_rendered_without_placeholders(tmp_path: Path) -> None:
     written = _native(tmp_path)
     compose = yaml.safe_load((COMPOSE_DIR / "docker-compose.yml").read_text())
-    mounts = [v for svc in compose["services"].values() for v in svc.get("volumes", [])]
-    assert len(written) == len(mounts) == 6
-    for path in written.values():
+    mounts = [v for svc in compose["services"].values() for v in svc.get("volumes", []) if "/tls:" not in v]
+    templates = {k: p for k, p in written.items() if not k.startswith("tls/")}
+    assert len(templates) == len(mounts) == 7
+    assert {"tls/ca.crt", "tls/server.crt", "tls/server.key"} <= set(written)
+    for path in templates.values():
         text = path.read_text()
         assert "${" not in text, path
         assert path.stat().st_mode & 0o077 == 0, f"{path} holds passwords and must be private"
@@ -59,6 +62,10 @@ def test_docker_placement_uses_service_names_and_container_paths(tmp_path: Path)
     assert "listen_port = 6543" in tx
     assert "auth_file = /etc/pgbouncer/userlist.txt" in tx
     assert "listen_port = 5432" in written["pgbouncer-session/pgbouncer.ini"].read_text()
+    nginx = written["nginx/nginx.conf"].read_text()
+    assert "listen *:8000;" in nginx and "listen *:8443 ssl;" in nginx and "server postgrest:3000;" in nginx
+    assert "ssl_certificate /etc/lab-tls/server.crt;" in nginx
+    assert "proxy_set_header Host $host;" in nginx  # nginx's own variables survive rendering
 
 
 def test_placeholder_without_value_names_file_and_placeholder(tmp_path: Path) -> None:

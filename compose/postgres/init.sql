@@ -1,4 +1,12 @@
 -- Schema and roles of the lab (a template: lab.config fills its placeholders per run).
+-- The roles Supabase uses for its REST tier: PostgREST logs in as authenticator
+-- (NOINHERIT: it has no rights of its own) and switches to the JWT's role.
+CREATE ROLE anon NOLOGIN;
+CREATE ROLE service_role NOLOGIN BYPASSRLS;
+CREATE ROLE ${AUTHENTICATOR_USER} LOGIN NOINHERIT PASSWORD '${AUTHENTICATOR_PASSWORD}';
+GRANT anon, service_role TO ${AUTHENTICATOR_USER};
+GRANT USAGE ON SCHEMA public TO anon, service_role;
+
 -- The application logs in as a plain role, not a superuser: superusers are exempt
 -- from part of max_connections, and Supabase applications are not superusers either.
 CREATE ROLE ${APP_USER} LOGIN PASSWORD '${APP_PASSWORD}';
@@ -7,6 +15,12 @@ GRANT CREATE, USAGE ON SCHEMA public TO ${APP_USER};
 CREATE TABLE lab_items (
     id         bigserial PRIMARY KEY,
     payload    text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    -- who inserted, as the server saw it: the REST tier must have switched to the
+    -- JWT's role and published its claims (PostgREST's per-request settings)
+    inserted_by text NOT NULL DEFAULT current_user,
+    jwt_role   text DEFAULT (current_setting('request.jwt.claims', true)::json ->> 'role')
 );
 ALTER TABLE lab_items OWNER TO ${APP_USER};
+GRANT SELECT, INSERT ON lab_items TO anon, service_role;
+GRANT USAGE ON SEQUENCE lab_items_id_seq TO anon, service_role;

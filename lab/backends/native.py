@@ -1,30 +1,37 @@
-"""The compose topology as local processes: real PostgreSQL and PgBouncer on 127.0.0.1.
+"""The compose topology as local processes: real PostgreSQL, PgBouncer and nginx on 127.0.0.1.
 
 Everything comes from compose/: the services, their roles and pool settings, the
-initdb arguments, and the config files (rendered from the same templates the Docker
-backend mounts). Only placement differs: free ports, a per-run directory, a socket
-directory, and the binaries from the Debian packages instead of images.
+initdb arguments, PostgREST's environment, and the config files (rendered from the
+same templates the Docker backend mounts). Only placement differs: free ports, a
+per-run directory, and binaries from the Debian packages instead of images. A
+service whose binary no registry here provides (PostgREST) runs the module its
+`lab.stand_in` label names, with the service's own environment.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
 import shlex
 import shutil
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 from lab import COMPOSE_DIR
 from lab.compose import ComposeTopology, Service, load
-from lab.config import Credentials, Placement, render
+from lab.config import Credentials, Placement, api_keys, render
 from lab.errors import MissingDependency, StartupError
 from lab.ports import HOST, ensure_free, free_port
-from lab.processes import RunAs, Server, give_to, run, run_as, spawn
+from lab.processes import RunAs, Server, give_to, run, run_as, run_as_self, spawn
 from lab.runstate import DEATH_SIGNALS, STOP_SIGNALS, RunState, reap_stale
 from lab.topology import Endpoint, Topology
 
@@ -34,9 +41,11 @@ Progress = Callable[[str], None]
 
 def postgres_bindir() -> Path:
     """The newest PostgreSQL server binaries installed (Debian keeps them off PATH)."""
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0
-    )
+    def major(path: str) -> int:
+        part = Path(path).parts[-3]
+        return int(part) if part.isdigit() else 0
+
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=major)
     if candidates:
         return Path(candidates[-1]).parent
     initdb = shutil.which("initdb")
@@ -48,36 +57,62 @@ def postgres_bindir() -> Path:
     )
 
 
-def pgbouncer_binary() -> Path:
-    found = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.access("/usr/sbin/pgbouncer", os.X_OK) else None)
+def _system_binary(name: str, package: str) -> Path:
+    found = shutil.which(name) or (f"/usr/sbin/{name}" if os.access(f"/usr/sbin/{name}", os.X_OK) else None)
     if not found:
-        raise MissingDependency(
-            "pgbouncer not found; install it with `sudo apt-get install pgbouncer` (./pooler-lab does this for you)"
-        )
+        raise MissingDependency(f"{name} not found; install it with `sudo apt-get install {package}` (./pooler-lab does this for you)")
     return Path(found)
 
 
+def pgbouncer_binary() -> Path:
+    return _system_binary("pgbouncer", "pgbouncer")
+
+
+def nginx_binary() -> Path:
+    return _system_binary("nginx", "nginx")
+
+
 def binary_version(binary: Path) -> str:
-    """`pgbouncer --version` → 'PgBouncer 1.18.0' → '1.18.0'."""
-    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10).stdout
-    return out.splitlines()[0].split()[-1] if out.strip() else "unknown"
+    """`pgbouncer --version` → 'PgBouncer 1.18.0' → '1.18.0'; `nginx -v` → 'nginx/1.22.1' → '1.22.1'."""
+    flag = "-v" if binary.name == "nginx" else "--version"
+    done = subprocess.run([str(binary), flag], capture_output=True, text=True, timeout=10)
+    first = (done.stdout or done.stderr).strip().splitlines()
+    match = re.search(r"(\d+\.\d+(?:\.\d+)?)", first[0]) if first else None
+    return match.group(1) if match else "unknown"
 
 
-def _wait_ready(server: Server, conninfo: str, what: str, timeout: float = READY_TIMEOUT) -> psycopg.Connection:
-    """Until a real login and query succeed: an open port is not a ready server."""
+def wait_ready(server: Server, probe: Callable[[], object], what: str, timeout: float = READY_TIMEOUT) -> object:
+    """Until a real request succeeds: an open port is not a ready server."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         if not server.alive():
             raise StartupError(f"{what} exited during start-up (code {server.popen.returncode}); its log ends:\n{server.log_tail()}")
         try:
-            conn = psycopg.connect(conninfo, connect_timeout=2, autocommit=True, prepare_threshold=None)
-            conn.execute("SELECT 1")
-            return conn
-        except psycopg.Error as exc:
+            return probe()
+        except (psycopg.Error, OSError, urllib.error.URLError) as exc:
             last = exc
             time.sleep(0.1)
     raise StartupError(f"{what} not ready after {timeout:.0f}s (last error: {last}); its log ends:\n{server.log_tail()}")
+
+
+def _pg_probe(port: int, user: str, password: str) -> Callable[[], psycopg.Connection]:
+    def probe() -> psycopg.Connection:
+        conn = psycopg.connect(
+            host=HOST, port=port, user=user, password=password, dbname="postgres", connect_timeout=2, autocommit=True, prepare_threshold=None
+        )
+        conn.execute("SELECT 1")
+        return conn
+
+    return probe
+
+
+def _http_probe(url: str, headers: dict[str, str] | None = None) -> Callable[[], int]:
+    def probe() -> int:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2) as resp:
+            return resp.status
+
+    return probe
 
 
 class NativeBackend:
@@ -100,6 +135,7 @@ class NativeBackend:
         self.progress = progress or (lambda msg: None)
         self.state: RunState | None = None
         self.servers: list[Server] = []
+        self.owner: RunAs | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> Topology:
@@ -115,20 +151,24 @@ class NativeBackend:
     def start(self) -> Topology:
         for line in reap_stale():
             self.progress(f"cleaned up after a killed run: {line}")
-        bindir, pgbouncer = postgres_bindir(), pgbouncer_binary()
+        bindir, pgbouncer, nginx = postgres_bindir(), pgbouncer_binary(), nginx_binary()
         creds = Credentials.generate()
-        topo = load(self.compose_dir)
-        ports = self._ports(topo)
-        owner = run_as()
+        topo = load(self.compose_dir, creds.compose_secrets())
+        ports, tls_ports = self._ports(topo)
+        self.owner = owner = run_as()
         self.state = state = RunState.create(persistent=self.persistent, run_id=self.run_id)
         rundir = state.directory
-        rendered, logs, sockets, data = rundir / "config", rundir / "logs", rundir / "sockets", rundir / "data"
-        for d in (rendered, logs, sockets):
+        rendered, logs, sockets, data, states = (rundir / d for d in ("config", "logs", "sockets", "data", "state"))
+        for d in (rendered, logs, sockets, states):
             d.mkdir()
-        render(topo, Placement.native(topo, ports, rendered, sockets), creds, rendered)
-        give_to(owner, rendered, logs, sockets)
-        os.chown(rundir, owner.uid, owner.gid) if owner.switches else None
+        for svc in topo.services.values():
+            (states / svc.name).mkdir()
+        render(topo, Placement.native(topo, ports, tls_ports, rendered, sockets, states), creds, rendered)
+        give_to(owner, rendered, logs, sockets, states)
+        if owner.switches:
+            os.chown(rundir, owner.uid, owner.gid)
 
+        # -- the server ---------------------------------------------------------------
         server_svc = topo.server
         t0 = time.monotonic()
         self._initdb(bindir, server_svc, creds, data, logs, owner)
@@ -136,49 +176,55 @@ class NativeBackend:
         pg = self._spawn(
             "postgres",
             [str(bindir / "postgres"), "-D", str(data), "-c", f"config_file={rendered / server_svc.name / 'postgresql.conf'}"],
-            owner,
             logs,
         )
-        admin = _wait_ready(pg, self._conninfo(ports[server_svc.name], creds.superuser, creds.superuser_password), "postgres")
+        admin = wait_ready(pg, _pg_probe(ports[server_svc.name], creds.superuser, creds.superuser_password), "postgres")
+        assert isinstance(admin, psycopg.Connection)
         with admin:
-            init_sql = (rendered / server_svc.name / "init.sql").read_text()
-            admin.execute(init_sql.encode())
-            server_version = admin.execute("SHOW server_version").fetchone()[0]
+            admin.execute((rendered / server_svc.name / "init.sql").read_text().encode())
+            server_version = str(admin.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
         self.progress(f"postgres {server_version} ready on {HOST}:{ports[server_svc.name]}")
+        base = {"backend": self.name, "server_version": server_version}
+        endpoints = {server_svc.topology: self._pg_endpoint(server_svc, ports, creds, {**base, "pooler": None, "pool_mode": None})}
 
+        # -- the poolers --------------------------------------------------------------
         pooler_version = binary_version(pgbouncer)
-        endpoints = {
-            server_svc.topology: self._endpoint(server_svc, ports, creds, {"server_version": server_version}),
-        }
         for svc in topo.poolers:
-            proc = self._spawn(svc.name, [str(pgbouncer), str(rendered / svc.name / "pgbouncer.ini")], owner, logs, kind="pgbouncer")
-            _wait_ready(proc, self._conninfo(ports[svc.name], creds.app_user, creds.app_password), svc.name).close()
-            endpoints[svc.topology] = self._endpoint(
-                svc,
-                ports,
-                creds,
-                {
-                    "server_version": server_version,
-                    "pooler": "pgbouncer",
-                    "pooler_version": pooler_version,
-                    "pool_mode": svc.pool_mode,
-                    "pool_size": svc.pool_size,
-                },
-            )
+            proc = self._spawn(svc.name, [str(pgbouncer), str(rendered / svc.name / "pgbouncer.ini")], logs, kind="pgbouncer")
+            wait_ready(proc, _pg_probe(ports[svc.name], creds.app_user, creds.app_password), svc.name).close()  # type: ignore[attr-defined]
+            facts = {**base, "pooler": "pgbouncer", "pooler_version": pooler_version, "pool_mode": svc.pool_mode, "pool_size": svc.pool_size}
+            endpoints[svc.topology] = self._pg_endpoint(svc, ports, creds, facts)
             self.progress(f"pgbouncer {pooler_version} ({svc.pool_mode} mode) ready on {HOST}:{ports[svc.name]}")
+
+        # -- the REST tier: stand-in for PostgREST, nginx in front -----------------------
+        keys = api_keys(creds)
+        for svc in topo.with_role("rest"):
+            rest_facts = self._start_rest(svc, topo, ports, logs)
+        for svc in topo.with_role("gateway"):
+            proc = self._spawn(
+                svc.name,
+                [str(nginx), "-e", "stderr", "-p", str(states / svc.name), "-c", str(rendered / svc.name / "nginx.conf")],
+                logs,
+                kind="nginx",
+            )
+            wait_ready(proc, _http_probe(f"http://{HOST}:{ports[svc.name]}/rest/v1/", {"apikey": keys["anon"]}), svc.name)
+            gateway = f"nginx {binary_version(nginx)}"
+            endpoints[svc.topology] = Endpoint(
+                topology=svc.topology, host=HOST, port=ports[svc.name], tls_port=tls_ports[svc.name], database="postgres",
+                user="", password="", keys=keys, ca_file=str(rendered / "tls" / "ca.crt"),
+                facts={**base, **rest_facts, "gateway": gateway, "path": "/rest/v1/"},
+            )
+            self.progress(f"{gateway} -> {rest_facts['rest_server']} ready on http://{HOST}:{ports[svc.name]} and https://{HOST}:{tls_ports[svc.name]}")
+
         topology = Topology(
-            run_id=state.run_id,
-            backend=self.name,
-            endpoints=endpoints,
-            superuser=creds.superuser,
-            superuser_password=creds.superuser_password,
+            run_id=state.run_id, backend=self.name, endpoints=endpoints, superuser=creds.superuser, superuser_password=creds.superuser_password
         )
         state.topology = topology.to_dict()
         state.save()
         return topology
 
     def stop(self) -> None:
-        """Stop every server of this run (also after a partial start) and remove its directory."""
+        """Stop every process of this run (also after a partial start) and remove its directory."""
         for server in reversed(self.servers):
             server.stop()
         self.servers.clear()
@@ -187,9 +233,10 @@ class NativeBackend:
             self.state = None
 
     # -- steps -----------------------------------------------------------------------
-    def _ports(self, topo: ComposeTopology) -> dict[str, int]:
+    def _ports(self, topo: ComposeTopology) -> tuple[dict[str, int], dict[str, int]]:
+        tls_ports = {s.name: free_port() for s in topo.services.values() if len(s.container_ports) > 1}
         if not self.fixed_ports:
-            return {name: free_port() for name in topo.services}
+            return {name: free_port() for name in topo.services}, tls_ports
         fixed = {
             "direct": int(topo.settings["LAB_DIRECT_PORT"]),
             "pgbouncer-transaction": int(topo.settings["LAB_TRANSACTION_PORT"]),
@@ -200,7 +247,7 @@ class NativeBackend:
             port = fixed.get(svc.topology) or free_port()
             ensure_free(port, f"{svc.name} ({svc.topology})")
             ports[svc.name] = port
-        return ports
+        return ports, tls_ports
 
     def _initdb(self, bindir: Path, svc: Service, creds: Credentials, data: Path, logs: Path, owner: RunAs) -> None:
         pwfile = data.parent / "pwfile"
@@ -219,26 +266,44 @@ class NativeBackend:
         finally:
             pwfile.unlink(missing_ok=True)
 
-    def _spawn(self, name: str, argv: list[str], owner: RunAs, logs: Path, kind: str = "postgres") -> Server:
-        assert self.state is not None
+    def _start_rest(self, svc: Service, topo: ComposeTopology, ports: dict[str, int], logs: Path) -> dict[str, object]:
+        """PostgREST's environment from the compose file, placed on this machine; the stand-in runs it."""
+        if not svc.stand_in:
+            raise MissingDependency(f"service {svc.name}: no native binary and no lab.stand_in label")
+        env = {k: v for k, v in svc.environment.items() if k.startswith("PGRST_")}
+        uri = urlsplit(env["PGRST_DB_URI"])
+        netloc = uri.netloc.rsplit("@", 1)[0] + f"@{HOST}:{ports[topo.server.name]}"
+        env.update(PGRST_DB_URI=urlunsplit(uri._replace(netloc=netloc)), PGRST_SERVER_HOST=HOST, PGRST_SERVER_PORT=str(ports[svc.name]))
+        proc = self._spawn(svc.name, [sys.executable, "-m", svc.stand_in], logs, kind="proxy", as_owner=False, extra_env=env)
+        wait_ready(proc, _http_probe(f"http://{HOST}:{ports[svc.name]}/"), f"{svc.name} stand-in")
+        from lab.standin import describe
+
+        return {"rest_server": describe(), "stand_in": True, "stand_in_for": svc.labels.get("lab.topology", svc.name)}
+
+    def _spawn(
+        self, name: str, argv: list[str], logs: Path, kind: str = "postgres", as_owner: bool = True, extra_env: dict[str, str] | None = None
+    ) -> Server:
+        """Servers that refuse root run as the lab user; the lab's own Python processes run as we do."""
+        assert self.state is not None and self.owner is not None
+        env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "POOLER_LAB_RUN": str(self.state.directory)}
+        if not as_owner:
+            env.update({k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "VIRTUAL_ENV", "HOME")})
+        env.update(extra_env or {})
         server = spawn(
             name,
             argv,
-            owner,
+            self.owner if as_owner else run_as_self(),
             logs / f"{name}.log",
             stop_signal=STOP_SIGNALS[kind],
             death_signal=None if self.persistent else DEATH_SIGNALS[kind],
-            env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "POOLER_LAB_RUN": str(self.state.directory)},
+            env=env,
         )
         self.servers.append(server)
         self.state.add_process(name, server.pid, int(server.stop_signal))
         return server
 
     @staticmethod
-    def _conninfo(port: int, user: str, password: str) -> str:
-        return psycopg.conninfo.make_conninfo(host=HOST, port=port, user=user, password=password, dbname="postgres")
-
-    def _endpoint(self, svc: Service, ports: dict[str, int], creds: Credentials, facts: dict) -> Endpoint:
+    def _pg_endpoint(svc: Service, ports: dict[str, int], creds: Credentials, facts: dict) -> Endpoint:
         return Endpoint(
             topology=svc.topology,
             host=HOST,
@@ -246,5 +311,8 @@ class NativeBackend:
             database=svc.environment.get("POSTGRES_DB", "postgres") if svc.role == "server" else "postgres",
             user=creds.app_user,
             password=creds.app_password,
-            facts={"backend": self.name, "service": svc.name, "pooler": None, "pool_mode": None, **facts},
+            facts={"service": svc.name, **facts},
         )
+
+
+

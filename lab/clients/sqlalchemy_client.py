@@ -25,7 +25,12 @@ class SqlalchemyAsyncpgClient(Client):
         return create_async_engine(self._url(), pool_size=5, max_overflow=10, pool_timeout=self.timeout)
 
     def _url(self) -> str:
-        return self.dsn.replace("postgresql://", self.scheme + "://", 1)
+        url = self.dsn.replace("postgresql://", self.scheme + "://", 1)
+        if self.scheme.endswith("+asyncpg"):
+            # SQLAlchemy hands URL query options to asyncpg.connect() as keywords; asyncpg
+            # calls libpq's sslmode `ssl` (SQLAlchemy's docs: "?ssl=require")
+            url = url.replace("sslmode=", "ssl=")
+        return url
 
     async def open(self) -> None:
         self.db = self.engine()

@@ -1,0 +1,129 @@
+"""The same single-row insert through REST and through PostgreSQL clients, across an injected
+network (claim C8): each round-trip time, TLS on and off. pytest-benchmark measures; every
+benchmark also writes a row (experiment "network") that `python -m lab report` turns into
+REST overhead per RTT beside the round-trip model (lab.rtt_model).
+
+    pytest experiments/test_network.py --lab-rtts=0,20 --lab-network=all
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from typing import Any
+
+import pytest
+
+from lab.clients import client_class
+from lab.expectations import Expectation, lookup
+from lab.network import Network
+from lab.outcome import OK, classify
+from lab.rest_clients import REST_CLIENTS
+from lab.rows import cell_row
+from lab.scenarios import insert_returning
+from lab.topology import Endpoint, Topology
+
+# The PostgreSQL paths measured by default: the RCA's driver straight to the server (the
+# reference "direct" of the REST overhead), and the configurations that work through each
+# pooler. --lab-network=all measures every client configuration on every topology.
+REFERENCE_PG_PATHS = (
+    ("asyncpg-default", "direct"),
+    ("asyncpg-default", "pgbouncer-session"),
+    ("asyncpg-no-cache", "pgbouncer-transaction"),
+)
+
+
+def _settle() -> None:
+    gc.collect()  # cheap: everything older than this test is frozen out of the collector's way
+
+
+def rounds_for(rtt_ms: float) -> int:
+    """Enough rounds for a stable median, fewer where each round costs more waiting."""
+    return 12 if rtt_ms < 10 else 6 if rtt_ms < 40 else 4
+
+
+def paths(config: pytest.Config) -> list[tuple[str, str, str]]:
+    mode = config.getoption("--lab-network")
+    if mode == "none":
+        return []
+    rest = [("rest", name, "rest") for name in REST_CLIENTS]
+    if mode == "all":
+        from lab.cells import topology_names
+        from lab.clients import CLIENTS
+
+        pg = [("pg", c, t) for t in topology_names() for c in CLIENTS]
+    else:
+        pg = [("pg", c, t) for c, t in REFERENCE_PG_PATHS]
+    return rest + pg
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:  # noqa: D103 - collected by pytest
+    if "net_path" not in metafunc.fixturenames:
+        return
+    rtts = metafunc.config.getoption("--lab-rtts")
+    cases = [(p, rtt, tls) for p in paths(metafunc.config) for rtt in rtts for tls in (False, True)]
+    metafunc.parametrize(
+        "net_path, rtt_ms, tls", cases, ids=[f"{p[1]}-{p[2]}-rtt{rtt:g}ms-{'tls' if tls else 'plain'}" for p, rtt, tls in cases]
+    )
+
+
+def test_insert_over_network(
+    net_path: tuple[str, str, str], rtt_ms: float, tls: bool, lab_topology: Topology, lab_network: Network,
+    expectations: list[Expectation], record_row, run_id: str, benchmark, request: pytest.FixtureRequest,
+) -> None:
+    kind, client_name, topology = net_path
+    endpoint: Endpoint = lab_topology.endpoint(topology)
+    if kind == "pg":
+        rule = lookup(expectations, client_name, topology, "insert-returning", endpoint.facts)
+        if rule.outcome != "ok":
+            pytest.skip(f"{client_name} through {topology} is expected to fail ({rule.describe()}); no latency measured")
+        cls: Any = client_class(client_name)
+    else:
+        endpoint = request.getfixturevalue("rest_trust")
+        cls = REST_CLIENTS[client_name]
+    target = lab_network.delayed(endpoint, rtt_ms)
+    loop = asyncio.new_event_loop()
+    client = cls(target.dsn(tls=tls), 1, timeout=10.0) if kind == "pg" else cls(target, tls)
+    samples: list[float] = []
+    counter = iter(range(10**9))
+
+    async def one() -> None:
+        if kind == "pg":
+            await insert_returning(client, 0, next(counter))
+        else:
+            reply = await client.insert({"payload": f"net-{next(counter)}"})
+            assert reply.ok, f"{client_name}: status {reply.status}, body {reply.body}"
+
+    def timed() -> None:
+        t0 = time.perf_counter()
+        loop.run_until_complete(one())
+        samples.append(time.perf_counter() - t0)
+
+    rounds, warmup = rounds_for(rtt_ms), 2
+    outcome = OK
+    try:
+        loop.run_until_complete(client.open())
+        benchmark.group = f"insert rtt={rtt_ms:g}ms {'tls' if tls else 'plain'}"
+        benchmark.extra_info.update(client=client_name, topology=topology, rtt_ms=rtt_ms, tls=tls, facts=target.facts)
+        # gc before each round (untimed): garbage from earlier rounds is not this round's cost
+        gc.collect()
+        gc.freeze()
+        try:
+            benchmark.pedantic(timed, setup=_settle, rounds=rounds, warmup_rounds=warmup, iterations=1)
+        finally:
+            gc.unfreeze()
+    except Exception as exc:
+        outcome = classify(exc)
+        raise
+    finally:
+        loop.run_until_complete(client.close())
+        loop.close()
+        record_row(
+            cell_row(
+                run_id=run_id, experiment="network", cell_id=f"{client_name}-{topology}-rtt{rtt_ms:g}ms-{'tls' if tls else 'plain'}",
+                client=client_name, client_versions=cls.versions(), client_description=cls.description, topology=topology,
+                facts={**target.facts, "tls": tls, "rtt_ms": rtt_ms}, scenario="single-insert", outcome=outcome, expected=None,
+                latencies_s=samples[warmup:], params={"rtt_ms": rtt_ms, "tls": tls, "rounds": rounds, "warmup_rounds": warmup, "path": kind},
+            )
+        )

@@ -1,0 +1,190 @@
+"""REST overhead per round-trip time, measured and as the round-trip model predicts it (claim C8)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.rows import Row
+from lab.rtt_model import DIRECT_REFERENCE, REST_REFERENCE, trips
+
+Key = tuple[str, str, bool]  # client, topology, tls
+
+
+@dataclass(frozen=True)
+class OverheadPoint:
+    client: str
+    tls: bool
+    rtt_ms: float
+    rest_ms: float
+    direct_ms: float
+    predicted_ms: float | None  # predicted overhead
+
+    @property
+    def measured_ms(self) -> float:
+        return self.rest_ms - self.direct_ms
+
+    @property
+    def error(self) -> float | None:
+        """Relative difference of measured from predicted overhead."""
+        if self.predicted_ms is None or self.predicted_ms == 0:
+            return None
+        return (self.measured_ms - self.predicted_ms) / abs(self.predicted_ms)
+
+
+def medians(rows: list[Row]) -> dict[Key, dict[float, float]]:
+    out: dict[Key, dict[float, float]] = defaultdict(dict)
+    for r in rows:
+        if r.outcome.kind == "ok" and r.latency_ms:
+            out[(r.client["name"], r.topology["name"], bool(r.params.get("tls")))][float(r.params["rtt_ms"])] = r.latency_ms["median"]
+    return out
+
+
+def tls_version(rows: list[Row]) -> str | None:
+    return next((r.topology.get("tls_version") for r in rows if r.topology.get("tls_version")), None)
+
+
+def overhead_points(rows: list[Row]) -> list[OverheadPoint]:
+    m = medians(rows)
+    version = tls_version(rows)
+    points = []
+    rest_clients = sorted({r.client["name"] for r in rows if r.params.get("path") == "rest"})
+    for tls in (False, True):
+        direct = m.get((*DIRECT_REFERENCE, tls), {})
+        direct_trips = trips("pg", DIRECT_REFERENCE[0], tls, version)
+        for client in rest_clients:
+            rest = m.get((client, "rest", tls), {})
+            rest_trips = trips("rest", client, tls, version)
+            for rtt in sorted(set(rest) & set(direct)):
+                predicted = None
+                if 0.0 in rest and 0.0 in direct and rest_trips and direct_trips:
+                    predicted = (rest[0.0] + rest_trips.total * rtt) - (direct[0.0] + direct_trips.total * rtt)
+                points.append(OverheadPoint(client, tls, rtt, rest[rtt], direct[rtt], predicted))
+    return points
+
+
+def slope_table(rows: list[Row]) -> list[tuple[str, str, bool, float | None, int | None, str]]:
+    """Per path: round trips measured (slope of median latency over RTT) beside the model's count."""
+    m = medians(rows)
+    version = tls_version(rows)
+    kinds = {r.client["name"]: r.params.get("path", "pg") for r in rows}
+    out = []
+    for (client, topology, tls), by_rtt in sorted(m.items()):
+        rtts = sorted(by_rtt)
+        slope = (by_rtt[rtts[-1]] - by_rtt[rtts[0]]) / (rtts[-1] - rtts[0]) if len(rtts) > 1 and rtts[-1] > rtts[0] else None
+        model = trips(kinds.get(client, "pg"), client, tls, version)
+        out.append((client, topology, tls, slope, model.total if model else None, model.explain() if model else "not modelled"))
+    return out
+
+
+def network_markdown(rows: list[Row], plot: Path | None) -> str:
+    if not rows:
+        return "_No network rows in these results: run the experiments with `--lab-network` other than `none`._\n"
+    points = overhead_points(rows)
+    version = tls_version(rows)
+    out = [
+        f"REST overhead = median insert latency through the REST client minus through `{DIRECT_REFERENCE[0]}` on "
+        f"`{DIRECT_REFERENCE[1]}` at the same injected round-trip time, TLS on both or neither "
+        f"(TLS negotiated by the gateway: {version or 'unknown'}). Predicted = measured at RTT 0 plus the model's round trips x RTT.\n",
+        "| REST client | TLS | RTT ms | REST ms | direct ms | overhead measured ms | overhead predicted ms | difference |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        diff = f"{p.error:+.0%}" if p.error is not None else "—"
+        pred = f"{p.predicted_ms:.1f}" if p.predicted_ms is not None else "—"
+        out.append(f"| {p.client} | {'on' if p.tls else 'off'} | {p.rtt_ms:g} | {p.rest_ms:.1f} | {p.direct_ms:.1f} | {p.measured_ms:.1f} | {pred} | {diff} |")
+    out += [
+        "",
+        "Round trips per insert, measured (slope of the median over RTT) and counted by the model:\n",
+        "| client | topology | TLS | measured round trips | model | model's count |",
+        "|---|---|---|---|---|---|",
+    ]
+    for client, topology, tls, slope, model_total, explain in slope_table(rows):
+        out.append(f"| {client} | {topology} | {'on' if tls else 'off'} | {slope:.2f} | {model_total if model_total is not None else '—'} | {explain} |"
+                   if slope is not None else f"| {client} | {topology} | {'on' if tls else 'off'} | — | {model_total or '—'} | {explain} |")
+    if plot is not None:
+        out += ["", f"![REST overhead vs RTT]({plot.name})"]
+    return "\n".join(out) + "\n"
+
+
+def where_100_200_comes_from(rows: list[Row]) -> str:
+    """From the model fitted to this run: what RTT each REST client needs for 100 and 200 ms of overhead."""
+    m = medians(rows)
+    version = tls_version(rows)
+    lines = []
+    for client in sorted({r.client["name"] for r in rows if r.params.get("path") == "rest"}):
+        for tls in (False, True):
+            rest, direct = m.get((client, "rest", tls), {}), m.get((*DIRECT_REFERENCE, tls), {})
+            rt, dt = trips("rest", client, tls, version), trips("pg", DIRECT_REFERENCE[0], tls, version)
+            if 0.0 not in rest or 0.0 not in direct or rt is None or dt is None:
+                continue
+            base, extra = rest[0.0] - direct[0.0], rt.total - dt.total
+            sign = "+" if extra >= 0 else "−"
+            where = f"{client}, TLS {'on' if tls else 'off'}: overhead = {base:.0f} ms {sign} {abs(extra)} × RTT"
+            if extra > 0:
+                needs = [max(0.0, (target - base) / extra) for target in (100, 200)]
+                where += f" → 100 ms at RTT ≈ {needs[0]:.0f} ms, 200 ms at RTT ≈ {needs[1]:.0f} ms"
+            else:
+                where += " → never 100 ms: it does not grow with distance"
+            lines.append(f"- {where}")
+    return "\n".join(lines) + "\n"
+
+
+def plot_overhead(rows: list[Row], path: Path) -> Path | None:
+    points = overhead_points(rows)
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    series: dict[tuple[str, bool], list[OverheadPoint]] = defaultdict(list)
+    for p in points:
+        series[(p.client, p.tls)].append(p)
+    for (client, tls), pts in sorted(series.items()):
+        pts.sort(key=lambda p: p.rtt_ms)
+        label = f"{client} ({'https' if tls else 'http'})"
+        line = ax.plot([p.rtt_ms for p in pts], [p.measured_ms for p in pts], marker="o", label=f"{label} measured")[0]
+        if all(p.predicted_ms is not None for p in pts):
+            ax.plot([p.rtt_ms for p in pts], [p.predicted_ms for p in pts], linestyle="--", color=line.get_color(), label=f"{label} model")
+    ax.axhspan(100, 200, color="grey", alpha=0.15, label="the RCA's 100-200 ms")
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_xlabel("injected round-trip time (ms)")
+    ax.set_ylabel(f"REST minus {DIRECT_REFERENCE[0]} direct (ms)")
+    ax.set_title("REST overhead per insert vs network round-trip time")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_latency(rows: list[Row], path: Path) -> Path | None:
+    """Insert latency at RTT 0 by client and topology (the 'latency' experiment)."""
+    data = [(r.client["name"], r.topology["name"], r.latency_ms["median"]) for r in rows if r.latency_ms and r.outcome.kind == "ok"]
+    if not data:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clients = sorted({c for c, _, _ in data})
+    topologies = sorted({t for _, t, _ in data})
+    fig, ax = plt.subplots(figsize=(9, 5))
+    width = 0.8 / max(1, len(topologies))
+    values = {(c, t): v for c, t, v in data}
+    for i, t in enumerate(topologies):
+        xs = [j + i * width for j in range(len(clients))]
+        ax.bar(xs, [values.get((c, t), 0) for c in clients], width, label=t)
+    ax.set_xticks([j + width * (len(topologies) - 1) / 2 for j in range(len(clients))], clients, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("median single-insert latency, ms (RTT 0)")
+    ax.set_title("Insert latency by client and topology")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
