@@ -11,10 +11,10 @@ import asyncio
 
 import pytest
 
-from lab.expectations import Expectation, lookup
+from lab.expectations import Expectation
+from lab.judge import record_and_judge
 from lab.rest_clients import REST_CLIENTS
 from lab.rest_scenarios import CALLS, WORKERS, rca_attempt_3
-from lab.rows import cell_row
 from lab.topology import Endpoint
 
 CELLS = [(name, tls) for name in REST_CLIENTS for tls in (False, True)]
@@ -26,21 +26,10 @@ def test_rest(client_name: str, tls: bool, rest_trust: Endpoint, expectations: l
     cls = REST_CLIENTS[client_name]
     timeout = pytestconfig.getoption("--lab-cell-timeout")
     result = asyncio.run(rca_attempt_3(cls(endpoint, tls), timeout))
-    facts = {**endpoint.facts, "tls": tls}
-    try:
-        rule: Expectation | None = lookup(expectations, client_name, "rest", "rca-attempt-3", facts)
-        missing = None
-    except LookupError as exc:
-        rule, missing = None, str(exc)
-    record_row(
-        cell_row(
-            run_id=run_id, experiment="rest", cell_id=f"{client_name}-rest-{'https' if tls else 'http'}-rca-attempt-3",
-            client=client_name, client_versions=cls.versions(), client_description=cls.description, topology="rest",
-            facts=facts, scenario="rca-attempt-3", outcome=result.outcome, expected=rule, latencies_s=result.latencies_s,
-            params={"tls": tls, "workers": WORKERS, "calls_per_worker": CALLS, "last_status": result.last_status,
-                    "last_body": result.last_body if isinstance(result.last_body, (list, dict)) else str(result.last_body)[:200]},
-        )
+    record_and_judge(
+        expectations, record_row, run_id=run_id, experiment="rest", cell_id=f"{client_name}-rest-{'https' if tls else 'http'}-rca-attempt-3",
+        client=client_name, client_cls=cls, topology="rest", facts={**endpoint.facts, "tls": tls}, scenario="rca-attempt-3",
+        outcome=result.outcome, latencies_s=result.latencies_s,
+        params={"tls": tls, "workers": WORKERS, "calls_per_worker": CALLS, "last_status": result.last_status,
+                "last_body": result.last_body if isinstance(result.last_body, (list, dict)) else str(result.last_body)[:200]},
     )
-    assert rule is not None, f"observed {result.outcome.summary()}; {missing}"
-    diffs = rule.mismatches(result.outcome)
-    assert not diffs, f"\n  observed: {result.outcome.summary()}\n  expected: {rule.describe()}\n  differs:  {'; '.join(diffs)}"

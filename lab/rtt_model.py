@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 # The "direct" the REST overhead is measured against: the RCA's driver, pooled, straight to the server.
 DIRECT_REFERENCE = ("asyncpg-default", "direct")
-REST_REFERENCE = "httpx-per-call"
 
 
 @dataclass(frozen=True)

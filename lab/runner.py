@@ -61,6 +61,7 @@ async def run_cell(
     scenario: Scenario,
     repeats: int = DEFAULT_REPEATS,
     timeout: float = DEFAULT_CELL_TIMEOUT,
+    pool_size: int = POOL_SIZE,
 ) -> CellResult:
     """The first failure of any iteration is the cell's outcome; ok only if every iteration was."""
     result = CellResult(OK)
@@ -72,7 +73,7 @@ async def run_cell(
                 result.iterations = i + 1
                 # per-operation limit below the cell's, so a wait inside a driver ends as
                 # that driver's own error where it has one
-                client = client_cls(dsn, POOL_SIZE, timeout=max(1.0, timeout / 3))
+                client = client_cls(dsn, pool_size, timeout=max(1.0, timeout / 3))
                 try:
                     await _iteration(client, scenario, result.latencies_s)
                 except Exception as exc:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.rows import Row
-from lab.rtt_model import DIRECT_REFERENCE, REST_REFERENCE, trips
+from lab.rtt_model import DIRECT_REFERENCE, trips
 
 Key = tuple[str, str, bool]  # client, topology, tls
 
