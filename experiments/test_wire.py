@@ -33,9 +33,9 @@ def test_wire(client: str, topology: str, lab_topology: Topology, expectations: 
     with WireTracer(endpoint.host, endpoint.port) as tracer:
         dsn = endpoint.dsn().replace(f"@{endpoint.host}:{endpoint.port}/", f"@{endpoint.host}:{tracer.port}/")
         result = run_cell_sync(cls, dsn, WIRE_SCENARIO, repeats=1, timeout=10.0, pool_size=1)
-        time.sleep(0.2)  # let the last Terminate cross
+        time.sleep(0.05)  # let the last Terminate cross
         traces = tracer.snapshot()
-    time.sleep(0.1)  # log lines are written after the login completes
+    time.sleep(0.05)  # log lines are written after the login completes
     after = {"server": count(lab_topology.run_id, "postgres", endpoint.user), "pooler": count(lab_topology.run_id, service)}
     summaries = [t.summary() for t in traces]
     total = lambda key: sum(s[key] for s in summaries)  # noqa: E731

@@ -159,6 +159,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise LabError(f"no result rows at {', '.join(missing)}; run `./pooler-lab run` first, or pass --rows FILE")
     md, html = write_report(sources, Path(args.results))
     console.print(f"wrote {md} and {html}")
+    if args.strict:
+        from lab.report.claims import LOCAL, MISSING, verdicts
+        from lab.report.data import load_rows
+
+        lacking = [v.claim for v in verdicts(load_rows(sources)) if v.verdict == MISSING or (not v.rows and v.verdict != LOCAL)]
+        if lacking:
+            console.print(f"[bold red]claims without a verdict backed by rows:[/] {', '.join(lacking)}")
+            return 1
+        console.print("every claim has a verdict backed by result rows (C14: cannot be checked locally)")
     return 0
 
 
@@ -214,6 +223,7 @@ def parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="build results/report.md and report.html from result rows")
     report.add_argument("--rows", nargs="*", help="row files (default: results/latest.jsonl)")
     report.add_argument("--results", default=str(RESULTS_DIR), help="where the report and plots are written")
+    report.add_argument("--strict", action="store_true", help="exit 1 unless every claim has a verdict backed by rows")
     report.set_defaults(func=cmd_report)
 
     sub.add_parser("list", help="list client configurations, topologies and scenarios").set_defaults(func=cmd_list)

@@ -107,6 +107,7 @@ class Service:
     environment: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     mounts: tuple[Mount, ...] = ()
+    profiles: tuple[str, ...] = ()  # compose profiles: such services start only when asked for
 
     @property
     def container_port(self) -> int:
@@ -169,7 +170,7 @@ def _container_ports(ports: list[str], service: str) -> tuple[int, ...]:
     return tuple(int(str(p).rsplit(":", 1)[1].split("/")[0]) for p in ports)
 
 
-def load(compose_dir: Path = COMPOSE_DIR, secrets: Mapping[str, str] | None = None) -> ComposeTopology:
+def load(compose_dir: Path = COMPOSE_DIR, secrets: Mapping[str, str] | None = None, profiles: tuple[str, ...] = ()) -> ComposeTopology:
     """The compose file, interpolated with .env and the run's secrets.
 
     The rendered-config directory is replaced by a marker, so mounts are returned
@@ -187,6 +188,9 @@ def load(compose_dir: Path = COMPOSE_DIR, secrets: Mapping[str, str] | None = No
     doc = _interpolate_tree(raw, env, str(path))
     services: dict[str, Service] = {}
     for name, body in (doc or {}).get("services", {}).items():
+        service_profiles = tuple(body.get("profiles") or ())
+        if service_profiles and not set(service_profiles) & set(profiles):
+            continue
         labels = {str(k): str(v) for k, v in (body.get("labels") or {}).items()}
         if "lab.role" not in labels or "lab.topology" not in labels:
             raise ConfigError(f"{path}: service {name} lacks the labels lab.role and lab.topology")
@@ -199,6 +203,7 @@ def load(compose_dir: Path = COMPOSE_DIR, secrets: Mapping[str, str] | None = No
             environment={str(k): str(v) for k, v in (body.get("environment") or {}).items()},
             labels=labels,
             mounts=mounts,
+            profiles=service_profiles,
         )
     roles = [s.role for s in services.values()]
     if roles.count("server") != 1 or "pooler" not in roles:

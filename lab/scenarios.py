@@ -75,8 +75,9 @@ def _scenarios() -> dict[str, Scenario]:
     items = [
         Scenario(
             "repeated-query",
-            "SELECT CAST($n AS integer) * 2, 4 workers x 25 on a pool of 4: each connection reuses the statement",
+            "SELECT CAST($n AS integer) * 2, 4 workers x 15 on a pool of 4: each connection reuses the statement",
             repeated_query,
+            ops_per_worker=15,
         ),
         Scenario("insert-returning", "INSERT ... RETURNING id, payload, 4 workers x 10", insert_returning, ops_per_worker=10),
         Scenario("transaction", "INSERT, UPDATE, SELECT in one transaction, 4 workers x 16", transaction, ops_per_worker=16),
