@@ -57,6 +57,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="comma-separated injected round-trip times in ms for the network benchmarks (default: 0,5,20,50)")
     group.addoption("--lab-network", default="reference", choices=["reference", "all", "none"],
                     help="network benchmarks: REST clients plus reference PostgreSQL paths (default), every client, or none")
+    group.addoption("--lab-profiles", help="compose profiles to start too, e.g. prepared (PgBouncer 1.21+ with max_prepared_statements)")
+    group.addoption("--lab-baseline", help="result file to diff this run against at the end; a changed cell fails the session")
     group.addoption("--lab-run-id", help="name of this run's result file (default: generated)")
     group.addoption("--lab-results", default=str(RESULTS_DIR), help="directory result rows are written to")
 
@@ -71,7 +73,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--lab-repeats must be at least 1 and --lab-cell-timeout positive")
     opt = config.getoption
     try:
-        config.stash[CELLS] = matrix(_names(opt("--lab-clients")), _names(opt("--lab-topologies")), _names(opt("--lab-scenarios")))
+        config.stash[CELLS] = matrix(_names(opt("--lab-clients")), _names(opt("--lab-topologies")), _names(opt("--lab-scenarios")),
+                                     profiles=tuple(_names(opt("--lab-profiles")) or ()))
     except LabError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -117,7 +120,7 @@ def lab_run(pytestconfig: pytest.Config, run_id: str):  # type: ignore[no-untype
         finally:
             own.stop()
         return
-    backend = NativeBackend(progress=say, run_id=run_id)
+    backend = NativeBackend(progress=say, run_id=run_id, profiles=tuple(_names(pytestconfig.getoption("--lab-profiles")) or ()))
     try:
         topo = backend.start()
     except LabError as exc:
@@ -178,7 +181,9 @@ def expectations() -> list[Expectation]:
 
 @pytest.fixture(scope="session")
 def row_writer(pytestconfig: pytest.Config, run_id: str) -> RowWriter:
-    return RowWriter(run_id, Path(pytestconfig.getoption("--lab-results")))
+    writer = RowWriter(run_id, Path(pytestconfig.getoption("--lab-results")))
+    pytestconfig._lab_rows_path = writer.path  # type: ignore[attr-defined]  # for the baseline diff at the end
+    return writer
 
 
 @pytest.fixture
@@ -191,3 +196,19 @@ def record_row(row_writer: RowWriter):  # type: ignore[no-untyped-def]
 
 
 __all__ = ["Cell", "RunState"]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With --lab-baseline: every cell whose outcome changed against the baseline, and a failing exit status."""
+    baseline = session.config.getoption("--lab-baseline")
+    if not baseline or not hasattr(session.config, "_lab_rows_path"):
+        return
+    from lab.diff import diff_files, render
+
+    d = diff_files(Path(baseline), session.config._lab_rows_path)  # type: ignore[attr-defined]
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for line in render(d):
+        if reporter is not None:
+            reporter.write_line(f"[pooler-lab diff] {line}")
+    if d.changes:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

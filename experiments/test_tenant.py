@@ -53,7 +53,7 @@ def test_tenant(client: str, topology: str, user_kind: str, tenant_endpoints: di
     user = endpoint.user + USERS[user_kind]
     cls = CLIENTS[client]
     # wrong tenants fail at connect; a short limit keeps psycopg_pool from waiting out its retries
-    timeout = min(3.0, pytestconfig.getoption("--lab-cell-timeout"))
+    timeout = min(2.0, pytestconfig.getoption("--lab-cell-timeout"))
     result = run_cell_sync(cls, endpoint.dsn(user=user), SCENARIOS["repeated-query"], repeats=pytestconfig.getoption("--lab-repeats"), timeout=timeout)
     record_and_judge(
         expectations, record_row, run_id=run_id, experiment="tenant", cell_id=f"{client}-{topology}-{user_kind}", client=client,

@@ -22,19 +22,20 @@ class Cell:
         return f"{self.client}-{self.topology}-{self.scenario}"
 
 
-def topology_names() -> list[str]:
+def topology_names(profiles: tuple[str, ...] = ()) -> list[str]:
     """The PostgreSQL topologies, from compose/: they exist before anything is started."""
-    return [s.topology for s in load().services.values() if s.role in ("server", "pooler")]
+    return [s.topology for s in load(profiles=profiles).services.values() if s.role in ("server", "pooler")]
 
 
 def matrix(
     clients: Iterable[str] | None = None,
     topologies: Iterable[str] | None = None,
     scenarios: Iterable[str] | None = None,
+    profiles: tuple[str, ...] = (),
 ) -> list[Cell]:
     """Every cell, or the named subset; unknown names raise UnknownName listing the valid ones."""
     chosen_clients = pick_many("client", clients, CLIENTS)
-    chosen_topologies = pick_many("topology", topologies, {t: t for t in topology_names()})
+    chosen_topologies = pick_many("topology", topologies, {t: t for t in topology_names(profiles)})
     chosen_scenarios = pick_many("scenario", scenarios, SCENARIOS)
     return [
         Cell(c, t, s)

@@ -30,8 +30,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lab.runstate import new_run_id
     from lab.summary import print_summary
 
-    cells = matrix(_names(args.clients), _names(args.topologies), _names(args.scenarios))  # names checked before anything starts
+    profiles = ("prepared",) if args.prepared_pgbouncer else ()
+    cells = matrix(_names(args.clients), _names(args.topologies), _names(args.scenarios), profiles=profiles)  # names checked first
     postgres_bindir(), pgbouncer_binary()
+    if args.prepared_pgbouncer:
+        from lab.pgbouncer_build import build
+
+        console.print(f"PgBouncer with prepared statements: {build(progress=console.print)}")
     run_id = new_run_id()
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
@@ -44,6 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"--lab-repeats={args.repeats}",
         f"--lab-rtts={args.rtts}",
         f"--lab-network={args.network}",
+        *([f"--lab-profiles={','.join(profiles)}"] if profiles else []),
+        *([f"--lab-baseline={args.baseline}"] if args.baseline else []),
         "-rfE",
     ]
     for opt, value in (("--lab-clients", args.clients), ("--lab-topologies", args.topologies), ("--lab-scenarios", args.scenarios)):
@@ -171,6 +178,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from lab.diff import diff_files, render
+
+    for path in (args.baseline, args.current):
+        if not Path(path).exists():
+            raise LabError(f"{path}: no such result file")
+    d = diff_files(Path(args.baseline), Path(args.current))
+    for line in render(d):
+        print(line)
+    return 1 if d.changes else 0
+
+
+def cmd_build_pgbouncer(args: argparse.Namespace) -> int:
+    from lab.pgbouncer_build import build
+
+    console.print(f"PgBouncer with prepared statements: {build(progress=console.print)}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from lab.cells import topology_names
     from lab.clients import CLIENTS
@@ -202,6 +228,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--rtts", default="0,5,20,50", help="injected round-trip times (ms) for the network benchmarks")
     run.add_argument("--network", default="reference", choices=["reference", "all", "none"],
                      help="network benchmark paths: REST clients + reference PostgreSQL paths, every client, or none")
+    run.add_argument("--prepared-pgbouncer", action="store_true",
+                     help="add the transaction-mode PgBouncer 1.21+ with max_prepared_statements (built from Debian's source once)")
+    run.add_argument("--baseline", help="result file to diff the run against; a changed cell makes the run fail")
     run.add_argument("--results", default=str(RESULTS_DIR), help="where rows and benchmark JSON go")
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
     run.set_defaults(func=cmd_run)
@@ -225,6 +254,14 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--results", default=str(RESULTS_DIR), help="where the report and plots are written")
     report.add_argument("--strict", action="store_true", help="exit 1 unless every claim has a verdict backed by rows")
     report.set_defaults(func=cmd_report)
+
+    diff = sub.add_parser("diff", help="cells whose outcome differs between two result files; exit 1 if any")
+    diff.add_argument("baseline", help="e.g. results/baseline.jsonl")
+    diff.add_argument("current", help="e.g. results/latest.jsonl")
+    diff.set_defaults(func=cmd_diff)
+
+    sub.add_parser("build-pgbouncer", help="build PgBouncer 1.21+ from Debian's next release into ~/.cache/pooler-lab (once)").set_defaults(
+        func=cmd_build_pgbouncer)
 
     sub.add_parser("list", help="list client configurations, topologies and scenarios").set_defaults(func=cmd_list)
     return p

@@ -38,7 +38,7 @@ class Expectation:
     pooler_version: str | None = None  # a PEP 440 specifier, e.g. "<1.21"
     error_class: str | None = None
     sqlstate: str | None = None
-    phase: str | None = None
+    phase: str | tuple[str, ...] | None = None  # one phase, or the phases any of which is expected
     docs: tuple[str, ...] = ()
     index: int = 0  # position in the file, for messages
 
@@ -64,8 +64,10 @@ class Expectation:
             diffs.append(f"outcome {observed.kind!r}, expected {self.outcome!r}")
         for name in ("error_class", "sqlstate", "phase"):
             want = getattr(self, name)
-            if want is not None and getattr(observed, name) != want:
-                diffs.append(f"{name} {getattr(observed, name)!r}, expected {want!r}")
+            allowed = want if isinstance(want, tuple) else (want,)
+            if want is not None and getattr(observed, name) not in allowed:
+                shown = " or ".join(repr(w) for w in allowed)
+                diffs.append(f"{name} {getattr(observed, name)!r}, expected {shown}")
         return diffs
 
     def describe(self) -> str:
@@ -76,6 +78,8 @@ class Expectation:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["docs"] = list(self.docs)
+        if isinstance(self.phase, tuple):
+            data["phase"] = list(self.phase)
         return data
 
 
@@ -92,8 +96,12 @@ def load(path: Path) -> list[Expectation]:
             raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(FIELDS))}")
         if raw.get("outcome") not in (*KINDS, ANY):
             raise ConfigError(f"{where}: outcome must be one of {', '.join(KINDS)} (or {ANY!r}, recorded but not held)")
-        if raw.get("phase") is not None and raw["phase"] not in PHASES:
-            raise ConfigError(f"{where}: phase must be one of {', '.join(PHASES)}")
+        phase = raw.get("phase")
+        phases = tuple(phase) if isinstance(phase, list) else (phase,) if phase is not None else ()
+        if any(p not in PHASES for p in phases):
+            raise ConfigError(f"{where}: phase must be one of {', '.join(PHASES)} (or a list of them)")
+        if isinstance(phase, list):
+            raw = {**raw, "phase": phases}
         if not str(raw.get("reason", "")).strip():
             raise ConfigError(f"{where}: every rule needs a one-line reason")
         if raw.get("pooler_version") is not None:

@@ -73,7 +73,7 @@ async def run_cell(
                 result.iterations = i + 1
                 # per-operation limit below the cell's, so a wait inside a driver ends as
                 # that driver's own error where it has one
-                client = client_cls(dsn, pool_size, timeout=max(1.0, timeout / 3))
+                client = client_cls(dsn, pool_size, timeout=max(0.5, timeout / 3))
                 try:
                     await _iteration(client, scenario, result.latencies_s)
                 except Exception as exc:

@@ -26,7 +26,7 @@ def _native(tmp_path: Path) -> dict[str, Path]:
 def test_every_mounted_file_is_rendered_without_placeholders(tmp_path: Path) -> None:
     written = _native(tmp_path)
     compose = yaml.safe_load((COMPOSE_DIR / "docker-compose.yml").read_text())
-    mounts = [v for svc in compose["services"].values() for v in svc.get("volumes", []) if "/tls:" not in v]
+    mounts = [v for svc in compose["services"].values() if not svc.get("profiles") for v in svc.get("volumes", []) if "/tls:" not in v]
     templates = {k: p for k, p in written.items() if not k.startswith("tls/")}
     assert len(templates) == len(mounts) == 7
     assert {"tls/ca.crt", "tls/server.crt", "tls/server.key"} <= set(written)
@@ -98,3 +98,12 @@ def test_pool_sizes_make_clients_share_backends() -> None:
     assert tx.pool_size is not None and tx.pool_size < POOL_SIZE
     session = next(s for s in topo.poolers if s.pool_mode == "session")
     assert session.pool_size is not None and session.pool_size >= 5  # the RCA's max_size=5 fits
+
+
+def test_prepared_profile_renders_the_extra_setting(tmp_path: Path) -> None:
+    topo = load(profiles=("prepared",))
+    ports = {name: 40000 + i for i, name in enumerate(topo.services)}
+    written = render(topo, Placement.native(topo, ports, {"nginx": 41000}, tmp_path, tmp_path / "s", tmp_path / "st"), CREDS, tmp_path)
+    prepared = written["pgbouncer-prepared/pgbouncer.ini"].read_text()
+    assert f"max_prepared_statements = {topo.settings['PGBOUNCER_MAX_PREPARED_STATEMENTS']}" in prepared
+    assert "\nmax_prepared_statements" not in written["pgbouncer-transaction/pgbouncer.ini"].read_text()  # 1.18 does not know it

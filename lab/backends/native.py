@@ -127,8 +127,10 @@ class NativeBackend:
         persistent: bool = False,
         progress: Progress | None = None,
         run_id: str | None = None,
+        profiles: tuple[str, ...] = (),
     ) -> None:
         self.run_id = run_id
+        self.profiles = profiles
         self.compose_dir = compose_dir
         self.fixed_ports = fixed_ports
         self.persistent = persistent
@@ -153,7 +155,8 @@ class NativeBackend:
             self.progress(f"cleaned up after a killed run: {line}")
         bindir, pgbouncer, nginx = postgres_bindir(), pgbouncer_binary(), nginx_binary()
         creds = Credentials.generate()
-        topo = load(self.compose_dir, creds.compose_secrets())
+        topo = load(self.compose_dir, creds.compose_secrets(), profiles=self.profiles)
+        binaries = {svc.name: self._pooler_binary(svc, pgbouncer) for svc in topo.poolers}
         ports, tls_ports = self._ports(topo)
         self.owner = owner = run_as()
         self.state = state = RunState.create(persistent=self.persistent, run_id=self.run_id)
@@ -188,11 +191,13 @@ class NativeBackend:
         endpoints = {server_svc.topology: self._pg_endpoint(server_svc, ports, creds, {**base, "pooler": None, "pool_mode": None})}
 
         # -- the poolers --------------------------------------------------------------
-        pooler_version = binary_version(pgbouncer)
         for svc in topo.poolers:
-            proc = self._spawn(svc.name, [str(pgbouncer), str(rendered / svc.name / "pgbouncer.ini")], logs, kind="pgbouncer")
+            binary = binaries[svc.name]
+            pooler_version = binary_version(binary)
+            proc = self._spawn(svc.name, [str(binary), str(rendered / svc.name / "pgbouncer.ini")], logs, kind="pgbouncer")
             wait_ready(proc, _pg_probe(ports[svc.name], creds.app_user, creds.app_password), svc.name).close()  # type: ignore[attr-defined]
-            facts = {**base, "pooler": "pgbouncer", "pooler_version": pooler_version, "pool_mode": svc.pool_mode, "pool_size": svc.pool_size}
+            facts = {**base, "pooler": "pgbouncer", "pooler_version": pooler_version, "pool_mode": svc.pool_mode, "pool_size": svc.pool_size,
+                     "pooler_settings": svc.labels.get("lab.pgbouncer_settings") or None, "pooler_binary": str(binary)}
             endpoints[svc.topology] = self._pg_endpoint(svc, ports, creds, facts)
             self.progress(f"pgbouncer {pooler_version} ({svc.pool_mode} mode) ready on {HOST}:{ports[svc.name]}")
 
@@ -233,6 +238,21 @@ class NativeBackend:
             self.state = None
 
     # -- steps -----------------------------------------------------------------------
+    @staticmethod
+    def _pooler_binary(svc: Service, default: Path) -> Path:
+        """Debian's pgbouncer, or for services labelled lab.binary=pgbouncer-built the one the lab built."""
+        if svc.labels.get("lab.binary") != "pgbouncer-built":
+            return default
+        from lab.pgbouncer_build import built
+
+        binary = built()
+        if binary is None:
+            raise MissingDependency(
+                f"service {svc.name} needs a PgBouncer with prepared-statement support (1.21+), which Debian bookworm does not "
+                "ship; build it once with `./pooler-lab build-pgbouncer` (or pass --prepared-pgbouncer to `run`, which builds it)"
+            )
+        return binary
+
     def _ports(self, topo: ComposeTopology) -> tuple[dict[str, int], dict[str, int]]:
         tls_ports = {s.name: free_port() for s in topo.services.values() if len(s.container_ports) > 1}
         if not self.fixed_ports:
