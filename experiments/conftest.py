@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab import RESULTS_DIR
+from lab.backends.docker import DockerBackend, choose, engine_status
 from lab.backends.native import NativeBackend
 from lab.cells import Cell, matrix
 from lab.errors import LabError
@@ -46,8 +47,8 @@ def _rtts(value: str) -> list[float]:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pooler-lab")
-    group.addoption("--lab-backend", default="native", choices=["native", "attach"],
-                    help="native: start a fresh topology for this session; attach: use the one `python -m lab up` started")
+    group.addoption("--lab-backend", default="auto", choices=["auto", "native", "docker", "attach"],
+                    help="auto (default): Docker when an engine answers, else native processes; attach: the topology `python -m lab up` started")
     group.addoption("--lab-clients", help="comma-separated client configurations (default: all)")
     group.addoption("--lab-topologies", help="comma-separated topologies (default: all)")
     group.addoption("--lab-scenarios", help="comma-separated scenarios (default: all)")
@@ -120,7 +121,14 @@ def lab_run(pytestconfig: pytest.Config, run_id: str):  # type: ignore[no-untype
         finally:
             own.stop()
         return
-    backend = NativeBackend(progress=say, run_id=run_id, profiles=tuple(_names(pytestconfig.getoption("--lab-profiles")) or ()))
+    profiles = tuple(_names(pytestconfig.getoption("--lab-profiles")) or ())
+    try:
+        chosen = choose(pytestconfig.getoption("--lab-backend"))
+    except LabError as exc:
+        pytest.exit(str(exc), returncode=4)
+    ok, why = engine_status() if chosen == "native" else (True, "")
+    say(f"backend: {chosen}" + ("" if chosen == "docker" or ok else f" ({why})"))
+    backend = (DockerBackend if chosen == "docker" else NativeBackend)(progress=say, run_id=run_id, profiles=profiles)
     try:
         topo = backend.start()
     except LabError as exc:

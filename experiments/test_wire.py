@@ -50,8 +50,8 @@ def test_wire(client: str, topology: str, lab_topology: Topology, expectations: 
         "parse": total("parse"),
         "bind": total("bind"),
         "named_statements": total("named_statements"),
-        "server_logins": after["server"] - before["server"],
-        "pooler_logins": (after["pooler"] - before["pooler"]) if topology != "direct" else None,
+        "server_logins": _delta(before["server"], after["server"]),
+        "pooler_logins": _delta(before["pooler"], after["pooler"]) if topology != "direct" else None,
         "per_connection": summaries,
     }
     record_and_judge(
@@ -59,3 +59,7 @@ def test_wire(client: str, topology: str, lab_topology: Topology, expectations: 
         client_cls=cls, topology=topology, facts=endpoint.facts, scenario="wire-count", outcome=result.outcome,
         latencies_s=result.latencies_s, params=params,
     )
+
+
+def _delta(before: int | None, after: int | None) -> int | None:
+    return None if before is None or after is None else after - before

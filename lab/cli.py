@@ -32,8 +32,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     profiles = ("prepared",) if args.prepared_pgbouncer else ()
     cells = matrix(_names(args.clients), _names(args.topologies), _names(args.scenarios), profiles=profiles)  # names checked first
-    postgres_bindir(), pgbouncer_binary()
-    if args.prepared_pgbouncer:
+    from lab.backends.docker import choose, engine_status
+
+    backend = choose(args.backend)
+    if backend == "native":
+        postgres_bindir(), pgbouncer_binary()
+        if args.backend == "auto":
+            console.print(f"backend: native processes ({engine_status()[1]})")
+    else:
+        console.print(f"backend: docker ({engine_status()[1]})")
+    if args.prepared_pgbouncer and backend == "native":
         from lab.pgbouncer_build import build
 
         console.print(f"PgBouncer with prepared statements: {build(progress=console.print)}")
@@ -49,6 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"--lab-repeats={args.repeats}",
         f"--lab-rtts={args.rtts}",
         f"--lab-network={args.network}",
+        f"--lab-backend={args.backend}",
         *([f"--lab-profiles={','.join(profiles)}"] if profiles else []),
         *([f"--lab-baseline={args.baseline}"] if args.baseline else []),
         "-rfE",
@@ -197,6 +206,41 @@ def cmd_build_pgbouncer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from collections import defaultdict
+
+    from lab.diff import describe
+    from lab.rows import read_rows
+    from lab.sweep import Spec, run
+
+    specs = [Spec.parse(p) for p in args.packages]
+    for spec in specs:
+        spec.clients()  # a package no client uses is refused before any environment is built
+    runs = run(specs, args.scenarios, Path(args.results), progress=console.print)
+    table: dict[str, dict[str, str]] = defaultdict(dict)
+    columns = []
+    for spec, version, path, _code in runs:
+        column = f"{spec.dist} {version}"
+        columns.append(column)
+        for row in read_rows(path) if path.exists() else []:
+            recorded = row.client["packages"].get(spec.dist)
+            mark = "" if row.matches is not False else " (unexpected)"
+            table[row.cell][column] = f"{describe(row.outcome)}{mark}" + ("" if recorded == version else f" [rows say {recorded}]")
+    out = Table(title="sweep: outcome per version", title_justify="left")
+    out.add_column("cell")
+    for c in columns:
+        out.add_column(c)
+    differing = 0
+    for cell, by_version in sorted(table.items()):
+        values = [by_version.get(c, "—") for c in columns]
+        if len(set(values)) > 1:
+            differing += 1
+        out.add_row(cell, *values)
+    Console(width=200).print(out)
+    console.print(f"{len(table)} cells, {differing} differ between versions; rows: {', '.join(str(p) for _, _, p, _ in runs)}")
+    return 0 if all(code in (0, 1) for *_, code in runs) else 2
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from lab.cells import topology_names
     from lab.clients import CLIENTS
@@ -228,6 +272,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--rtts", default="0,5,20,50", help="injected round-trip times (ms) for the network benchmarks")
     run.add_argument("--network", default="reference", choices=["reference", "all", "none"],
                      help="network benchmark paths: REST clients + reference PostgreSQL paths, every client, or none")
+    run.add_argument("--backend", default="auto", choices=["auto", "native", "docker"],
+                     help="auto (default): Docker when an engine answers, else local processes")
     run.add_argument("--prepared-pgbouncer", action="store_true",
                      help="add the transaction-mode PgBouncer 1.21+ with max_prepared_statements (built from Debian's source once)")
     run.add_argument("--baseline", help="result file to diff the run against; a changed cell makes the run fail")
@@ -259,6 +305,12 @@ def parser() -> argparse.ArgumentParser:
     diff.add_argument("baseline", help="e.g. results/baseline.jsonl")
     diff.add_argument("current", help="e.g. results/latest.jsonl")
     diff.set_defaults(func=cmd_diff)
+
+    sweep = sub.add_parser("sweep", help="run the matrix once per version of a client package, each in a cached venv")
+    sweep.add_argument("packages", nargs="+", help="e.g. asyncpg==0.27.0 asyncpg==0.29.0 asyncpg  (no version: the newest)")
+    sweep.add_argument("--scenarios", help="comma-separated scenarios (default: all)")
+    sweep.add_argument("--results", default=str(RESULTS_DIR))
+    sweep.set_defaults(func=cmd_sweep)
 
     sub.add_parser("build-pgbouncer", help="build PgBouncer 1.21+ from Debian's next release into ~/.cache/pooler-lab (once)").set_defaults(
         func=cmd_build_pgbouncer)

@@ -24,7 +24,7 @@ from lab.outcome import KINDS, PHASES, Outcome
 #: A rule whose outcome is "any" records the cell without holding it: for cells whose outcome
 #: depends on what earlier clients left on shared server connections, never for a claim's evidence.
 ANY = "any"
-FIELDS = {"client", "topology", "scenario", "pool_mode", "pooler_version", "outcome", "error_class", "sqlstate", "phase", "reason", "docs"}
+FIELDS = {"client", "topology", "scenario", "pool_mode", "pooler_version", "client_versions", "outcome", "error_class", "sqlstate", "phase", "reason", "docs"}
 
 
 @dataclass(frozen=True)
@@ -36,13 +36,14 @@ class Expectation:
     scenario: str = "*"
     pool_mode: str | None = None
     pooler_version: str | None = None  # a PEP 440 specifier, e.g. "<1.21"
+    client_versions: tuple[tuple[str, str], ...] = ()  # (distribution, specifier): {asyncpg = ">=0.30"} in the file
     error_class: str | None = None
     sqlstate: str | None = None
     phase: str | tuple[str, ...] | None = None  # one phase, or the phases any of which is expected
     docs: tuple[str, ...] = ()
     index: int = 0  # position in the file, for messages
 
-    def applies(self, client: str, topology: str, scenario: str, facts: dict[str, Any]) -> bool:
+    def applies(self, client: str, topology: str, scenario: str, facts: dict[str, Any], versions: dict[str, str] | None = None) -> bool:
         if not (fnmatchcase(client, self.client) and fnmatchcase(topology, self.topology) and fnmatchcase(scenario, self.scenario)):
             return False
         if self.pool_mode is not None and facts.get("pool_mode") != self.pool_mode:
@@ -50,6 +51,12 @@ class Expectation:
         if self.pooler_version is not None:
             try:
                 if Version(str(facts.get("pooler_version"))) not in SpecifierSet(self.pooler_version):
+                    return False
+            except InvalidVersion:
+                return False
+        for dist, spec in self.client_versions:
+            try:
+                if versions is None or Version(versions.get(dist, "")) not in SpecifierSet(spec):
                     return False
             except InvalidVersion:
                 return False
@@ -78,6 +85,7 @@ class Expectation:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["docs"] = list(self.docs)
+        data["client_versions"] = dict(self.client_versions)
         if isinstance(self.phase, tuple):
             data["phase"] = list(self.phase)
         return data
@@ -109,14 +117,24 @@ def load(path: Path) -> list[Expectation]:
                 SpecifierSet(raw["pooler_version"])
             except InvalidSpecifier:
                 raise ConfigError(f"{where}: pooler_version {raw['pooler_version']!r} is not a version range like '<1.21'") from None
-        rules.append(Expectation(**{**raw, "docs": tuple(raw.get("docs", ())), "index": i}))
+        cv = raw.get("client_versions", {})
+        if not isinstance(cv, dict):
+            raise ConfigError(f"{where}: client_versions must be a table like {{asyncpg = \">=0.30\"}}")
+        for dist, spec in cv.items():
+            try:
+                SpecifierSet(spec)
+            except InvalidSpecifier:
+                raise ConfigError(f"{where}: client_versions.{dist} {spec!r} is not a version range") from None
+        rules.append(Expectation(**{**raw, "docs": tuple(raw.get("docs", ())), "index": i, "client_versions": tuple(sorted(cv.items()))}))
     if not rules:
         raise ConfigError(f"{path}: no [[rule]] entries")
     return rules
 
 
-def lookup(rules: list[Expectation], client: str, topology: str, scenario: str, facts: dict[str, Any]) -> Expectation:
+def lookup(
+    rules: list[Expectation], client: str, topology: str, scenario: str, facts: dict[str, Any], versions: dict[str, str] | None = None
+) -> Expectation:
     for rule in rules:
-        if rule.applies(client, topology, scenario, facts):
+        if rule.applies(client, topology, scenario, facts, versions):
             return rule
     raise LookupError(f"no expectation covers {client} / {topology} / {scenario}; add a rule to experiments/expectations.toml")

@@ -32,7 +32,7 @@ def record_and_judge(
 ) -> Row:
     """Write the row first (a failing cell is a result too), then raise Unexpected on a mismatch."""
     try:
-        rule: Expectation | None = lookup(expectations, client, topology, scenario, facts)
+        rule: Expectation | None = lookup(expectations, client, topology, scenario, facts, client_cls.versions())
         missing = None
     except LookupError as exc:
         rule, missing = None, str(exc)

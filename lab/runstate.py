@@ -110,6 +110,14 @@ class RunState:
     def stop(self, grace: float = 5.0) -> list[str]:
         """Stop every recorded process (last started first) and remove the run directory."""
         stopped = []
+        project = (self.topology or {}).get("compose_project")
+        if project and shutil.which("docker"):
+            # a Docker-backend run: its containers belong to a compose project of its own
+            import subprocess
+
+            done = subprocess.run(["docker", "compose", "-p", project, "down", "-v", "--remove-orphans"], capture_output=True, timeout=120)
+            if done.returncode == 0:
+                stopped.append(f"compose project {project}")
         for rec in reversed(self.processes):
             if self.belongs(rec.pid):
                 stop_group(rec.pid, rec.stop_signal, grace)

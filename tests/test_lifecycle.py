@@ -61,12 +61,13 @@ def test_failed_start_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     real = native.pgbouncer_binary
     monkeypatch.setattr(native, "pgbouncer_binary", lambda: Path("/bin/false"))
     monkeypatch.setattr(native, "binary_version", lambda b: "0")
+    before = _my_runs()
     backend = NativeBackend()
     with pytest.raises(native.StartupError, match="exited during start-up"):
         with backend:
             pass
     assert real().exists()
-    assert not [r for r in all_runs() if r.owner_pid == os.getpid()]
+    assert _my_runs() == before
 
 
 def test_fixed_port_taken_is_refused_before_starting() -> None:
@@ -77,10 +78,16 @@ def test_fixed_port_taken_is_refused_before_starting() -> None:
         except OSError:
             pytest.skip("port 6543 is held by something else on this machine; the refusal is covered by test_bad_input")
         s.listen()
+        before = _my_runs()
         with pytest.raises(PortTaken, match="6543"):
             with NativeBackend(fixed_ports=True):
                 pass
-    assert not [r for r in all_runs() if r.owner_pid == os.getpid()]
+    assert _my_runs() == before
+
+
+def _my_runs() -> set[str]:
+    """Runs this test process owns (the session's shared topology among them)."""
+    return {r.run_id for r in all_runs() if r.owner_pid == os.getpid()}
 
 
 def _run_state_of(proc: subprocess.Popen) -> RunState | None:

@@ -32,7 +32,8 @@ from lab.config import Credentials, Placement, api_keys, render
 from lab.errors import MissingDependency, StartupError
 from lab.ports import HOST, ensure_free, free_port
 from lab.processes import RunAs, Server, give_to, run, run_as, run_as_self, spawn
-from lab.runstate import DEATH_SIGNALS, STOP_SIGNALS, RunState, reap_stale
+from lab.runstate import DEATH_SIGNALS, STOP_SIGNALS, RunState
+from lab.backends import Backend
 from lab.topology import Endpoint, Topology
 
 READY_TIMEOUT = 30.0
@@ -115,7 +116,7 @@ def _http_probe(url: str, headers: dict[str, str] | None = None) -> Callable[[],
     return probe
 
 
-class NativeBackend:
+class NativeBackend(Backend):
     """Starts, describes and stops one run of the topology. Use as a context manager."""
 
     name = "native"
@@ -134,25 +135,13 @@ class NativeBackend:
         self.compose_dir = compose_dir
         self.fixed_ports = fixed_ports
         self.persistent = persistent
-        self.progress = progress or (lambda msg: None)
+        super().__init__(progress)
         self.state: RunState | None = None
         self.servers: list[Server] = []
         self.owner: RunAs | None = None
 
-    # -- lifecycle -------------------------------------------------------------------
-    def __enter__(self) -> Topology:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def start(self) -> Topology:
-        for line in reap_stale():
-            self.progress(f"cleaned up after a killed run: {line}")
+        self.reap()
         bindir, pgbouncer, nginx = postgres_bindir(), pgbouncer_binary(), nginx_binary()
         creds = Credentials.generate()
         topo = load(self.compose_dir, creds.compose_secrets(), profiles=self.profiles)

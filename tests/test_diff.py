@@ -1,0 +1,60 @@
+"""`python -m lab diff`: a changed cell is printed and fails the command, in either direction; identical files pass."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from lab.diff import diff_rows
+from lab.outcome import Outcome
+from lab.rows import Row, RowWriter
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _row(cell: str, outcome: Outcome, asyncpg: str = "0.32.0") -> Row:
+    return Row(run_id="r", experiment="matrix", cell=cell, client={"name": "asyncpg-default", "packages": {"asyncpg": asyncpg}},
+               topology={"name": "pgbouncer-transaction", "pooler_version": "1.18.0"}, scenario="repeated-query", outcome=outcome)
+
+
+FAIL = Outcome("error", "asyncpg.InvalidSQLStatementNameError", "26000", "prepared statement \"__asyncpg_stmt_1__\" does not exist", "later query")
+
+
+def _write(tmp: Path, name: str, rows: list[Row]) -> Path:
+    writer = RowWriter(name, tmp / name)
+    for r in rows:
+        writer.write(r)
+    return writer.path
+
+
+def _diff(a: Path, b: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lab", "diff", str(a), str(b)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_identical_files_exit_0(tmp_path: Path) -> None:
+    rows = [_row("a", Outcome("ok")), _row("b", FAIL)]
+    done = _diff(_write(tmp_path, "base", rows), _write(tmp_path, "cur", rows))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 cells compared, 0 changed" in done.stdout
+
+
+def test_one_changed_cell_is_printed_and_fails(tmp_path: Path) -> None:
+    base = _write(tmp_path, "base", [_row("a", Outcome("ok")), _row("b", FAIL)])
+    cur = _write(tmp_path, "cur", [_row("a", Outcome("ok")), _row("b", Outcome("ok"), asyncpg="0.33.0")])
+    done = _diff(base, cur)
+    assert done.returncode == 1
+    assert "now passes" in done.stdout and "matrix/b" in done.stdout and "asyncpg 0.32.0 → 0.33.0" in done.stdout
+    assert "matrix/a" not in done.stdout
+    back = _diff(cur, base)  # the other direction is as loud
+    assert back.returncode == 1 and "now fails" in back.stdout
+
+
+def test_message_text_and_latency_do_not_count() -> None:
+    other_name = Outcome("error", FAIL.error_class, "26000", "prepared statement \"__asyncpg_stmt_9__\" does not exist", "later query")
+    assert diff_rows([_row("b", FAIL)], [_row("b", other_name)]).changes == []
+
+
+def test_missing_files_are_a_clear_error(tmp_path: Path) -> None:
+    done = _diff(tmp_path / "nope.jsonl", tmp_path / "nope2.jsonl")
+    assert done.returncode == 2 and "no such result file" in done.stderr
