@@ -40,7 +40,7 @@ def _settle() -> None:
 
 def rounds_for(rtt_ms: float) -> int:
     """Enough rounds for a stable median, fewer where each round costs more waiting."""
-    return 10 if rtt_ms < 10 else 6 if rtt_ms < 40 else 4
+    return 10 if rtt_ms < 10 else 5 if rtt_ms < 40 else 3
 
 
 def paths(config: pytest.Config) -> list[tuple[str, str, str]]:

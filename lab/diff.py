@@ -3,7 +3,8 @@
 A driver or pooler upgrade is checked by running the lab and diffing against a
 baseline: a cell that starts passing is reported as loudly as one that starts
 failing. Cells are matched by (experiment, cell id); an outcome is compared by
-kind, SQLSTATE, error class and phase, never by message text (it carries per-run
+kind, SQLSTATE, error class and phase (unless the expectation allows several
+phases), never by message text (it carries per-run
 names and ports) or latency (benchmarks are for reading, not gating).
 """
 
@@ -27,6 +28,14 @@ def describe(outcome: Outcome) -> str:
     if outcome.kind != "error":
         return outcome.kind
     return f"error {outcome.sqlstate or outcome.error_class} at {outcome.phase}"
+
+
+def _held_signature(before: Row, after: Row, row: Row) -> tuple[str, str | None, str | None, str | None]:
+    """The signature, without the phase where the expectation allows several (asyncpg: first or later query)."""
+    kind, sqlstate, error_class, phase = signature(row.outcome)
+    if any(isinstance((r.expected or {}).get("phase"), list) for r in (before, after)):
+        phase = None
+    return (kind, sqlstate, error_class, phase)
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,7 @@ def diff_rows(before: Iterable[Row], after: Iterable[Row]) -> Diff:
     common = sorted(set(b) & set(a))
     # a cell the expectation table records without holding ("any") has no stable outcome to compare
     held = [k for k in common if not any((r.expected or {}).get("outcome") == "any" for r in (b[k], a[k]))]
-    changes = [Change(k, b[k], a[k]) for k in held if signature(b[k].outcome) != signature(a[k].outcome)]
+    changes = [Change(k, b[k], a[k]) for k in held if _held_signature(b[k], a[k], b[k]) != _held_signature(b[k], a[k], a[k])]
     return Diff(changes, sorted(set(b) - set(a)), sorted(set(a) - set(b)), len(held))
 
 
