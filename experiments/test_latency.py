@@ -8,15 +8,12 @@ rule that says why. Each benchmark also records a result row (experiment "latenc
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 
 from lab.cells import Cell
 from lab.clients import client_class
 from lab.expectations import Expectation, lookup
-from lab.outcome import OK, classify
+from lab.benchmarking import Measurement, measure
 from lab.rows import cell_row
 from lab.scenarios import insert_returning
 from lab.topology import Topology
@@ -34,34 +31,19 @@ def test_insert_latency(cell: Cell, lab_topology: Topology, expectations: list[E
     if rule.outcome != "ok":
         pytest.skip(f"insert through this topology is expected to fail ({rule.describe()}); no latency measured")
     cls = client_class(cell.client)
-    loop = asyncio.new_event_loop()
     client = cls(endpoint.dsn(), 1, timeout=5.0)
-    samples: list[float] = []
     counter = iter(range(10**9))
-
-    def one_insert() -> None:
-        t0 = time.perf_counter()
-        loop.run_until_complete(insert_returning(client, 0, next(counter)))
-        samples.append(time.perf_counter() - t0)
-
-    outcome = OK
+    m = Measurement(rounds=ROUNDS, warmup=3)
+    benchmark.extra_info.update(client=cell.client, topology=cell.topology, facts=endpoint.facts)
     try:
-        loop.run_until_complete(client.open())
-        benchmark.extra_info.update(client=cell.client, topology=cell.topology, facts=endpoint.facts)
-        benchmark.pedantic(one_insert, rounds=ROUNDS, warmup_rounds=3, iterations=1)
-    except Exception as exc:
-        outcome = classify(exc)
-        raise
+        measure(benchmark, client, lambda: insert_returning(client, 0, next(counter)), m)
     finally:
-        loop.run_until_complete(client.close())
-        loop.close()
         record_row(
             cell_row(
                 run_id=run_id, experiment="latency", cell_id=cell.id, client=cell.client,
                 client_versions=cls.versions(), client_description=cls.description, topology=cell.topology,
-                facts=endpoint.facts, scenario="single-insert", outcome=outcome, expected=None,
-                latencies_s=samples[3:] if len(samples) > 3 else samples,
-                params={"rounds": ROUNDS, "warmup_rounds": 3, "client_pool_size": 1, "rtt_ms": 0, "tls": False},
+                facts=endpoint.facts, scenario="single-insert", outcome=m.outcome, expected=None, latencies_s=m.timed,
+                params={"rounds": ROUNDS, "warmup_rounds": m.warmup, "client_pool_size": 1, "rtt_ms": 0, "tls": False},
             )
         )
 

@@ -8,9 +8,6 @@ REST overhead per RTT beside the round-trip model (lab.rtt_model).
 
 from __future__ import annotations
 
-import asyncio
-import gc
-import time
 from typing import Any
 
 import pytest
@@ -18,7 +15,7 @@ import pytest
 from lab.clients import client_class
 from lab.expectations import Expectation, lookup
 from lab.network import Network
-from lab.outcome import OK, classify
+from lab.benchmarking import Measurement, measure
 from lab.rest_clients import REST_CLIENTS
 from lab.rows import cell_row
 from lab.scenarios import insert_returning
@@ -32,10 +29,6 @@ REFERENCE_PG_PATHS = (
     ("asyncpg-default", "pgbouncer-session"),
     ("asyncpg-no-cache", "pgbouncer-transaction"),
 )
-
-
-def _settle() -> None:
-    gc.collect()  # cheap: everything older than this test is frozen out of the collector's way
 
 
 def rounds_for(rtt_ms: float, client: str) -> int:
@@ -85,9 +78,7 @@ def test_insert_over_network(
         endpoint = request.getfixturevalue("rest_trust")
         cls = REST_CLIENTS[client_name]
     target = lab_network.delayed(endpoint, rtt_ms)
-    loop = asyncio.new_event_loop()
     client = cls(target.dsn(tls=tls), 1, timeout=10.0) if kind == "pg" else cls(target, tls)
-    samples: list[float] = []
     counter = iter(range(10**9))
 
     async def one() -> None:
@@ -97,35 +88,17 @@ def test_insert_over_network(
             reply = await client.insert({"payload": f"net-{next(counter)}"})
             assert reply.ok, f"{client_name}: status {reply.status}, body {reply.body}"
 
-    def timed() -> None:
-        t0 = time.perf_counter()
-        loop.run_until_complete(one())
-        samples.append(time.perf_counter() - t0)
-
-    rounds, warmup = rounds_for(rtt_ms, client_name), 2
-    outcome = OK
+    m = Measurement(rounds=rounds_for(rtt_ms, client_name), warmup=2)
+    benchmark.group = f"insert rtt={rtt_ms:g}ms {'tls' if tls else 'plain'}"
+    benchmark.extra_info.update(client=client_name, topology=topology, rtt_ms=rtt_ms, tls=tls, facts=target.facts)
     try:
-        loop.run_until_complete(client.open())
-        benchmark.group = f"insert rtt={rtt_ms:g}ms {'tls' if tls else 'plain'}"
-        benchmark.extra_info.update(client=client_name, topology=topology, rtt_ms=rtt_ms, tls=tls, facts=target.facts)
-        # gc before each round (untimed): garbage from earlier rounds is not this round's cost
-        gc.collect()
-        gc.freeze()
-        try:
-            benchmark.pedantic(timed, setup=_settle, rounds=rounds, warmup_rounds=warmup, iterations=1)
-        finally:
-            gc.unfreeze()
-    except Exception as exc:
-        outcome = classify(exc)
-        raise
+        measure(benchmark, client, one, m)
     finally:
-        loop.run_until_complete(client.close())
-        loop.close()
         record_row(
             cell_row(
                 run_id=run_id, experiment="network", cell_id=f"{client_name}-{topology}-rtt{rtt_ms:g}ms-{'tls' if tls else 'plain'}",
                 client=client_name, client_versions=cls.versions(), client_description=cls.description, topology=topology,
-                facts={**target.facts, "tls": tls, "rtt_ms": rtt_ms}, scenario="single-insert", outcome=outcome, expected=None,
-                latencies_s=samples[warmup:], params={"rtt_ms": rtt_ms, "tls": tls, "rounds": rounds, "warmup_rounds": warmup, "path": kind},
+                facts={**target.facts, "tls": tls, "rtt_ms": rtt_ms}, scenario="single-insert", outcome=m.outcome, expected=None,
+                latencies_s=m.timed, params={"rtt_ms": rtt_ms, "tls": tls, "rounds": m.rounds, "warmup_rounds": m.warmup, "path": kind},
             )
         )

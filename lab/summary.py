@@ -2,50 +2,31 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from lab.outcome import Outcome
+from lab.matrix_view import grids, short
 from lab.rows import Row, read_rows
 
 
-def short(outcome: Outcome) -> str:
-    if outcome.kind == "error":
-        code = outcome.sqlstate or (outcome.error_class or "error").rsplit(".", 1)[-1]
-        return f"{code} @{outcome.phase}" if outcome.phase else code
-    return outcome.kind
-
-
 def matrix_tables(rows: list[Row]) -> list[Table]:
-    by_scenario: dict[str, list[Row]] = defaultdict(list)
-    for row in rows:
-        if row.experiment == "matrix":
-            by_scenario[row.scenario].append(row)
     tables = []
-    for scenario, srows in by_scenario.items():
-        topologies = list(dict.fromkeys(r.topology["name"] for r in srows))
-        table = Table(title=f"scenario: {scenario}", title_justify="left")
+    for g in grids([r for r in rows if r.experiment == "matrix"]):
+        table = Table(title=f"scenario: {g.scenario}", title_justify="left")
         table.add_column("client")
-        for t in topologies:
+        for t in g.topologies:
             table.add_column(t)
-        cells: dict[str, dict[str, Row]] = defaultdict(dict)
-        for r in srows:
-            cells[r.client["name"]][r.topology["name"]] = r
-        for client, by_topo in cells.items():
+        for client, by_topo in g.cells.items():
             out = []
-            for t in topologies:
+            for t in g.topologies:
                 r = by_topo.get(t)
                 if r is None:
                     out.append("")
                     continue
-                style = "green" if r.outcome.kind == "ok" else "yellow"
-                if r.matches is False:
-                    style = "bold red"
-                mark = "" if r.matches is not False else " (unexpected)"
-                out.append(f"[{style}]{short(r.outcome)}{mark}[/]")
+                style = "bold red" if r.matches is False else "green" if r.outcome.kind == "ok" else "yellow"
+                out.append(f"[{style}]{short(r.outcome)}{' (unexpected)' if r.matches is False else ''}[/]")
             table.add_row(client, *out)
         tables.append(table)
     return tables
