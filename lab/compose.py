@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from dotenv import dotenv_values
@@ -187,9 +188,9 @@ def load(compose_dir: Path = COMPOSE_DIR, secrets: Mapping[str, str] | None = No
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
-    doc = _interpolate_tree(raw, env, str(path))
+    doc: dict[str, Any] = _interpolate_tree(raw, env, str(path)) or {}  # type: ignore[assignment]
     services: dict[str, Service] = {}
-    for name, body in (doc or {}).get("services", {}).items():
+    for name, body in doc.get("services", {}).items():
         service_profiles = tuple(body.get("profiles") or ())
         if service_profiles and not set(service_profiles) & set(profiles):
             continue

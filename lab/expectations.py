@@ -64,7 +64,7 @@ class Expectation:
 
     def mismatches(self, observed: Outcome) -> list[str]:
         """What differs between the observed outcome and this expectation; empty when it matches."""
-        diffs = []
+        diffs: list[str] = []
         if self.outcome == ANY:
             return diffs
         if observed.kind != self.outcome:

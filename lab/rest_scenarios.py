@@ -6,7 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from lab.outcome import OK, Outcome, PhaseError, WrongResult, classify
+from lab.outcome import OK, Outcome, Phase, PhaseError, WrongResult, classify
 from lab.rest_clients import RestClient
 
 REST_SCENARIOS = ("rca-attempt-3",)
@@ -35,7 +35,7 @@ async def rca_attempt_3(client: RestClient, timeout: float) -> RestResult:
                 for i in range(CALLS):
                     payload = f"rest-{client.name}-w{w}-{i}"
                     t0 = time.perf_counter()
-                    phase = "first query" if i == 0 else "later query"
+                    phase: Phase = "first query" if i == 0 else "later query"
                     try:
                         reply = await client.insert({"payload": payload})
                     except Exception as exc:

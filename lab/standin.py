@@ -242,7 +242,10 @@ def make_app(settings: Settings) -> web.Application:
     # PostgREST serves tables at the root; the gateway maps /rest/v1/ onto it
     app.router.add_post("/{table}", standin.insert)
     app.router.add_get("/{table}", standin.select)
-    app.router.add_get("/", lambda r: web.json_response({"info": {"title": NAME}}))
+    async def root(request: web.Request) -> web.Response:
+        return web.json_response({"info": {"title": NAME}})
+
+    app.router.add_get("/", root)
     return app
 
 

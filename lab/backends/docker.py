@@ -10,6 +10,7 @@ compose through the run's env file, under a project name of the run's own so tha
 from __future__ import annotations
 
 import json
+from typing import Any
 import os
 import urllib.request
 from pathlib import Path
@@ -71,7 +72,7 @@ class DockerBackend(Backend):
         self.compose_dir, self.run_id, self.profiles = compose_dir, run_id, profiles
         super().__init__(progress)
         self.state: RunState | None = None
-        self.compose = None
+        self.compose: Any = None
 
     def start(self) -> Topology:
         from testcontainers.compose import DockerCompose
@@ -109,7 +110,7 @@ class DockerBackend(Backend):
         for svc in topo.services.values():
             ports = [host_ports[v] for v in PORT_VARIABLES.get(svc.name, [])]
             if svc.role == "server":
-                facts = {**base, "service": svc.name, "pooler": None, "pool_mode": None, "image": svc.labels.get("image")}
+                facts = {**base, "service": svc.name, "pooler": None, "pool_mode": None}
             elif svc.role == "pooler":
                 facts = {**base, "service": svc.name, "pooler": "pgbouncer", "pooler_version": _pgbouncer_version(ports[0], creds),
                          "pool_mode": svc.pool_mode, "pool_size": svc.pool_size, "pooler_settings": svc.labels.get("lab.pgbouncer_settings")}
