@@ -38,7 +38,9 @@ def build_markdown(data: Rows, out_dir: Path) -> str:
         parts += ["Where 100–200 ms can come from, by this run's model:", "", where_100_200_comes_from(network)]
         parts += ["Versions: " + "; ".join(versions_of(network)), ""]
     if latency_png:
-        parts += ["## Insert latency by client and topology (RTT 0)", "", f"![latency]({latency_png.name})", ""]
+        parts += ["## Insert latency by client and topology (RTT 0)", "", f"![latency]({latency_png.name})", "",
+                  "A missing bar is a configuration that fails through that topology (see the matrix): its latency is not measured. "
+                  "sqlalchemy-asyncpg-pgbouncer pays a new connection, with its SCRAM exchange, on every checkout (NullPool).", ""]
     return "\n".join(parts)
 
 
