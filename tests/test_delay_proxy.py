@@ -67,6 +67,9 @@ def test_round_trip_at_20ms_is_within_1ms(echo_endpoint, network) -> None:
 def test_connect_costs_a_round_trip_and_bytes_pass_intact(echo_endpoint, network) -> None:
     delayed = network.delayed(echo_endpoint, 10)
     payload = bytes(range(256)) * 4096  # 1 MiB, crossing many reads in both directions
+    with socket.create_connection(("127.0.0.1", delayed.port)) as warm:  # the proxy process's first connection
+        warm.sendall(b"w")
+        assert warm.recv(1) == b"w"
     t0 = time.perf_counter()
     with socket.create_connection(("127.0.0.1", delayed.port)) as s:
         s.sendall(b"x")
