@@ -18,7 +18,7 @@ from lab.rows import cell_row
 from lab.scenarios import insert_returning
 from lab.topology import Topology
 
-ROUNDS = 30
+ROUNDS = 20
 
 
 def _insert_cells(cell: Cell) -> bool:

@@ -35,7 +35,7 @@ def rounds_for(rtt_ms: float, client: str) -> int:
     """Enough rounds for a stable median, fewer where each round costs more waiting. The per-call
     client spends 20-60 ms of CPU building a client and CA store every call; its median needs more."""
     rounds = 10 if rtt_ms < 10 else 5 if rtt_ms < 40 else 3
-    return max(rounds, 9) if client == "httpx-per-call" else rounds
+    return max(rounds, 7) if client == "httpx-per-call" else rounds
 
 
 def paths(config: pytest.Config) -> list[tuple[str, str, str]]:
