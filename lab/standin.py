@@ -220,6 +220,8 @@ class StandIn:
         if where:
             sql += " WHERE " + " AND ".join(where)
         if "limit" in request.query:
+            if not request.query["limit"].isdigit():
+                raise ApiError(400, "PGRST100", f'"failed to parse limit ({request.query["limit"]})" (line 1, column 1)')
             sql += f" LIMIT {int(request.query['limit'])}"
         sql = f"SELECT coalesce(json_agg(_), '[]')::text FROM ({sql}) _"
         result = await self._run(request, role, claims, sql, *args, read_only=True)

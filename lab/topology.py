@@ -7,7 +7,7 @@ which versions, which backend, which stand-in), so a row always says what produc
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -64,5 +64,7 @@ class Topology:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Topology":
+        """From a run's state.json, which may carry more than the topology (a Docker run's compose project)."""
         eps = {k: Endpoint(**v) for k, v in data["endpoints"].items()}
-        return cls(**{**data, "endpoints": eps})
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known and k != "endpoints"}, endpoints=eps)

@@ -135,3 +135,8 @@ def test_postgres_paths_offer_tls(topology, name: str) -> None:
         assert conn.pgconn.ssl_in_use
     with psycopg.connect(ep.dsn(tls=False), connect_timeout=5) as conn:
         assert not conn.pgconn.ssl_in_use
+
+
+def test_bad_limit_is_a_postgrest_error(rest) -> None:
+    r = httpx.get(f"{rest.url()}/rest/v1/lab_items", params={"select": "id", "limit": "ten"}, headers=_headers(rest.keys["anon"]))
+    assert r.status_code == 400 and r.json()["code"] == "PGRST100"
