@@ -7,15 +7,13 @@ measured through it says which network it crossed.
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
-from pathlib import Path
 
 from lab.backends.native import wait_ready
 from lab.ports import HOST, free_port
-from lab.processes import Server, run_as_self, spawn
-from lab.runstate import DEATH_SIGNALS, STOP_SIGNALS, RunState
+from lab.processes import Server, run_as_self
+from lab.runstate import RunState
 from lab.topology import Endpoint
 
 
@@ -48,22 +46,15 @@ class Network:
     def _proxy(self, endpoint: Endpoint, port: int, rtt_ms: float) -> int:
         listen = free_port()
         name = f"delay-{endpoint.topology}-{port}-{rtt_ms:g}ms"
-        logs = self.state.directory / "logs"
-        logs.mkdir(exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "HOME", "LANG")}
-        env["POOLER_LAB_RUN"] = str(self.state.directory)
-        server = spawn(
+        server = self.state.start(
             name,
             [sys.executable, "-m", "lab.delay_proxy", "--listen", f"{HOST}:{listen}", "--target", f"{endpoint.host}:{port}",
              "--one-way-ms", str(rtt_ms / 2)],
             run_as_self(),
-            Path(logs / f"{name}.log"),
-            stop_signal=STOP_SIGNALS["proxy"],
-            death_signal=DEATH_SIGNALS["proxy"],
-            env=env,
+            kind="proxy",
+            python=True,
         )
         self.proxies.append(server)
-        self.state.add_process(name, server.pid, int(server.stop_signal))
         wait_ready(server, lambda: _tcp_probe(listen), name)
         return listen
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lab.errors import LabError, StartupError
 
@@ -36,12 +37,17 @@ class RunAs:
     def switches(self) -> bool:
         return self.uid != os.getuid()
 
+    def popen_kwargs(self) -> dict[str, Any]:
+        """subprocess arguments that run the child as this user (none when that is us)."""
+        if not self.switches:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
 
 def run_as() -> RunAs:
     """Ourselves, unless we are root: then the unprivileged lab user (created if missing)."""
     if os.geteuid() != 0:
-        entry = pwd.getpwuid(os.getuid())
-        return RunAs(entry.pw_uid, entry.pw_gid, entry.pw_name)
+        return run_as_self()
     try:
         entry = pwd.getpwnam(LAB_USER)
     except KeyError:
@@ -70,6 +76,16 @@ def give_to(owner: RunAs, *paths: Path) -> None:
     for top in paths:
         for path in [top, *top.rglob("*")] if top.is_dir() else [top]:
             os.chown(path, owner.uid, owner.gid, follow_symlinks=False)
+
+
+def server_env(run_dir: Path, python: bool = False, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A server's environment: minimal, marked with its run directory (how the reaper recognises it);
+    the lab's own Python servers also get what finds the lab's packages."""
+    env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "POOLER_LAB_RUN": str(run_dir)}
+    if python:
+        env.update({k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "VIRTUAL_ENV", "HOME")})
+    env.update(extra or {})
+    return env
 
 
 def _die_with_parent(sig: int) -> None:
@@ -144,9 +160,7 @@ def run(argv: Sequence[str], owner: RunAs, log: Path, timeout: float = 60.0, env
     """A short-lived command (initdb); its output goes to `log` and into the error if it fails."""
     with open(log, "ab") as out:
         done = subprocess.run(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, user=owner.uid if owner.switches else None,
-            group=owner.gid if owner.switches else None, extra_groups=[] if owner.switches else None,
-            env=env, timeout=timeout, cwd="/",
+            list(argv), stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout, cwd="/", **owner.popen_kwargs(),
         )
     if done.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
@@ -174,13 +188,11 @@ def spawn(
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            user=owner.uid if owner.switches else None,
-            group=owner.gid if owner.switches else None,
-            extra_groups=[] if owner.switches else None,
             start_new_session=True,
             preexec_fn=(lambda: _die_with_parent(death_signal)) if death_signal else None,
             env=env,
             cwd="/",
+            **owner.popen_kwargs(),
         )
     finally:
         out.close()

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.processes import stop_group
+from lab.processes import RunAs, Server, server_env, spawn, stop_group
 
 RUNTIME_BASE = Path(os.environ.get("POOLER_LAB_RUNTIME", "/tmp/pooler-lab"))
 STATE_FILE = "state.json"
@@ -90,6 +90,22 @@ class RunState:
     def add_process(self, name: str, pid: int, stop_signal: int) -> None:
         self.processes.append(ProcessRecord(name, pid, stop_signal))
         self.save()
+
+    def start(self, name: str, argv: list[str], owner: RunAs, kind: str, python: bool = False,
+              extra_env: dict[str, str] | None = None) -> Server:
+        """Start a server of this run, logging to logs/<name>.log, and record it so it is stopped and reaped with the run.
+
+        Persistent runs (`lab up`) outlive their starter; the others die with it (parent-death signal).
+        """
+        logs = self.directory / "logs"
+        logs.mkdir(exist_ok=True)
+        server = spawn(
+            name, argv, owner, logs / f"{name}.log", stop_signal=STOP_SIGNALS[kind],
+            death_signal=None if self.persistent else DEATH_SIGNALS[kind],
+            env=server_env(self.directory, python=python, extra=extra_env),
+        )
+        self.add_process(name, server.pid, int(server.stop_signal))
+        return server
 
     def owner_alive(self) -> bool:
         if self.owner_pid is None:

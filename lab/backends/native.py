@@ -31,8 +31,8 @@ from lab.compose import ComposeTopology, Service, load
 from lab.config import Credentials, Placement, api_keys, render
 from lab.errors import MissingDependency, StartupError
 from lab.ports import HOST, ensure_free, free_port
-from lab.processes import RunAs, Server, give_to, run, run_as, run_as_self, spawn
-from lab.runstate import DEATH_SIGNALS, STOP_SIGNALS, RunState
+from lab.processes import RunAs, Server, give_to, run, run_as, run_as_self
+from lab.runstate import RunState
 from lab.backends import Backend
 from lab.topology import Endpoint, Topology
 
@@ -294,21 +294,8 @@ class NativeBackend(Backend):
     ) -> Server:
         """Servers that refuse root run as the lab user; the lab's own Python processes run as we do."""
         assert self.state is not None and self.owner is not None
-        env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "POOLER_LAB_RUN": str(self.state.directory)}
-        if not as_owner:
-            env.update({k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "VIRTUAL_ENV", "HOME")})
-        env.update(extra_env or {})
-        server = spawn(
-            name,
-            argv,
-            self.owner if as_owner else run_as_self(),
-            logs / f"{name}.log",
-            stop_signal=STOP_SIGNALS[kind],
-            death_signal=None if self.persistent else DEATH_SIGNALS[kind],
-            env=env,
-        )
+        server = self.state.start(name, argv, self.owner if as_owner else run_as_self(), kind, python=not as_owner, extra_env=extra_env)
         self.servers.append(server)
-        self.state.add_process(name, server.pid, int(server.stop_signal))
         return server
 
     @staticmethod
