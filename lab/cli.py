@@ -57,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"--lab-repeats={args.repeats}",
         f"--lab-rtts={args.rtts}",
         f"--lab-network={args.network}",
-        f"--lab-backend={args.backend}",
+        f"--lab-backend={backend}",  # already chosen: pytest need not ask the engine again
         *([f"--lab-profiles={','.join(profiles)}"] if profiles else []),
         *([f"--lab-baseline={args.baseline}"] if args.baseline else []),
         "-rfE",

@@ -9,6 +9,7 @@ compose through the run's env file, under a project name of the run's own so tha
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 import os
@@ -38,8 +39,10 @@ PORT_VARIABLES = {
 }
 
 
+@functools.cache
 def engine_status() -> tuple[bool, str]:
-    """(answers, why not): whether a Docker engine answers on this machine."""
+    """(answers, why not): whether a Docker engine answers on this machine. Asked once per process:
+    choosing the backend and reporting the choice must not ping the engine twice."""
     try:
         import docker
     except ImportError:
