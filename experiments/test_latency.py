@@ -12,7 +12,8 @@ import pytest
 
 from lab.cells import Cell
 from lab.clients import client_class
-from lab.expectations import Expectation, lookup
+from lab.expectations import Expectation
+from lab.judge import why_not_measured
 from lab.benchmarking import Measurement, measure
 from lab.rows import cell_row
 from lab.scenarios import insert_returning
@@ -27,10 +28,10 @@ def _insert_cells(cell: Cell) -> bool:
 
 def test_insert_latency(cell: Cell, lab_topology: Topology, expectations: list[Expectation], record_row, run_id: str, benchmark) -> None:
     endpoint = lab_topology.endpoint(cell.topology)
-    rule = lookup(expectations, cell.client, cell.topology, cell.scenario, endpoint.facts)
-    if rule.outcome != "ok":
-        pytest.skip(f"insert through this topology is expected to fail ({rule.describe()}); no latency measured")
     cls = client_class(cell.client)
+    reason = why_not_measured(expectations, cell.client, cls, cell.topology, endpoint.facts)
+    if reason:
+        pytest.skip(reason)
     client = cls(endpoint.dsn(), 1, timeout=5.0)
     counter = iter(range(10**9))
     m = Measurement(rounds=ROUNDS, warmup=3)

@@ -79,7 +79,10 @@ class Expectation:
 
     def describe(self) -> str:
         parts = [self.outcome]
-        parts += [f"{n}={getattr(self, n)}" for n in ("phase", "error_class", "sqlstate") if getattr(self, n)]
+        for n in ("phase", "error_class", "sqlstate"):
+            value = getattr(self, n)
+            if value:
+                parts.append(f"{n}={' or '.join(value) if isinstance(value, tuple) else value}")
         return " ".join(parts) + f" (rule {self.index}: {self.reason})"
 
     def to_dict(self) -> dict[str, Any]:

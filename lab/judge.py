@@ -52,3 +52,12 @@ def record_and_judge(
             + f"\n  expected: {rule.describe()}\n  differs:  {'; '.join(diffs)}"
         )
     return row
+
+
+def why_not_measured(expectations: list[Expectation], client: str, client_cls: Any, topology: str, facts: dict[str, Any]) -> str | None:
+    """Benchmarks time an insert only where the table expects it to work: timing a configuration
+    that fails through a topology would time a lucky single connection. The reason to skip, or None."""
+    rule = lookup(expectations, client, topology, "insert-returning", facts, client_cls.versions())
+    if rule.outcome == "ok":
+        return None
+    return f"{client} through {topology} is expected to fail ({rule.describe()}); no latency measured"
