@@ -4,61 +4,33 @@ straight to the server and through each pooler; and the RCA's recommended hybrid
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
-from lab.burst import BURST, CONNECTORS, burst, hybrid
-from lab.cells import topology_names
-from lab.clients.base import package_versions
-from lab.expectations import Expectation
-from lab.judge import record_and_judge
-from lab.topology import Endpoint, Topology
-
-CELLS = [(c, t) for t in topology_names() for c in CONNECTORS]
+from lab.plan import Cell
+from lab.results.measures import BurstMeasures
+from lab.results.recorder import Recorder
+from lab.topology.model import Endpoint, Topology
+from lab.workloads.burst import BurstResult, burst, hybrid
 
 
-class _Client:
-    def __init__(self, description: str, dists: tuple[str, ...]) -> None:
-        self.description, self.dists = description, dists
-
-    def versions(self) -> dict[str, str]:
-        return package_versions(self.dists)
+def _measures(result: BurstResult) -> BurstMeasures:
+    return BurstMeasures(**result.params())
 
 
-BURST_CLIENTS = {
-    "burst-asyncpg": _Client(f"{BURST} concurrent asyncpg.connect() + one query each, no pool", ("asyncpg",)),
-    "burst-psycopg": _Client(f"{BURST} concurrent psycopg AsyncConnection.connect() + one query each, no pool", ("psycopg",)),
-    "rca-hybrid": _Client("psycopg AsyncConnectionPool(min 2, max 10) direct, httpx REST insert on PoolTimeout", ("psycopg", "psycopg-pool", "httpx")),
-    "pool-only": _Client("the same psycopg AsyncConnectionPool(min 2, max 10) without the REST fallback", ("psycopg", "psycopg-pool")),
-}
-
-
-@pytest.mark.parametrize("client, topology", CELLS, ids=[f"{c}-{t}-burst" for c, t in CELLS])
-def test_burst(client: str, topology: str, lab_topology: Topology, expectations: list[Expectation], record_row, run_id: str) -> None:
-    endpoint = lab_topology.endpoint(topology)
-    result = burst(client, endpoint.dsn())
-    facts = {**endpoint.facts, "max_connections": _max_connections(lab_topology)}
-    record_and_judge(
-        expectations, record_row, run_id=run_id, experiment="limits", cell_id=f"{client}-{topology}-burst", client=client,
-        client_cls=BURST_CLIENTS[client], topology=topology, facts=facts, scenario=f"burst-{BURST}", outcome=result.outcome,
-        latencies_s=result.latencies_s, params=result.params(),
-    )
-
-
-@pytest.mark.parametrize("fallback", [True, False], ids=["rca-hybrid-direct-burst", "pool-only-direct-burst"])
-def test_hybrid(fallback: bool, lab_topology: Topology, rest_trust: Endpoint, expectations: list[Expectation], record_row, run_id: str) -> None:
-    client = "rca-hybrid" if fallback else "pool-only"
-    direct = lab_topology.endpoint("direct")
-    result = hybrid(direct.dsn(), rest_trust, fallback=fallback)
-    record_and_judge(
-        expectations, record_row, run_id=run_id, experiment="limits", cell_id=f"{client}-direct-burst", client=client,
-        client_cls=BURST_CLIENTS[client], topology="direct", facts={**direct.facts, "rest": rest_trust.facts.get("rest_server")},
-        scenario=f"hybrid-burst-{BURST}", outcome=result.outcome, latencies_s=result.latencies_s, params=result.params(),
-    )
+@pytest.mark.experiment("limits")
+def test_burst(cell: Cell, lab_topology: Topology, record: Recorder, request: pytest.FixtureRequest) -> None:
+    if cell.scenario.startswith("hybrid"):
+        # the RCA's hybrid: psycopg pool straight to the server, REST (case: with the fallback) when it is exhausted
+        rest: Endpoint = request.getfixturevalue("rest_trust")
+        result = hybrid(lab_topology.endpoint("direct").dsn(), rest, fallback=cell.case)
+        facts = {**record.facts, "rest": rest.facts.get("rest_server")}
+    else:
+        result = burst(cell.case, lab_topology.endpoint(cell.topology).dsn())
+        facts = {**record.facts, "max_connections": _max_connections(lab_topology)}
+    record(result.outcome, _measures(result), result.latencies_s, facts=facts)
 
 
 def _max_connections(topo: Topology) -> int:
-    import psycopg
-
-    ep = topo.endpoint("direct")
-    with psycopg.connect(ep.dsn()) as conn:
-        return int(conn.execute("SHOW max_connections").fetchone()[0])
+    with psycopg.connect(topo.endpoint("direct").dsn()) as conn:
+        return int(conn.execute("SHOW max_connections").fetchone()[0])  # type: ignore[index]

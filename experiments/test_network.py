@@ -1,34 +1,24 @@
 """The same single-row insert through REST and through PostgreSQL clients, across an injected
 network (claim C8): each round-trip time, TLS on and off. pytest-benchmark measures; every
 benchmark also writes a row (experiment "network") that `python -m lab report` turns into
-REST overhead per RTT beside the round-trip model (lab.rtt_model).
+REST overhead per RTT beside the round-trip model (lab.report.rtt_model).
 
     pytest experiments/test_network.py --lab-rtts=0,20 --lab-network=all
 """
 
 from __future__ import annotations
 
-from typing import Any
+import itertools
 
 import pytest
 
-from lab.clients import client_class
-from lab.expectations import Expectation
-from lab.judge import why_not_measured
-from lab.network import Network
-from lab.benchmarking import Measurement, measure
-from lab.rest_clients import REST_CLIENTS
-from lab.rows import cell_row
-from lab.scenarios import insert_returning
-from lab.topology import Endpoint, Topology
-
-# The PostgreSQL paths measured by default: the RCA's driver straight to the server (the
-# reference "direct" of the REST overhead), and asyncpg's working configuration through the
-# transaction pooler. --lab-network=all measures every client configuration on every topology.
-REFERENCE_PG_PATHS = (
-    ("asyncpg-default", "direct"),
-    ("asyncpg-no-cache", "pgbouncer-transaction"),
-)
+from lab.plan import Cell
+from lab.proxies.network import Network
+from lab.results.measures import NetworkMeasures
+from lab.results.recorder import Recorder
+from lab.topology.model import Topology
+from lab.workloads.bench import Measurement, measure
+from lab.workloads.scenarios import insert_returning
 
 
 def rounds_for(rtt_ms: float, client: str) -> int:
@@ -38,67 +28,34 @@ def rounds_for(rtt_ms: float, client: str) -> int:
     return max(rounds, 7) if client == "httpx-per-call" else rounds
 
 
-def paths(config: pytest.Config) -> list[tuple[str, str, str]]:
-    mode = config.getoption("--lab-network")
-    if mode == "none":
-        return []
-    rest = [("rest", name, "rest") for name in REST_CLIENTS]
-    if mode == "all":
-        from lab.cells import topology_names
-        from lab.clients import CLIENTS
-
-        pg = [("pg", c, t) for t in topology_names() for c in CLIENTS]
+@pytest.mark.experiment("network")
+def test_insert_over_network(cell: Cell, lab_topology: Topology, lab_network: Network, record: Recorder, benchmark,  # type: ignore[no-untyped-def]
+                             request: pytest.FixtureRequest) -> None:
+    rtt_ms, tls = cell.case
+    rest = cell.topology == "rest"
+    if rest:
+        endpoint = request.getfixturevalue("rest_trust")
     else:
-        pg = [("pg", c, t) for c, t in REFERENCE_PG_PATHS]
-    return rest + pg
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:  # noqa: D103 - collected by pytest
-    if "net_path" not in metafunc.fixturenames:
-        return
-    rtts = metafunc.config.getoption("--lab-rtts")
-    cases = [(p, rtt, tls) for p in paths(metafunc.config) for rtt in rtts for tls in (False, True)]
-    metafunc.parametrize(
-        "net_path, rtt_ms, tls", cases, ids=[f"{p[1]}-{p[2]}-rtt{rtt:g}ms-{'tls' if tls else 'plain'}" for p, rtt, tls in cases]
-    )
-
-
-def test_insert_over_network(
-    net_path: tuple[str, str, str], rtt_ms: float, tls: bool, lab_topology: Topology, lab_network: Network,
-    expectations: list[Expectation], record_row, run_id: str, benchmark, request: pytest.FixtureRequest,
-) -> None:
-    kind, client_name, topology = net_path
-    endpoint: Endpoint = lab_topology.endpoint(topology)
-    if kind == "pg":
-        cls: Any = client_class(client_name)
-        reason = why_not_measured(expectations, client_name, cls, topology, endpoint.facts)
+        endpoint = lab_topology.endpoint(cell.topology)
+        reason = record.why_not_measured()
         if reason:
             pytest.skip(reason)
-    else:
-        endpoint = request.getfixturevalue("rest_trust")
-        cls = REST_CLIENTS[client_name]
     target = lab_network.delayed(endpoint, rtt_ms)
-    client = cls(target.dsn(tls=tls), 1, timeout=10.0) if kind == "pg" else cls(target, tls)
-    counter = iter(range(10**9))
+    client = cell.client(target, tls) if rest else cell.client(target.dsn(tls=tls), 1, timeout=10.0)
+    counter = itertools.count()
 
     async def one() -> None:
-        if kind == "pg":
-            await insert_returning(client, 0, next(counter))
-        else:
+        if rest:
             reply = await client.insert({"payload": f"net-{next(counter)}"})
-            assert reply.ok, f"{client_name}: status {reply.status}, body {reply.body}"
+            assert reply.ok, f"{cell.client.name}: status {reply.status}, body {reply.body}"
+        else:
+            await insert_returning(client, 0, next(counter))
 
-    m = Measurement(rounds=rounds_for(rtt_ms, client_name), warmup=2)
+    m = Measurement(rounds=rounds_for(rtt_ms, cell.client.name), warmup=2)
     benchmark.group = f"insert rtt={rtt_ms:g}ms {'tls' if tls else 'plain'}"
-    benchmark.extra_info.update(client=client_name, topology=topology, rtt_ms=rtt_ms, tls=tls, facts=target.facts)
+    benchmark.extra_info.update(client=cell.client.name, topology=cell.topology, rtt_ms=rtt_ms, tls=tls, facts=target.facts)
     try:
         measure(benchmark, client, one, m)
     finally:
-        record_row(
-            cell_row(
-                run_id=run_id, experiment="network", cell_id=f"{client_name}-{topology}-rtt{rtt_ms:g}ms-{'tls' if tls else 'plain'}",
-                client=client_name, client_versions=cls.versions(), client_description=cls.description, topology=topology,
-                facts={**target.facts, "tls": tls, "rtt_ms": rtt_ms}, scenario="single-insert", outcome=m.outcome, expected=None,
-                latencies_s=m.timed, params={"rtt_ms": rtt_ms, "tls": tls, "rounds": m.rounds, "warmup_rounds": m.warmup, "path": kind},
-            )
-        )
+        record(m.outcome, NetworkMeasures(rtt_ms=rtt_ms, tls=tls, rounds=m.rounds, warmup_rounds=m.warmup, path="rest" if rest else "pg"),
+               m.timed, facts={**target.facts, "tls": tls, "rtt_ms": rtt_ms})

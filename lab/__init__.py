@@ -1,8 +1,14 @@
-"""pooler-lab: reproduce Python PostgreSQL client / connection pooler incompatibilities."""
+"""pooler-lab: reproduce Python PostgreSQL client / connection pooler incompatibilities.
 
-from pathlib import Path
+The flow, one package per part:
 
-#: The repository root; compose/, experiments/ and results/ hang off it.
-ROOT = Path(__file__).resolve().parent.parent
-COMPOSE_DIR = ROOT / "compose"
-RESULTS_DIR = ROOT / "results"
+    compose/ (the topology, described once)
+      -> lab.topology   read it, render its configs, start it (native processes or Docker)
+      -> lab.proxies    what the lab puts on the wire: tracer, tenant router, delay
+      -> lab.clients    x lab.workloads   every client configuration runs every workload
+      -> lab.results    one outcome, one row, held to the expectation table
+      -> lab.report     the claims report, the matrix, the network model
+
+`lab.plan` builds the cells of a run once; `lab.pytest_plugin` hands them to the
+experiments in experiments/; `lab.cli` is `python -m lab`.
+"""

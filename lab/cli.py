@@ -11,72 +11,54 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from lab import COMPOSE_DIR, RESULTS_DIR, ROOT
 from lab.errors import LabError
-from lab.runner import DEFAULT_CELL_TIMEOUT, DEFAULT_REPEATS
+from lab.options import add_to_argparse
+from lab.paths import COMPOSE_DIR, EXPERIMENTS_DIR, RESULTS_DIR
 
 console = Console(stderr=True)
-
-
-def _names(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
-    from lab.backends.native import pgbouncer_binary, postgres_bindir
-    from lab.cells import matrix
-    from lab.runstate import new_run_id
-    from lab.summary import print_summary
+    from lab.options import format_names, from_namespace, to_pytest_args
+    from lab.plan import Plan
+    from lab.report.summary import print_summary
+    from lab.topology.backends.docker import choose, engine_status
+    from lab.topology.backends.native import pgbouncer_binary, postgres_bindir
+    from lab.topology.runstate import new_run_id
 
-    profiles = ("prepared",) if args.prepared_pgbouncer else ()
-    cells = matrix(_names(args.clients), _names(args.topologies), _names(args.scenarios), profiles=profiles)  # names checked first
-    from lab.backends.docker import choose, engine_status
-
-    backend = choose(args.backend)
+    profiles = tuple(dict.fromkeys([*args.lab_profiles, *(["prepared"] if args.prepared_pgbouncer else [])]))
+    opts = from_namespace(args, profiles=profiles, run_id=new_run_id())
+    plan = Plan.build(opts)  # names checked before anything starts
+    backend = choose(opts.backend)
     if backend == "native":
         postgres_bindir(), pgbouncer_binary()
-        if args.backend == "auto":
+        if opts.backend == "auto":
             console.print(f"backend: native processes ({engine_status()[1]})")
     else:
         console.print(f"backend: docker ({engine_status()[1]})")
-    if args.prepared_pgbouncer and backend == "native":
-        from lab.pgbouncer_build import build
+    if "prepared" in profiles and backend == "native":
+        from lab.tools.pgbouncer_build import build
 
         console.print(f"PgBouncer with prepared statements: {build(progress=console.print)}")
-    run_id = new_run_id()
-    results = Path(args.results)
+    results = Path(opts.results)
     results.mkdir(parents=True, exist_ok=True)
-    pytest_args = [
-        str(ROOT / "experiments"),
-        f"--benchmark-json={results / 'benchmark.json'}",
-        f"--lab-run-id={run_id}",
-        f"--lab-results={results}",
-        f"--lab-cell-timeout={args.cell_timeout}",
-        f"--lab-repeats={args.repeats}",
-        f"--lab-rtts={args.rtts}",
-        f"--lab-network={args.network}",
-        f"--lab-backend={backend}",  # already chosen: pytest need not ask the engine again
-        *([f"--lab-profiles={','.join(profiles)}"] if profiles else []),
-        *([f"--lab-baseline={args.baseline}"] if args.baseline else []),
-        "-rfE",
-    ]
-    for opt, value in (("--lab-clients", args.clients), ("--lab-topologies", args.topologies), ("--lab-scenarios", args.scenarios)):
-        if value:
-            pytest_args.append(f"{opt}={value}")
-    pytest_args += args.pytest_args
-    console.print(f"[bold]pooler-lab run {run_id}[/]: {len(cells)} matrix cells, the REST tier, latency and network benchmarks")
+    # the backend is already chosen: pytest need not ask the engine again
+    pytest_args = [str(EXPERIMENTS_DIR), f"--benchmark-json={results / 'benchmark.json'}", *to_pytest_args(opts),
+                   f"--lab-backend={backend}", "-rfE", *args.pytest_args]
+    console.print(f"[bold]pooler-lab run {opts.run_id}[/]: {plan.describe()}; clients {format_names(opts.clients)}, "
+                  f"topologies {format_names(opts.topologies)}, scenarios {format_names(opts.scenarios)}")
     started = time.monotonic()
     code = pytest.main(pytest_args)
     elapsed = time.monotonic() - started
-    print_summary(results / "runs" / f"{run_id}.jsonl", Console())
-    console.print(f"finished in {elapsed:.1f}s (bring-up, {len(cells)} matrix cells, REST, benchmarks, teardown); pytest exit code {int(code)}")
+    print_summary(results / "runs" / f"{opts.run_id}.jsonl", Console())
+    console.print(f"finished in {elapsed:.1f}s (bring-up, {plan.count()} planned cells, teardown); pytest exit code {int(code)}")
     return int(code)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from lab.backends.native import NativeBackend
+    from lab.topology.backends.native import NativeBackend
 
     backend = NativeBackend(fixed_ports=args.supabase_ports, persistent=True, progress=lambda m: console.print(m))
     with console.status("starting the topology"):
@@ -91,7 +73,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _print_endpoints(topology: dict) -> None:
-    from lab.topology import Topology
+    from lab.topology.model import Topology
 
     topo = Topology.from_dict(topology)
     table = Table(title=f"run {topo.run_id} ({topo.backend})", title_justify="left")
@@ -105,7 +87,7 @@ def _print_endpoints(topology: dict) -> None:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from lab.runstate import all_runs
+    from lab.topology.runstate import all_runs
 
     stopped_any = False
     for state in all_runs():
@@ -121,7 +103,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from lab.runstate import all_runs
+    from lab.topology.runstate import all_runs
 
     runs = all_runs()
     if args.json:
@@ -150,8 +132,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from lab.compose import load
-    from lab.config import Credentials, Placement, render, write_compose_secrets
+    from lab.topology.compose import load
+    from lab.topology.render import Credentials, Placement, render, write_compose_secrets
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -188,7 +170,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from lab.diff import diff_files, render
+    from lab.results.diff import diff_files, render
 
     for path in (args.baseline, args.current):
         if not Path(path).exists():
@@ -200,7 +182,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_build_pgbouncer(args: argparse.Namespace) -> int:
-    from lab.pgbouncer_build import build
+    from lab.tools.pgbouncer_build import build
 
     console.print(f"PgBouncer with prepared statements: {build(progress=console.print)}")
     return 0
@@ -209,9 +191,9 @@ def cmd_build_pgbouncer(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from collections import defaultdict
 
-    from lab.diff import describe
-    from lab.rows import read_rows
-    from lab.sweep import Spec, run
+    from lab.results.diff import describe
+    from lab.results.rows import read_rows
+    from lab.tools.sweep import Spec, run
 
     specs = [Spec.parse(p) for p in args.packages]
     for spec in specs:
@@ -242,20 +224,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from lab.cells import topology_names
-    from lab.clients import CLIENTS
-    from lab.scenarios import SCENARIOS
+    from lab.options import LabOptions
+    from lab.plan import Plan
 
+    plan = Plan.build(LabOptions(network="all"))
+    described = {c.client.name: c.client.description for c in plan.all()}
     out = Console()
-    out.print("[bold]clients[/]")
-    for name, cls in CLIENTS.items():
-        out.print(f"  {name:30} {cls.description}")
-    out.print("[bold]topologies[/]")
-    for name in topology_names():
-        out.print(f"  {name}")
-    out.print("[bold]scenarios[/]")
-    for name, s in SCENARIOS.items():
-        out.print(f"  {name:30} {s.description}")
+    for kind, title in (("client", "clients"), ("topology", "topologies"), ("scenario", "scenarios")):
+        out.print(f"[bold]{title}[/]")
+        for name in plan.known[kind]:
+            experiments = sorted({c.experiment for c in plan.all() if name in (c.client.name, c.topology, c.scenario)})
+            extra = f"  {described[name]}" if kind == "client" else ""
+            out.print(f"  {name:30} [{', '.join(experiments) or 'topology'}]{extra}")
     return 0
 
 
@@ -264,20 +244,10 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="bring the topology up, run the experiment matrix, write results/")
-    run.add_argument("--clients", help="comma-separated client configurations (default: all; see `list`)")
-    run.add_argument("--topologies", help="comma-separated topologies (default: all)")
-    run.add_argument("--scenarios", help="comma-separated scenarios (default: all)")
-    run.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, help="seconds before a cell's outcome is `timeout`")
-    run.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="times each cell's workload is repeated")
-    run.add_argument("--rtts", default="0,5,20,50", help="injected round-trip times (ms) for the network benchmarks")
-    run.add_argument("--network", default="reference", choices=["reference", "all", "none"],
-                     help="network benchmark paths: REST clients + reference PostgreSQL paths, every client, or none")
-    run.add_argument("--backend", default="auto", choices=["auto", "native", "docker"],
-                     help="auto (default): Docker when an engine answers, else local processes")
+    add_to_argparse(run)
     run.add_argument("--prepared-pgbouncer", action="store_true",
-                     help="add the transaction-mode PgBouncer 1.21+ with max_prepared_statements (built from Debian's source once)")
-    run.add_argument("--baseline", help="result file to diff the run against; a changed cell makes the run fail")
-    run.add_argument("--results", default=str(RESULTS_DIR), help="where rows and benchmark JSON go")
+                     help="add the transaction-mode PgBouncer 1.21+ with max_prepared_statements (built from Debian's source once); "
+                          "the same as --profiles prepared")
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
     run.set_defaults(func=cmd_run)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.backends.native import NativeBackend
+from lab.topology.backends.native import NativeBackend
 
 
 @pytest.fixture(scope="session")

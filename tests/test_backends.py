@@ -9,10 +9,10 @@ import psycopg
 import pytest
 import yaml
 
-from lab import COMPOSE_DIR
-from lab.backends.docker import DockerBackend, choose, engine_status
-from lab.compose import load
-from lab.runstate import RUNTIME_BASE
+from lab.paths import COMPOSE_DIR
+from lab.topology.backends.docker import DockerBackend, choose, engine_status
+from lab.topology.compose import load
+from lab.topology.runstate import RUNTIME_BASE
 
 ENGINE, WHY = engine_status()
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from lab.backends import native
-from lab.cells import matrix
+from lab.topology.backends import native
+from lab.options import LabOptions
+from lab.plan import Plan
 from lab.clients import client_class
 from lab.errors import MissingDependency, PortTaken, UnknownName
-from lab.ports import ensure_free
+from lab.topology.ports import ensure_free
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,8 +26,8 @@ def test_unknown_client_lists_valid_ones() -> None:
 
 
 def test_unknown_topology_lists_valid_ones() -> None:
-    with pytest.raises(UnknownName, match="valid topologys?: direct, pgbouncer-session, pgbouncer-transaction"):
-        matrix(topologies=["supavisor"])
+    with pytest.raises(UnknownName, match="valid topologies: direct, pgbouncer-session, pgbouncer-transaction, rest, tenant-proxy-session"):
+        Plan.build(LabOptions(topologies=("supavisor",)))
 
 
 def test_cli_rejects_unknown_names_before_starting_anything() -> None:
@@ -37,10 +38,10 @@ def test_cli_rejects_unknown_names_before_starting_anything() -> None:
 
 def test_pytest_option_rejects_unknown_names() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "experiments/", "--lab-clients", "asyncpg", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "pytest", "experiments/", "--lab-clients", "asyncpg-fast", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 4  # pytest's usage error
-    assert "unknown client 'asyncpg'; valid clients:" in done.stderr + done.stdout
+    assert "unknown client 'asyncpg-fast'; valid clients:" in done.stderr + done.stdout
 
 
 def test_port_taken_names_the_port() -> None:

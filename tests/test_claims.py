@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from lab.outcome import Outcome
+from types import SimpleNamespace
+
+from lab.results.outcome import Outcome
 from lab.report.claims import CLAIMS, FAILS, HOLDS, LOCAL, MISSING, c1, c3, c5, verdicts
 from lab.report.data import Rows
-from lab.rows import Row
+from lab.results.rows import Row
 
 
 def _row(experiment: str, client: str, topology: str, scenario: str, outcome: Outcome, pool_mode: str | None = None, **params) -> Row:  # type: ignore[no-untyped-def]
     return Row(run_id="r", experiment=experiment, cell=f"{client}-{topology}-{scenario}", client={"name": client, "packages": {"x": "1"}},
                topology={"name": topology, "pool_mode": pool_mode, "pooler": "pgbouncer" if pool_mode else None}, scenario=scenario,
-               outcome=outcome, params=params)
+               outcome=outcome, measures=SimpleNamespace(**params))  # type: ignore[arg-type]
 
 
 def test_every_claim_without_rows_is_not_measured_except_c14() -> None:
@@ -41,9 +43,9 @@ def test_c1_depends_on_where_the_tenant_error_appears() -> None:
 
 
 def test_attempt_verdict_reads_the_transaction_cell() -> None:
-    ok = _row("matrix", "asyncpg-default", "pgbouncer-transaction", "rca-attempt-1", Outcome("ok"), "transaction")
+    ok = _row("matrix", "rca-attempt-1", "pgbouncer-transaction", "repeated-query", Outcome("ok"), "transaction")
     assert c5(Rows([ok], [])).verdict == FAILS
-    err = _row("matrix", "asyncpg-default", "pgbouncer-transaction", "rca-attempt-1",
+    err = _row("matrix", "rca-attempt-1", "pgbouncer-transaction", "repeated-query",
                Outcome("error", "asyncpg.ProtocolViolationError", "08P01", "unsupported startup parameter: jit", "connect"), "transaction")
     v = c5(Rows([err], []))
     assert v.verdict == HOLDS and "not with 'Tenant or user not found'" in v.finding

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import COMPOSE_DIR
-from lab.compose import interpolate, load, load_settings
-from lab.config import Credentials, Placement, render, render_template
+from lab.paths import COMPOSE_DIR
+from lab.topology.compose import interpolate, load, load_settings
+from lab.topology.render import Credentials, Placement, render, render_template
 from lab.errors import ConfigError
 
 CREDS = Credentials(superuser_password="su-secret", app_password="app-secret")
@@ -91,7 +91,7 @@ def test_compose_interpolation_forms() -> None:
 
 def test_pool_sizes_make_clients_share_backends() -> None:
     """The premise of every transaction-mode failure: more client connections than server ones."""
-    from lab.runner import POOL_SIZE
+    from lab.workloads.harness import POOL_SIZE
 
     topo = load()
     tx = next(s for s in topo.poolers if s.pool_mode == "transaction")

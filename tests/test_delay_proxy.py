@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.network import Network
-from lab.runstate import RunState
-from lab.topology import Endpoint
+from lab.proxies.network import Network
+from lab.topology.runstate import RunState
+from lab.topology.model import Endpoint
 
 
 class _Echo(socketserver.BaseRequestHandler):
@@ -97,7 +97,7 @@ def test_proxies_stop_with_their_network(echo_endpoint, network) -> None:
     delayed = network.delayed(echo_endpoint, 5)
     pids = [p.pid for p in network.proxies]
     network.stop()
-    from lab.processes import group_alive
+    from lab.topology.processes import group_alive
 
     assert not any(group_alive(p) for p in pids)
     with pytest.raises(OSError):

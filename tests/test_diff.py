@@ -6,9 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lab.diff import diff_rows
-from lab.outcome import Outcome
-from lab.rows import Row, RowWriter
+from lab.results.diff import diff_rows
+from lab.results.outcome import Outcome
+from lab.results.rows import Row, RowWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 

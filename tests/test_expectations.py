@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.cells import matrix
+from lab.options import LabOptions
+from lab.plan import Plan
 from lab.errors import ConfigError
-from lab.expectations import load, lookup
-from lab.outcome import Outcome
+from lab.results.expectations import load, lookup
+from lab.results.outcome import Outcome
 
 TABLE = Path(__file__).resolve().parent.parent / "experiments" / "expectations.toml"
 FACTS = {
@@ -21,8 +22,8 @@ FACTS = {
 
 def test_every_cell_has_a_rule_with_reason_and_docs() -> None:
     rules = load(TABLE)
-    for cell in matrix():
-        rule = lookup(rules, cell.client, cell.topology, cell.scenario, FACTS[cell.topology])
+    for cell in Plan.build(LabOptions()).of("matrix"):
+        rule = lookup(rules, cell.client.name, cell.topology, cell.scenario, FACTS[cell.topology], cell.client.versions())
         assert rule.reason and rule.docs, cell.id
 
 

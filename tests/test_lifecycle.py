@@ -14,11 +14,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lab.backends.native import NativeBackend
-from lab.compose import load
+from lab.topology.backends.native import NativeBackend
+from lab.topology.compose import load
 from lab.errors import PortTaken
-from lab.processes import group_alive, run_as, spawn
-from lab.runstate import RunState, all_runs, reap_stale
+from lab.topology.processes import group_alive, run_as, spawn
+from lab.topology.runstate import RunState, all_runs, reap_stale
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.lifecycle
@@ -56,7 +56,7 @@ def test_normal_end_stops_every_process_and_removes_the_run() -> None:
 
 def test_failed_start_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """A pooler that cannot start: the postgres already started is stopped too."""
-    from lab.backends import native
+    from lab.topology.backends import native
 
     real = native.pgbouncer_binary
     monkeypatch.setattr(native, "pgbouncer_binary", lambda: Path("/bin/false"))
@@ -122,7 +122,7 @@ def test_interrupted_experiment_run_stops_its_servers(sig: int, tmp_path: Path) 
 def test_killed_run_is_cleaned_up() -> None:
     """SIGKILL gives the run no chance to clean up: the kernel's parent-death signal and the reaper do."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from lab.backends.native import NativeBackend; import time; NativeBackend().start(); time.sleep(600)"],
+        [sys.executable, "-c", "from lab.topology.backends.native import NativeBackend; import time; NativeBackend().start(); time.sleep(600)"],
         cwd=ROOT,
     )
     try:

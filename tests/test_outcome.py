@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from lab.outcome import Outcome, PhaseError, WrongResult, classify, first_line
+from lab.results.outcome import Outcome, PhaseError, WrongResult, classify, first_line
 
 
 def test_asyncpg_server_error(topology) -> None:
@@ -77,3 +77,12 @@ def test_first_line_and_summary() -> None:
     o = Outcome("error", "asyncpg.X", "26000", 'prepared statement "s" does not exist', "later query")
     assert o.summary() == 'error at later query: asyncpg.X [26000]: prepared statement "s" does not exist'
     assert Outcome.from_dict(o.to_dict()) == o
+
+
+def test_nested_phase_marks_unwrap_to_the_driver_error() -> None:
+    """A pool that marks its own connect failure, inside the harness's connect mark: the row names the pool's error."""
+    out = classify(PhaseError("connect", PhaseError("connect", TimeoutError("pool gave up"))))
+    assert out.phase == "connect" and out.kind == "timeout"
+    inner = ValueError("bad")
+    out = classify(PhaseError("later query", PhaseError("commit", inner)))
+    assert (out.phase, out.error_class) == ("commit", "ValueError")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.pgwire import Framer, Message, error_fields, error_response, startup_message, startup_params
-from lab.tracer import ConnectionTrace, Session
+from lab.proxies.pgwire import Framer, Message, error_fields, error_response, startup_message, startup_params
+from lab.proxies.tracer import ConnectionTrace, Session
 
 DATA = Path(__file__).parent / "data"
 PLAIN = ["psycopg", "asyncpg"]

@@ -7,25 +7,36 @@ from pathlib import Path
 
 import pytest
 
-from lab.expectations import Expectation
-from lab.outcome import Outcome
-from lab.rows import Row, RowWriter, cell_row, latency_stats, read_rows
+from importlib.metadata import version
+
+from lab.clients import CLIENTS
+from lab.plan import Cell
+from lab.results.expectations import Expectation
+from lab.results.measures import MatrixMeasures
+from lab.results.outcome import Outcome
+from lab.results.recorder import Recorder, Unexpected
+from lab.results.rows import Row, RowWriter, latency_stats, read_rows
+
+MEASURES = MatrixMeasures(repeats=1, iterations_run=1, cell_timeout_s=10, workers=4, ops_per_worker=15, client_pool_size=4, elapsed_s=0.1)
 
 
 def _row(outcome: Outcome = Outcome("ok")) -> Row:
-    rule = Expectation(outcome="ok", reason="because")
-    return cell_row(
-        run_id="r1", experiment="matrix", cell_id="asyncpg-default-direct-repeated-query", client="asyncpg-default",
-        client_versions={"asyncpg": "0.32.0"}, client_description="d", topology="direct",
-        facts={"server_version": "15.18", "pooler": None, "backend": "native"}, scenario="repeated-query",
-        outcome=outcome, expected=rule, latencies_s=[0.001, 0.002, 0.003],
-    )
+    rows: list[Row] = []
+    cell = Cell("matrix", CLIENTS["asyncpg-default"], "direct", "repeated-query")
+    record = Recorder(cell, "r1", [Expectation(outcome="ok", reason="because")], rows.append,
+                      {"server_version": "15.18", "pooler": None, "backend": "native"})
+    try:
+        record(outcome, MEASURES, [0.001, 0.002, 0.003])
+    except Unexpected:
+        pass  # the row is written before the outcome is held to the rule
+    return rows[0]
 
 
 def test_row_carries_versions_expectation_and_latency() -> None:
     row = _row()
     data = row.to_dict()
-    assert data["client"]["packages"] == {"asyncpg": "0.32.0"}
+    assert data["cell"] == "asyncpg-default-direct-repeated-query"
+    assert data["client"]["packages"] == {"asyncpg": version("asyncpg")}
     assert data["topology"] == {"name": "direct", "server_version": "15.18", "pooler": None, "backend": "native"}
     assert data["expected"]["reason"] == "because" and data["matches"] is True
     assert data["latency_ms"]["n"] == 3 and data["latency_ms"]["min"] == 1.0
@@ -52,6 +63,20 @@ def test_reader_rejects_rows_without_required_fields(tmp_path: Path) -> None:
     bad = {**_row().to_dict(), "schema": 99}
     path.write_text(json.dumps(bad) + "\n")
     with pytest.raises(ValueError, match="schema 99"):
+        list(read_rows(path))
+
+
+def test_measures_are_typed_and_schema_1_rows_still_read(tmp_path: Path) -> None:
+    data = _row().to_dict()
+    assert data["schema"] == 2 and data["measures"]["workers"] == 4
+    old = {k: v for k, v in data.items() if k not in ("measures", "selection")}
+    old.update(schema=1, params=data["measures"])
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps(old) + "\n")
+    (row,) = read_rows(path)
+    assert row.measures == MEASURES
+    path.write_text(json.dumps({**data, "measures": {**data["measures"], "wokers": 4}}) + "\n")
+    with pytest.raises(ValueError, match="no field.*wokers"):
         list(read_rows(path))
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from lab.outcome import Outcome
+from lab.results.outcome import Outcome
 from lab.report.network import overhead_points, slope_table
-from lab.rows import Row
-from lab.rtt_model import rest_trips, tls_handshake_trips, trips
+from lab.results.measures import NetworkMeasures
+from lab.results.rows import Row
+from lab.report.rtt_model import rest_trips, tls_handshake_trips, trips
 
 
 def test_counts() -> None:
@@ -21,7 +22,7 @@ def _row(client: str, topology: str, rtt: float, tls: bool, median: float, path:
     return Row(run_id="r", experiment="network", cell=f"{client}-{topology}-{rtt}-{tls}", client={"name": client, "packages": {}},
                topology={"name": topology, "tls_version": "TLSv1.3"}, scenario="single-insert", outcome=Outcome("ok"),
                latency_ms={"n": 5, "min": median, "median": median, "p95": median, "max": median},
-               params={"rtt_ms": rtt, "tls": tls, "path": path})
+               measures=NetworkMeasures(rtt_ms=rtt, tls=tls, rounds=5, warmup_rounds=1, path=path))
 
 
 def test_overhead_and_prediction() -> None:

@@ -7,10 +7,10 @@ import time
 
 from lab.clients import CLIENTS
 from lab.clients.base import Client
-from lab.outcome import WrongResult
-from lab.rca import RcaAttempt1
-from lab.runner import run_cell_sync
-from lab.scenarios import SCENARIOS, Scenario
+from lab.results.outcome import WrongResult
+from lab.clients.rca import RcaAttempt1
+from lab.workloads.harness import run_cell_sync
+from lab.workloads.scenarios import SCENARIOS, Scenario
 
 
 async def _hang(client: Client, worker: int, op: int) -> None:
@@ -39,6 +39,6 @@ def test_a_wrong_answer_is_a_wrong_result(topology) -> None:  # type: ignore[no-
 
 
 def test_a_refused_startup_is_an_error_at_connect(topology) -> None:  # type: ignore[no-untyped-def]
-    result = run_cell_sync(RcaAttempt1, topology.endpoint("pgbouncer-transaction").dsn(), SCENARIOS["rca-attempt-1"], repeats=1, timeout=5)
+    result = run_cell_sync(RcaAttempt1, topology.endpoint("pgbouncer-transaction").dsn(), SCENARIOS["repeated-query"], repeats=1, timeout=5)
     assert (result.outcome.kind, result.outcome.phase, result.outcome.sqlstate) == ("error", "connect", "08P01")
     assert result.outcome.message == "unsupported startup parameter: jit"

@@ -12,7 +12,7 @@ import jwt
 import psycopg
 import pytest
 
-from lab.rest_clients import HttpxPerCall, SupabasePy, trust_bundle, use_trust_bundle
+from lab.clients.rest import HttpxPerCall, SupabasePy, trust_bundle, use_trust_bundle
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_jwt_checks(rest) -> None:
 
 
 def test_expired_token_is_refused(topology, rest) -> None:
-    from lab.runstate import all_runs
+    from lab.topology.runstate import all_runs
 
     # the JWT secret is only in the run's process environment; read it from the stand-in's record
     state = next(r for r in all_runs() if r.topology and r.topology["run_id"] == topology.run_id)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from lab.errors import LabError
-from lab.rows import read_rows
-from lab.sweep import Spec
+from lab.results.rows import read_rows
+from lab.tools.sweep import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.lifecycle

@@ -11,9 +11,11 @@ from lab.clients.sqlalchemy_client import (
     SqlalchemyAsyncpgPgbouncerClient,
     SqlalchemyPsycopgClient,
 )
+from lab.clients.rca import RcaAttempt1, RcaAttempt2
 from lab.names import pick
 
-CLIENTS: dict[str, type[Client]] = {
+#: The driver configurations: every experiment that compares drivers runs each of these.
+DRIVERS: dict[str, type[Client]] = {
     cls.name: cls
     for cls in (
         AsyncpgClient,
@@ -27,6 +29,8 @@ CLIENTS: dict[str, type[Client]] = {
         SqlalchemyPsycopgClient,
     )
 }
+#: Every client configuration of the matrix: the drivers, and the RCA's attempts 1 and 2 as written.
+CLIENTS: dict[str, type[Client]] = {**DRIVERS, RcaAttempt1.name: RcaAttempt1, RcaAttempt2.name: RcaAttempt2}
 
 
 def client_class(name: str) -> type[Client]:

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from lab.clients.base import Client, Rows, Step, to_dollar
-from lab.outcome import in_phase
+from lab.results.outcome import in_phase
 
 
 class AsyncpgClient(Client):

@@ -12,7 +12,8 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 Rows = list[tuple[Any, ...]]
 Statement = tuple[str, dict[str, Any]]
@@ -49,12 +50,37 @@ def package_versions(dists: Sequence[str]) -> dict[str, str]:
     return out
 
 
+class Subject(Protocol):
+    """Who acts in a cell: what a row names as its client. A client adapter class, a REST
+    client class, or a `Configuration` (a probe, a burst, a loop-lag mode) all are one."""
+
+    name: str
+    description: str
+
+    def versions(self) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """A named way of using client packages that experiments drive themselves (no Client adapter)."""
+
+    name: str
+    description: str
+    packages: tuple[str, ...]
+
+    def versions(self) -> dict[str, str]:
+        return package_versions(self.packages)
+
+
 class Client(ABC):
     """One client configuration. A new instance per scenario iteration."""
 
     name: ClassVar[str]
     packages: ClassVar[tuple[str, ...]]
     description: ClassVar[str]
+    #: the matrix workloads this configuration runs; None: every one. The RCA's attempts are
+    #: pool constructions, followed by one workload that shows whether the pool works.
+    workloads: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, dsn: str, size: int, timeout: float) -> None:
         self.dsn, self.size, self.timeout = dsn, size, timeout

@@ -16,7 +16,7 @@ import psycopg2
 import psycopg2.pool
 
 from lab.clients.base import Client, Rows, Step, to_pyformat
-from lab.outcome import in_phase
+from lab.results.outcome import in_phase
 
 
 class Psycopg2Client(Client):

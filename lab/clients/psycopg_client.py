@@ -18,7 +18,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from lab.clients.base import Client, Rows, Step, to_pyformat
-from lab.outcome import PhaseError, in_phase
+from lab.results.outcome import PhaseError, in_phase
 
 
 class _Keep(logging.Handler):

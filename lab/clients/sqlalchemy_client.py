@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from lab.clients.base import Client, Rows, Step
-from lab.outcome import in_phase
+from lab.results.outcome import in_phase
 
 
 class SqlalchemyAsyncpgClient(Client):

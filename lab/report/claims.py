@@ -1,4 +1,4 @@
-"""The claims table (C1-C14 of ../shared/CLAIMS.md): each verdict computed from rows by a rule here.
+"""The claims table (C1-C14 of docs/claims.md): each verdict computed from rows by a rule here.
 
 A rule picks the rows that bear on its claim, decides the verdict from their
 outcomes and measurements, and says in one finding what they show. Nothing is
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from lab.report.data import Rows, versions_of
 from lab.report.network import medians, overhead_points, tls_version
-from lab.rows import Row
-from lab.rtt_model import DIRECT_REFERENCE, trips
+from lab.results.rows import Row
+from lab.report.rtt_model import DIRECT_REFERENCE, trips
 
 HOLDS, FAILS, CONDITIONAL, LOCAL = "holds", "does not hold", "holds only under stated conditions", "cannot be checked locally"
 MISSING = "not measured in these results"
@@ -111,9 +111,9 @@ def c2(data: Rows) -> Verdict:
     rows = _pick(data, "session-state", pool_mode="transaction")
     if not rows:
         return Verdict("C2", MISSING, "no session-state rows through the transaction pooler")
-    lost = [r for r in rows if r.params.get("state") == "lost"]
-    moved = [r for r in rows if not r.params.get("same_backend")]
-    kinds = ", ".join(f"{r.scenario.removeprefix('state-')}: {r.params.get('state')}" for r in rows)
+    lost = [r for r in rows if r.measures.state == "lost"]
+    moved = [r for r in rows if not r.measures.same_backend]
+    kinds = ", ".join(f"{r.scenario.removeprefix('state-')}: {r.measures.state}" for r in rows)
     verdict = HOLDS if len(lost) == len(rows) else CONDITIONAL
     return Verdict("C2", verdict, f"Through the transaction pooler, with the later transaction on another backend ({len(moved)}/{len(rows)} cells): {kinds}.", rows, _docs(rows))
 
@@ -122,18 +122,18 @@ def c3(data: Rows) -> Verdict:
     rows = [r for r in data.of("wire") if r.client["name"].startswith(("asyncpg", "psycopg"))]
     if not rows:
         return Verdict("C3", MISSING, "no wire-trace rows")
-    per_connection = {r.params["authentication_requests"] / max(1, r.params["client_connections"]) for r in rows}
-    per_query_max = max(r.params["authentication_requests"] / r.params["queries"] for r in rows)
-    pooled_once = all(r.params["client_connections"] == 1 for r in rows)
+    per_connection = {r.measures.authentication_requests / max(1, r.measures.client_connections) for r in rows}
+    per_query_max = max(r.measures.authentication_requests / r.measures.queries for r in rows)
+    pooled_once = all(r.measures.client_connections == 1 for r in rows)
     verdict = FAILS if pooled_once and per_query_max < 1 else HOLDS
     nullpool = [r for r in data.of("wire") if r.client["name"] == "sqlalchemy-asyncpg-pgbouncer"]
-    extra = (f" The only configuration that authenticates again and again is SQLAlchemy's NullPool ({nullpool[0].params['client_connections']} "
-             f"connections for {nullpool[0].params['queries']} queries): one SCRAM exchange per new connection, not per query.") if nullpool else ""
+    extra = (f" The only configuration that authenticates again and again is SQLAlchemy's NullPool ({nullpool[0].measures.client_connections} "
+             f"connections for {nullpool[0].measures.queries} queries): one SCRAM exchange per new connection, not per query.") if nullpool else ""
     return Verdict(
         "C3", verdict,
         f"On the wire, each asyncpg / psycopg 3 client connection authenticates once, at startup "
         f"({', '.join(f'{x:g}' for x in sorted(per_connection))} authentication requests per connection: SASL, SASLContinue, SASLFinal), "
-        f"then sends {rows[0].params['queries']} queries with no authentication message among them "
+        f"then sends {rows[0].measures.queries} queries with no authentication message among them "
         f"(at most {per_query_max:.2f} authentication requests per query, all from connection setup).{extra}",
         rows, _docs(rows) + ["https://www.postgresql.org/docs/15/sasl-authentication.html"],
     )
@@ -143,23 +143,23 @@ def c4(data: Rows) -> Verdict:
     rows = [r for r in data.of("wire") if r.topology.get("pooler")]
     if not rows:
         return Verdict("C4", MISSING, "no wire-trace rows through a pooler")
-    same = [r for r in rows if r.params.get("pooler_logins") == r.params["client_connections"]]
-    per_query = [r for r in rows if (r.params.get("pooler_logins") or 0) >= r.params["queries"]]
-    server = sum(r.params.get("server_logins") or 0 for r in rows)
+    same = [r for r in rows if r.measures.pooler_logins == r.measures.client_connections]
+    per_query = [r for r in rows if (r.measures.pooler_logins or 0) >= r.measures.queries]
+    server = sum(r.measures.server_logins or 0 for r in rows)
     verdict = FAILS if not [r for r in per_query if r.client["name"] != "sqlalchemy-asyncpg-pgbouncer"] else HOLDS
     return Verdict(
         "C4", verdict,
         f"PgBouncer logged one login per client connection in {len(same)}/{len(rows)} cells, whatever the number of queries "
-        f"({rows[0].params['queries']}); the server logged {server} new logins for all of them together (PgBouncer reuses its "
+        f"({rows[0].measures.queries}); the server logged {server} new logins for all of them together (PgBouncer reuses its "
         f"server connections). Only a client that opens a connection per query (NullPool) makes a login per query.",
         rows, _docs(rows),
     )
 
 
-def _attempt(data: Rows, claim: str, scenario: str) -> Verdict:
-    rows = _pick(data, "matrix", scenario=scenario)
+def _attempt(data: Rows, claim: str, attempt: str) -> Verdict:
+    rows = _pick(data, "matrix", client=attempt)
     if not rows:
-        return Verdict(claim, MISSING, f"no {scenario} rows")
+        return Verdict(claim, MISSING, f"no {attempt} rows")
     by_topology = {r.topology["name"]: r for r in rows}
     tx = [r for r in rows if r.topology.get("pool_mode") == "transaction"]
     if not tx:
@@ -186,9 +186,9 @@ def c7(data: Rows) -> Verdict:
         return Verdict("C7", MISSING, "no REST rows")
     ok = [r for r in rows if r.outcome.kind == "ok"]
     server = rows[0].topology.get("rest_server", "?") + (" — a stand-in for PostgREST" if rows[0].topology.get("stand_in") else "")
-    statuses = sorted({str(r.params.get("last_status")) for r in rows})
+    statuses = sorted({str(r.measures.last_status) for r in rows})
     return Verdict("C7", HOLDS if len(ok) == len(rows) else FAILS,
-                   f"The RCA's function, unmodified, over {', '.join('https' if r.params.get('tls') else 'http' for r in rows)}: "
+                   f"The RCA's function, unmodified, over {', '.join('https' if r.measures.tls else 'http' for r in rows)}: "
                    f"{len(ok)}/{len(rows)} cells ok, status {', '.join(statuses)} with the inserted row in the body. REST server: {server}.",
                    rows, _docs(rows))
 
@@ -226,7 +226,7 @@ def c8(data: Rows) -> Verdict:
 
 
 def c9(data: Rows) -> Verdict:
-    direct = [r for r in _pick(data, "matrix", topology="direct") if r.client["name"].startswith(("asyncpg", "psycopg")) and not r.scenario.startswith("rca")]
+    direct = [r for r in _pick(data, "matrix", topology="direct") if r.client["name"].startswith(("asyncpg", "psycopg"))]
     burst = [r for r in data.of("limits") if r.scenario.startswith("burst")]
     if not direct or not burst:
         return Verdict("C9", MISSING, "matrix or burst rows missing")
@@ -234,11 +234,11 @@ def c9(data: Rows) -> Verdict:
     refused = [r for r in burst if r.topology["name"] == "direct" and r.outcome.kind == "error"]
     pooled_ok = [r for r in burst if r.topology.get("pooler") and r.outcome.kind == "ok"]
     maxc = next((r.topology.get("max_connections") for r in burst if r.topology.get("max_connections")), "?")
-    failed = ", ".join(f"{r.client['name']}: {r.params['failed']}/{r.params['clients']} refused" for r in refused)
+    failed = ", ".join(f"{r.client['name']}: {r.measures.failed}/{r.measures.clients} refused" for r in refused)
     verdict = HOLDS if compatible and refused else CONDITIONAL
     return Verdict("C9", verdict,
                    f"Direct, every asyncpg / psycopg 3 configuration passes every scenario ({len(direct)} cells). A burst of "
-                   f"{burst[0].params['clients']} clients against max_connections={maxc}: {failed}; through the poolers all complete "
+                   f"{burst[0].measures.clients} clients against max_connections={maxc}: {failed}; through the poolers all complete "
                    f"({len(pooled_ok)} cells). The limit is real and an application-side pool (or a pooler) is what keeps under it.",
                    direct + burst, _docs(burst))
 
@@ -248,7 +248,7 @@ def c10(data: Rows) -> Verdict:
     matrix = [r for r in _pick(data, "matrix", pool_mode="session") if r.client["name"].startswith(("asyncpg", "psycopg"))]
     if not state or not matrix:
         return Verdict("C10", MISSING, "session-pooler rows missing")
-    kept = all(r.params.get("state") == "kept" for r in state)
+    kept = all(r.measures.state == "kept" for r in state)
     workload_ok = all(r.outcome.kind == "ok" for r in matrix if not r.scenario.startswith("rca"))
     rca = [r for r in matrix if r.scenario.startswith("rca")]
     rca_fail = [r for r in rca if r.outcome.kind == "error"]
@@ -272,13 +272,13 @@ def c11(data: Rows) -> Verdict:
                      - {r.client["name"] for r in tx if r.outcome.kind != "ok"})
     in_loop = [r for r in lag if r.client["name"] == "psycopg2-in-loop"]
     executor = [r for r in lag if r.client["name"] == "psycopg2-executor"]
-    blocks = all(r.params["max_lag_ms"] >= 0.5 * r.params["query_sleep_ms"] for r in in_loop)
-    frees = all(r.params["max_lag_ms"] < 0.1 * r.params["query_sleep_ms"] for r in executor)
+    blocks = all(r.measures.max_lag_ms >= 0.5 * r.measures.query_sleep_ms for r in in_loop)
+    frees = all(r.measures.max_lag_ms < 0.1 * r.measures.query_sleep_ms for r in executor)
     verdict = CONDITIONAL if pg2_ok and blocks and frees else FAILS
     return Verdict("C11", verdict,
                    f"psycopg2 passes every transaction-pooler scenario ({len(pg2)} cells): it binds parameters on the client and never prepares. "
-                   f"Called inside a coroutine it blocks the loop for the whole query (max lag {', '.join(str(r.params['max_lag_ms']) for r in in_loop)} ms "
-                   f"for a {in_loop[0].params['query_sleep_ms']:g} ms query); through the executor, {', '.join(str(r.params['max_lag_ms']) for r in executor)} ms. "
+                   f"Called inside a coroutine it blocks the loop for the whole query (max lag {', '.join(str(r.measures.max_lag_ms) for r in in_loop)} ms "
+                   f"for a {in_loop[0].measures.query_sleep_ms:g} ms query); through the executor, {', '.join(str(r.measures.max_lag_ms) for r in executor)} ms. "
                    f"'More compatible' holds against the drivers' defaults only: {', '.join(also_ok)} pass the same cells without threads.",
                    pg2 + lag, _docs(pg2 + lag))
 
@@ -307,10 +307,10 @@ def c13(data: Rows) -> Verdict:
     if hybrid is None:
         return Verdict("C13", MISSING, "no hybrid row")
     lat = hybrid.latency_ms or {}
-    finding = (f"Under a burst of {hybrid.params['clients']}: the hybrid completed {hybrid.params['completed']} "
-               f"({hybrid.params['by_path']}), median {lat.get('median', float('nan')):.0f} ms, max {lat.get('max', float('nan')):.0f} ms")
+    finding = (f"Under a burst of {hybrid.measures.clients}: the hybrid completed {hybrid.measures.completed} "
+               f"({hybrid.measures.by_path}), median {lat.get('median', float('nan')):.0f} ms, max {lat.get('max', float('nan')):.0f} ms")
     if alone is not None:
-        finding += f"; the same pool without REST lost {alone.params['failed']} inserts to PoolTimeout"
+        finding += f"; the same pool without REST lost {alone.measures.failed} inserts to PoolTimeout"
     finding += (f". Through a pooler the same kind of burst also completes without a second code path ({len(pooled)} cells ok), "
                 "and psycopg 3 with prepare_threshold=None works through the transaction pooler (see the matrix).")
     verdict = CONDITIONAL if hybrid.outcome.kind == "ok" else FAILS
@@ -386,17 +386,17 @@ def _fixes(data: Rows) -> list[str]:
     }
     lines = []
     for failing, (fix_client, how) in fixes.items():
-        rows = [r for r in by_client.get(failing, []) if r.outcome.kind == "error" and not r.scenario.startswith("rca")]
+        rows = [r for r in by_client.get(failing, []) if r.outcome.kind == "error"]
         if rows and fix_client in passes_everywhere:
             codes = ", ".join(sorted({r.outcome.sqlstate or "?" for r in rows}))
             lines.append(f"{failing} through the transaction pooler ({codes}): {how} — `{fix_client}` passes every scenario on every topology; "
                          "or the session pooler or a direct connection.")
         elif rows:
             lines.append(f"{failing} through the transaction pooler: {how} (its fixed configuration was not measured in these results).")
-    for scenario, what in (("rca-attempt-1", "`server_settings={'jit': 'off'}`"), ("rca-attempt-2", "`options=-c jit=off`")):
-        rows = [r for r in matrix if r.scenario == scenario and r.outcome.kind == "error"]
+    for attempt, what in (("rca-attempt-1", "`server_settings={'jit': 'off'}`"), ("rca-attempt-2", "`options=-c jit=off`")):
+        rows = [r for r in matrix if r.client["name"] == attempt and r.outcome.kind == "error"]
         if rows:
-            lines.append(f"the RCA's attempt {scenario[-1]}: drop {what} (or list it in PgBouncer's `ignore_startup_parameters`); set it per role with "
+            lines.append(f"the RCA's attempt {attempt[-1]}: drop {what} (or list it in PgBouncer's `ignore_startup_parameters`); set it per role with "
                          "`ALTER ROLE ... SET jit = off` instead — the pooler refuses the startup parameter, in either mode.")
     tenant = [r for r in data.of("tenant") if r.outcome.kind == "error" and _is_tenant_error(r)]
     if tenant or any(r.scenario.startswith("tenant") for r in data.of("tenant")):

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.rows import Row, read_rows
+from lab.results.rows import Row, read_rows
 
 
 @dataclass

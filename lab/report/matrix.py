@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lab.matrix_view import grids, short
-from lab.rows import Row
+from lab.report.grid import grids, short
+from lab.results.rows import Row
 
 
 def matrix_markdown(rows: list[Row]) -> str:

@@ -6,8 +6,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.rows import Row
-from lab.rtt_model import DIRECT_REFERENCE, trips
+from lab.results.rows import Row
+from lab.report.rtt_model import DIRECT_REFERENCE, trips
 
 Key = tuple[str, str, bool]  # client, topology, tls
 
@@ -38,7 +38,7 @@ def medians(rows: list[Row], stat: str = "median") -> dict[Key, dict[float, floa
     out: dict[Key, dict[float, float]] = defaultdict(dict)
     for r in rows:
         if r.outcome.kind == "ok" and r.latency_ms:
-            out[(r.client["name"], r.topology["name"], bool(r.params.get("tls")))][float(r.params["rtt_ms"])] = r.latency_ms[stat]
+            out[(r.client["name"], r.topology["name"], bool(r.measures.tls))][float(r.measures.rtt_ms)] = r.latency_ms[stat]
     return out
 
 
@@ -53,7 +53,7 @@ def overhead_points(rows: list[Row], stat: str = "min") -> list[OverheadPoint]:
     m = medians(rows, stat)
     version = tls_version(rows)
     points = []
-    rest_clients = sorted({r.client["name"] for r in rows if r.params.get("path") == "rest"})
+    rest_clients = sorted({r.client["name"] for r in rows if r.measures.path == "rest"})
     for tls in (False, True):
         direct = m.get((*DIRECT_REFERENCE, tls), {})
         direct_trips = trips("pg", DIRECT_REFERENCE[0], tls, version)
@@ -72,7 +72,7 @@ def slope_table(rows: list[Row]) -> list[tuple[str, str, bool, float | None, int
     """Per path: round trips measured (slope of median latency over RTT) beside the model's count."""
     m = medians(rows)
     version = tls_version(rows)
-    kinds = {r.client["name"]: r.params.get("path", "pg") for r in rows}
+    kinds = {r.client["name"]: r.measures.path for r in rows}
     out = []
     for (client, topology, tls), by_rtt in sorted(m.items()):
         rtts = sorted(by_rtt)
@@ -122,7 +122,7 @@ def where_100_200_comes_from(rows: list[Row]) -> str:
     m = medians(rows)
     version = tls_version(rows)
     lines = []
-    for client in sorted({r.client["name"] for r in rows if r.params.get("path") == "rest"}):
+    for client in sorted({r.client["name"] for r in rows if r.measures.path == "rest"}):
         for tls in (False, True):
             rest, direct = m.get((client, "rest", tls), {}), m.get((*DIRECT_REFERENCE, tls), {})
             rt, dt = trips("rest", client, tls, version), trips("pg", DIRECT_REFERENCE[0], tls, version)

@@ -1,0 +1,168 @@
+"""The lab's options, declared once: `python -m lab run` and `pytest experiments/` read the same table.
+
+Each option has one parser, used by both argparse front ends, so a value is checked
+the same way whether it came from `./pooler-lab run --cell-timeout nan` or
+`pytest --lab-cell-timeout nan` (both refuse it before anything starts). The values
+end up in one frozen `LabOptions`, which the pytest plugin builds once per session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from lab.paths import RESULTS_DIR
+
+DEFAULT_CELL_TIMEOUT = 10.0
+DEFAULT_REPEATS = 2
+DEFAULT_RTTS = (0.0, 5.0, 20.0, 50.0)
+BACKENDS = ("auto", "native", "docker", "attach")
+NETWORK_MODES = ("reference", "all", "none")
+
+
+def names(value: str) -> tuple[str, ...]:
+    """A comma-separated, non-empty list of names (`--clients ,` is refused, not a matrix of 0 cells)."""
+    parts = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    if not parts:
+        raise argparse.ArgumentTypeError(f"{value!r} names nothing; give comma-separated names (see `./pooler-lab list`)")
+    return parts
+
+
+def positive_seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not math.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a finite number of seconds above 0")
+    return number
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a whole number of at least 1")
+    return number
+
+
+def rtts(value: str) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give round-trip times in ms, like 0,5,20,50") from None
+    if not out or any(not math.isfinite(r) or r < 0 for r in out):
+        raise argparse.ArgumentTypeError(f"{value!r}: round-trip times must be finite and 0 or more")
+    return out
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: `--NAME` on `python -m lab run`, `--lab-NAME` on pytest."""
+
+    name: str
+    help: str
+    default: Any = None
+    parse: Callable[[str], Any] | None = None
+    choices: tuple[str, ...] | None = None
+    on_cli: bool = True  # offered by `python -m lab run` (the run id, say, is the CLI's own business)
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    def kwargs(self, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
+        kw: dict[str, Any] = {"default": self.default, "help": self.help, "dest": f"lab_{self.dest}"}
+        if self.parse is not None:
+            kw["type"] = self.parse
+        if choices or self.choices:
+            kw["choices"] = choices or self.choices
+        return kw
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("backend", "auto: Docker when an engine answers, else native processes; attach: the topology `./pooler-lab up` started",
+           "auto", choices=BACKENDS),
+    Option("clients", "comma-separated client configurations (default: all; `./pooler-lab list` shows them)", parse=names),
+    Option("topologies", "comma-separated topologies (default: all)", parse=names),
+    Option("scenarios", "comma-separated scenarios (default: all)", parse=names),
+    Option("cell-timeout", "seconds before a cell's outcome is `timeout`", DEFAULT_CELL_TIMEOUT, parse=positive_seconds),
+    Option("repeats", "times each matrix cell's workload is repeated", DEFAULT_REPEATS, parse=positive_int),
+    Option("rtts", "comma-separated injected round-trip times in ms for the network benchmarks", DEFAULT_RTTS, parse=rtts),
+    Option("network", "network benchmarks: REST clients plus reference PostgreSQL paths, every client, or none", "reference",
+           choices=NETWORK_MODES),
+    Option("profiles", "compose profiles to start too, e.g. prepared (PgBouncer 1.21+ with max_prepared_statements)", (), parse=names),
+    Option("baseline", "result file to diff this run against at the end; a changed cell fails the run"),
+    Option("results", "directory result rows and benchmark JSON are written to", RESULTS_DIR, parse=Path),
+    Option("run-id", "name of this run's result file (default: generated)", on_cli=False),
+)
+
+
+@dataclass(frozen=True)
+class LabOptions:
+    """The options of one session, read once; fixtures and the plan take them from here."""
+
+    backend: str = "auto"
+    clients: tuple[str, ...] | None = None
+    topologies: tuple[str, ...] | None = None
+    scenarios: tuple[str, ...] | None = None
+    cell_timeout: float = DEFAULT_CELL_TIMEOUT
+    repeats: int = DEFAULT_REPEATS
+    rtts: tuple[float, ...] = DEFAULT_RTTS
+    network: str = "reference"
+    profiles: tuple[str, ...] = ()
+    baseline: str | None = None
+    results: Path = field(default=RESULTS_DIR)
+    run_id: str | None = None
+
+    @classmethod
+    def from_values(cls, get: Callable[[Option], Any]) -> "LabOptions":
+        return cls(**{o.dest: get(o) for o in OPTIONS})
+
+    @property
+    def narrowed(self) -> bool:
+        """Was part of the matrix chosen on purpose? Rows record it, so a diff knows missing cells are not lost ones."""
+        return any(v is not None for v in (self.clients, self.topologies, self.scenarios))
+
+
+assert {f.name for f in fields(LabOptions)} == {o.dest for o in OPTIONS}, "every option has a field and every field an option"
+
+
+def add_to_argparse(parser: argparse.ArgumentParser, backends: tuple[str, ...] = BACKENDS[:3]) -> None:
+    """`--NAME` options of `python -m lab run` (attach is pytest's own: the CLI starts or attaches by command)."""
+    for o in OPTIONS:
+        if o.on_cli:
+            parser.add_argument(f"--{o.name}", **o.kwargs(backends if o.name == "backend" else None))
+
+
+def add_to_pytest(group: Any) -> None:
+    """`--lab-NAME` options of `pytest experiments/`."""
+    for o in OPTIONS:
+        group.addoption(f"--lab-{o.name}", **o.kwargs())
+
+
+def from_namespace(args: argparse.Namespace, **override: Any) -> LabOptions:
+    return LabOptions.from_values(lambda o: override.get(o.dest, getattr(args, f"lab_{o.dest}", o.default)))
+
+
+def to_pytest_args(options: LabOptions) -> list[str]:
+    """The same values as pytest options, for `python -m lab run` to hand over; defaults are left out."""
+    out = []
+    for o in OPTIONS:
+        value = getattr(options, o.dest)
+        if value is None or value == o.default:
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+        out.append(f"--lab-{o.name}={value}")
+    return out
+
+
+def format_names(values: Sequence[str] | None) -> str:
+    return ",".join(values) if values else "all"

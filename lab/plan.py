@@ -1,0 +1,170 @@
+"""The cells of a run, built once from the options and carried as objects to the tests and the rows.
+
+A cell is one experiment's (subject, topology, scenario): who acts (a client
+configuration, a REST client, a probe), where (a topology name), and what (the
+scenario the row records), plus the experiment's own object for it (a `Scenario`,
+a state kind, an RTT and TLS setting). Its id is the pytest id and the row's cell id,
+so a test never writes it. `--clients`, `--topologies` and `--scenarios` narrow every
+experiment the same way; names are checked against every cell the lab has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.clients import CLIENTS, DRIVERS
+from lab.clients.base import Subject
+from lab.clients.rest import REST_CLIENTS
+from lab.errors import UnknownName
+from lab.options import LabOptions
+from lab.proxies.tenant import ROUTES, USER_SUFFIXES
+from lab.topology.compose import load
+from lab.workloads import burst, loop_lag, session_state
+from lab.workloads.scenarios import SCENARIOS
+
+
+@dataclass(frozen=True)
+class Cell:
+    experiment: str
+    client: Subject = field(compare=False)
+    topology: str
+    scenario: str  # what the row records as the scenario
+    variant: str = ""  # the id's last part, where it is not the scenario
+    case: Any = field(default=None, compare=False)  # the experiment's own object for this cell
+    judged: bool = True  # held to the expectation table (benchmarks are not)
+
+    @property
+    def id(self) -> str:
+        return f"{self.client.name}-{self.topology}-{self.variant or self.scenario}"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def topology_names(profiles: tuple[str, ...] = ()) -> list[str]:
+    """The PostgreSQL topologies, from compose/: they exist before anything is started."""
+    return [s.topology for s in load(profiles=profiles).services.values() if s.role in ("server", "pooler")]
+
+
+# -- each experiment's cells, before narrowing -----------------------------------------
+
+
+def _matrix(topologies: list[str], opts: LabOptions) -> list[Cell]:
+    return [
+        Cell("matrix", client, t, scenario.name, case=scenario)
+        for scenario in SCENARIOS.values()
+        for t in topologies
+        for client in CLIENTS.values()
+        if client.workloads is None or scenario.name in client.workloads
+    ]
+
+
+def _latency(topologies: list[str], opts: LabOptions) -> list[Cell]:
+    insert = SCENARIOS["insert-returning"]
+    return [Cell("latency", c, t, "single-insert", insert.name, insert, judged=False) for t in topologies for c in DRIVERS.values()]
+
+
+def _tenant(topologies: list[str], opts: LabOptions) -> list[Cell]:
+    transaction, session = ROUTES
+    cells = [Cell("tenant", c, transaction, kind, case=kind) for kind in USER_SUFFIXES for c in DRIVERS.values()]
+    return cells + [Cell("tenant", DRIVERS[c], session, "tenant-wrong-ref", case="tenant-wrong-ref")
+                    for c in ("asyncpg-default", "psycopg-async-default")]
+
+
+def _wire(topologies: list[str], opts: LabOptions) -> list[Cell]:
+    return [Cell("wire", c, t, "wire-count") for t in topologies for c in DRIVERS.values()]
+
+
+def _session_state(topologies: list[str], opts: LabOptions) -> list[Cell]:
+    return [Cell("session-state", session_state.PROBE, t, f"state-{k}", k, case=kind)
+            for t in topologies for k, kind in session_state.KINDS.items()]
+
+
+def _limits(topologies: list[str], opts: LabOptions) -> list[Cell]:
+    bursts = [Cell("limits", burst.SUBJECTS[c], t, f"burst-{burst.BURST}", "burst", case=c) for t in topologies for c in burst.CONNECTORS]
+    hybrids = [Cell("limits", burst.SUBJECTS[c], "direct", f"hybrid-burst-{burst.BURST}", "burst", case=c == "rca-hybrid")
+               for c in ("rca-hybrid", "pool-only")]
+    return bursts + hybrids
+
+
+def _loop_lag(topologies: list[str], opts: LabOptions) -> list[Cell]:
+    return [Cell("loop-lag", m, t, "loop-lag") for t in loop_lag.TOPOLOGIES for m in loop_lag.MODES.values()]
+
+
+def _rest(topologies: list[str], opts: LabOptions) -> list[Cell]:
+    return [Cell("rest", c, "rest", "rca-attempt-3", f"{'https' if tls else 'http'}-rca-attempt-3", tls)
+            for c in REST_CLIENTS.values() for tls in (False, True)]
+
+
+#: The PostgreSQL paths the network benchmarks measure by default: the RCA's driver straight to
+#: the server (the reference of the REST overhead), and asyncpg's working configuration through the
+#: transaction pooler. --network all measures every driver configuration on every topology.
+REFERENCE_PG_PATHS = (("asyncpg-default", "direct"), ("asyncpg-no-cache", "pgbouncer-transaction"))
+
+
+def _network(topologies: list[str], opts: LabOptions) -> list[Cell]:
+    if opts.network == "none":
+        return []
+    paths: list[tuple[Subject, str]] = [(c, "rest") for c in REST_CLIENTS.values()]
+    if opts.network == "all":
+        paths += [(c, t) for t in topologies for c in DRIVERS.values()]
+    else:
+        paths += [(DRIVERS[c], t) for c, t in REFERENCE_PG_PATHS]
+    return [Cell("network", c, t, "single-insert", f"rtt{rtt:g}ms-{'tls' if tls else 'plain'}", (rtt, tls), judged=False)
+            for c, t in paths for rtt in opts.rtts for tls in (False, True)]
+
+
+EXPERIMENTS: dict[str, Callable[[list[str], LabOptions], list[Cell]]] = {
+    "matrix": _matrix,
+    "latency": _latency,
+    "tenant": _tenant,
+    "wire": _wire,
+    "session-state": _session_state,
+    "limits": _limits,
+    "loop-lag": _loop_lag,
+    "rest": _rest,
+    "network": _network,
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every cell of a run, by experiment, narrowed by the options; built once per session."""
+
+    options: LabOptions
+    cells: dict[str, list[Cell]]
+    known: dict[str, tuple[str, ...]]  # "client" / "topology" / "scenario" -> every name the lab has
+
+    @classmethod
+    def build(cls, options: LabOptions) -> "Plan":
+        topologies = topology_names(options.profiles)
+        every = {name: make(topologies, options) for name, make in EXPERIMENTS.items()}
+        flat = [c for cells in every.values() for c in cells]
+        known = {
+            "client": tuple(dict.fromkeys(c.client.name for c in flat)),
+            "topology": tuple(dict.fromkeys([*topologies, *(c.topology for c in flat)])),
+            "scenario": tuple(dict.fromkeys(c.scenario for c in flat)),
+        }
+        wanted = {"client": options.clients, "topology": options.topologies, "scenario": options.scenarios}
+        for kind, names in wanted.items():
+            for name in names or ():
+                if name not in known[kind]:
+                    raise UnknownName(kind, name, known[kind])
+        keep = lambda c: all(w is None or n in w for w, n in ((options.clients, c.client.name),  # noqa: E731
+                                                              (options.topologies, c.topology), (options.scenarios, c.scenario)))
+        return cls(options, {name: [c for c in cells if keep(c)] for name, cells in every.items()}, known)
+
+    def of(self, experiment: str) -> list[Cell]:
+        return self.cells[experiment]
+
+    def all(self) -> Iterable[Cell]:
+        return (c for cells in self.cells.values() for c in cells)
+
+    def count(self) -> int:
+        return sum(len(cells) for cells in self.cells.values())
+
+    def describe(self) -> str:
+        parts = [f"{name} {len(cells)}" for name, cells in self.cells.items() if cells]
+        return f"{self.count()} cells ({', '.join(parts) or 'none'})"

@@ -1,0 +1,196 @@
+"""The experiments' pytest plugin: options, the run's plan, the topology, and a recorder per cell.
+
+experiments/conftest.py only wires this in. Every experiment test takes a `cell`
+parameter; the plugin parametrizes it with the cells `lab.plan` built for the
+experiment the test is marked with (`@pytest.mark.experiment("matrix")`), narrowed by
+`--lab-clients`, `--lab-topologies` and `--lab-scenarios`. The `record` fixture is the
+recorder of the test's own cell: a test passes only what it observed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from lab.options import add_to_pytest
+from lab.errors import LabError
+from lab.options import LabOptions
+from lab.paths import EXPECTATIONS_FILE
+from lab.plan import Cell, Plan
+from lab.proxies.network import Network
+from lab.results.expectations import Expectation, load
+from lab.results.recorder import Recorder
+from lab.results.rows import RowWriter
+from lab.topology.model import Topology
+from lab.topology.runstate import RunState, new_run_id
+
+OPTIONS = pytest.StashKey[LabOptions]()
+PLAN = pytest.StashKey[Plan]()
+ROWS = pytest.StashKey[RowWriter]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_to_pytest(parser.getgroup("pooler-lab"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "experiment(name): the lab experiment whose cells parametrize this test's `cell`")
+
+    # `kill <pid>` cleans up as Ctrl-C does: fixture teardown stops the servers.
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    opts = LabOptions.from_values(lambda o: config.getoption(f"lab_{o.dest}"))
+    if opts.run_id is None:
+        opts = replace(opts, run_id=new_run_id())
+    config.stash[OPTIONS] = opts
+    try:
+        config.stash[PLAN] = Plan.build(opts)
+    except LabError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cell" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("experiment")
+    if marker is None:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid} takes a cell but names no experiment (@pytest.mark.experiment)")
+    cells = metafunc.config.stash[PLAN].of(marker.args[0])
+    metafunc.parametrize("cell", cells, ids=[c.id for c in cells])
+
+
+@pytest.fixture(scope="session")
+def lab_options(pytestconfig: pytest.Config) -> LabOptions:
+    return pytestconfig.stash[OPTIONS]
+
+
+@pytest.fixture(scope="session")
+def run_id(lab_options: LabOptions) -> str:
+    assert lab_options.run_id is not None
+    return lab_options.run_id
+
+
+@dataclass(frozen=True)
+class LabRun:
+    topology: Topology
+    state: RunState  # where this session's own processes (delay proxies) are recorded
+
+
+@pytest.fixture(scope="session")
+def lab_run(pytestconfig: pytest.Config, lab_options: LabOptions) -> Iterator[LabRun]:
+    """The topology for the whole session: started here and stopped at the end, or attached to."""
+    from lab.topology.backends import start_for_session
+
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+
+    def say(msg: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"[pooler-lab] {msg}")
+
+    try:
+        with start_for_session(lab_options, say) as (topology, state):
+            yield LabRun(topology, state)
+    except LabError as exc:
+        pytest.exit(f"the topology did not come up: {exc}", returncode=3)
+
+
+@pytest.fixture(scope="session")
+def lab_topology(lab_run: LabRun) -> Topology:
+    return lab_run.topology
+
+
+@pytest.fixture(scope="session")
+def lab_network(lab_run: LabRun) -> Iterator[Network]:
+    network = Network(lab_run.state)
+    try:
+        yield network
+    finally:
+        network.stop()
+
+
+@pytest.fixture(scope="session")
+def rest_trust(lab_run: LabRun):  # type: ignore[no-untyped-def]
+    """The REST endpoint, trusted through SSL_CERT_FILE for the session: how unmodified REST clients
+    come to trust the run's CA. Its facts carry the negotiated TLS version (lab.report.rtt_model)."""
+    from lab.clients.rest import trust_bundle, use_trust_bundle
+    from lab.report.rtt_model import negotiated_tls
+
+    rest = lab_run.topology.endpoints.get("rest")
+    if rest is None or rest.ca_file is None or rest.tls_port is None:
+        pytest.skip("this topology has no REST tier")
+    before = os.environ.get("SSL_CERT_FILE")
+    use_trust_bundle(trust_bundle(rest.ca_file, lab_run.state.directory))
+    rest = replace(rest, facts={**rest.facts, "tls_version": negotiated_tls(rest.host, rest.tls_port, rest.ca_file)})
+    try:
+        yield rest
+    finally:
+        if before is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = before
+
+
+@pytest.fixture(scope="session")
+def expectations() -> list[Expectation]:
+    try:
+        return load(EXPECTATIONS_FILE)
+    except LabError as exc:
+        pytest.exit(str(exc), returncode=2)
+
+
+@pytest.fixture(scope="session")
+def row_writer(pytestconfig: pytest.Config, lab_options: LabOptions, run_id: str) -> RowWriter:
+    writer = RowWriter(run_id, Path(lab_options.results))
+    pytestconfig.stash[ROWS] = writer  # for the baseline diff and the summary at the end
+    return writer
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest, cell: Cell, run_id: str, expectations: list[Expectation], row_writer: RowWriter,
+           lab_options: LabOptions) -> Recorder:
+    """The recorder of this test's own cell; facts default to its topology's endpoint's."""
+    topology: Topology = request.getfixturevalue("lab_topology")
+    endpoint = topology.endpoints.get(cell.topology)
+    selection = {k: list(v) for k, v in (("clients", lab_options.clients), ("topologies", lab_options.topologies),
+                                         ("scenarios", lab_options.scenarios)) if v} or None
+    return Recorder(cell, run_id, expectations, row_writer.write, endpoint.facts if endpoint else {}, selection)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
+    """What ran, counted from the rows written, beside what the plan held."""
+    writer = config.stash.get(ROWS, None)
+    plan = config.stash.get(PLAN, None)
+    if plan is None:
+        return
+    from lab.results.rows import read_rows
+
+    written: Counter[str] = Counter()
+    if writer is not None and writer.path.exists():
+        written.update(r.experiment for r in read_rows(writer.path))
+    parts = [f"{name} {written[name]}/{len(cells)}" for name, cells in plan.cells.items() if cells]
+    terminalreporter.write_line(f"[pooler-lab] rows recorded per experiment (recorded/planned): {', '.join(parts)}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With --lab-baseline: every cell whose outcome changed against the baseline, and a failing exit status."""
+    opts = session.config.stash.get(OPTIONS, None)
+    writer = session.config.stash.get(ROWS, None)
+    if opts is None or not opts.baseline or writer is None:
+        return
+    from lab.results.diff import diff_files, render
+
+    d = diff_files(Path(opts.baseline), writer.path)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for line in render(d):
+        if reporter is not None:
+            reporter.write_line(f"[pooler-lab diff] {line}")
+    if d.changes:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

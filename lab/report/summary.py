@@ -1,0 +1,47 @@
+"""A run's matrix at a glance, printed after `lab run` from the rows it wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from lab.report.grid import grids, short
+from lab.results.rows import Row, read_rows
+
+
+def matrix_tables(rows: list[Row]) -> list[Table]:
+    tables = []
+    for g in grids([r for r in rows if r.experiment == "matrix"]):
+        table = Table(title=f"scenario: {g.scenario}", title_justify="left")
+        table.add_column("client")
+        for t in g.topologies:
+            table.add_column(t)
+        for client, by_topo in g.cells.items():
+            out = []
+            for t in g.topologies:
+                r = by_topo.get(t)
+                if r is None:
+                    out.append("")
+                    continue
+                style = "bold red" if r.matches is False else "green" if r.outcome.kind == "ok" else "yellow"
+                out.append(f"[{style}]{short(r.outcome)}{' (unexpected)' if r.matches is False else ''}[/]")
+            table.add_row(client, *out)
+        tables.append(table)
+    return tables
+
+
+def print_summary(path: Path, console: Console | None = None) -> None:
+    console = console or Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 120)
+    if not path.exists():
+        console.print(f"no rows were written ({path} does not exist)")
+        return
+    rows = list(read_rows(path))
+    for table in matrix_tables(rows):
+        console.print(table)
+    matrix = [r for r in rows if r.experiment == "matrix"]
+    unexpected = [r for r in matrix if r.matches is False]
+    console.print(f"{len(matrix)} matrix cells, {len(unexpected)} unexpected; rows in {path}")

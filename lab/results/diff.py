@@ -1,0 +1,102 @@
+"""Comparing two runs cell by cell: what changed in outcome, in both directions.
+
+A driver or pooler upgrade is checked by running the lab and diffing against a
+baseline: a cell that starts passing is reported as loudly as one that starts
+failing. Cells are matched by (experiment, cell id); an outcome is compared by
+kind, SQLSTATE, error class and phase (unless the expectation allows several
+phases), never by message text (it carries per-run
+names and ports) or latency (benchmarks are for reading, not gating).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.results.outcome import Outcome
+from lab.results.rows import Row, read_rows
+
+Key = tuple[str, str]
+
+
+def signature(outcome: Outcome) -> tuple[str, str | None, str | None, str | None]:
+    return (outcome.kind, outcome.sqlstate, outcome.error_class, outcome.phase)
+
+
+def describe(outcome: Outcome) -> str:
+    if outcome.kind != "error":
+        return outcome.kind
+    return f"error {outcome.sqlstate or outcome.error_class} at {outcome.phase}"
+
+
+def _held_signature(before: Row, after: Row, row: Row) -> tuple[str, str | None, str | None, str | None]:
+    """The signature, without the phase where the expectation allows several (asyncpg: first or later query)."""
+    kind, sqlstate, error_class, phase = signature(row.outcome)
+    if any(isinstance((r.expected or {}).get("phase"), list) for r in (before, after)):
+        phase = None
+    return (kind, sqlstate, error_class, phase)
+
+
+@dataclass(frozen=True)
+class Change:
+    key: Key
+    before: Row
+    after: Row
+
+    @property
+    def direction(self) -> str:
+        b, a = self.before.outcome.kind, self.after.outcome.kind
+        if b != "ok" and a == "ok":
+            return "now passes"
+        if b == "ok" and a != "ok":
+            return "now fails"
+        return "fails differently"
+
+    def versions_changed(self) -> list[str]:
+        out = []
+        bp, ap = self.before.client.get("packages", {}), self.after.client.get("packages", {})
+        for dist in sorted(set(bp) | set(ap)):
+            if bp.get(dist) != ap.get(dist):
+                out.append(f"{dist} {bp.get(dist)} → {ap.get(dist)}")
+        for fact in ("pooler_version", "server_version", "rest_server"):
+            if self.before.topology.get(fact) != self.after.topology.get(fact):
+                out.append(f"{fact} {self.before.topology.get(fact)} → {self.after.topology.get(fact)}")
+        return out
+
+
+@dataclass
+class Diff:
+    changes: list[Change]
+    only_before: list[Key]
+    only_after: list[Key]
+    compared: int
+
+
+def _index(rows: Iterable[Row]) -> dict[Key, Row]:
+    return {(r.experiment, r.cell): r for r in rows}  # a later row of the same cell wins
+
+
+def diff_rows(before: Iterable[Row], after: Iterable[Row]) -> Diff:
+    b, a = _index(before), _index(after)
+    common = sorted(set(b) & set(a))
+    # a cell the expectation table records without holding ("any") has no stable outcome to compare
+    held = [k for k in common if not any((r.expected or {}).get("outcome") == "any" for r in (b[k], a[k]))]
+    changes = [Change(k, b[k], a[k]) for k in held if _held_signature(b[k], a[k], b[k]) != _held_signature(b[k], a[k], a[k])]
+    return Diff(changes, sorted(set(b) - set(a)), sorted(set(a) - set(b)), len(held))
+
+
+def diff_files(before: Path, after: Path) -> Diff:
+    return diff_rows(read_rows(before), read_rows(after))
+
+
+def render(d: Diff) -> list[str]:
+    lines = [f"{d.compared} cells compared, {len(d.changes)} changed"]
+    for c in d.changes:
+        versions = "; ".join(c.versions_changed()) or "no version changed"
+        lines.append(f"  {c.direction:17} {c.key[0]}/{c.key[1]}: {describe(c.before.outcome)} → {describe(c.after.outcome)} ({versions})")
+    if d.only_before:
+        lines.append(f"  {len(d.only_before)} cells only in the baseline (not run now): " + ", ".join(f"{e}/{c}" for e, c in d.only_before[:10]))
+    if d.only_after:
+        lines.append(f"  {len(d.only_after)} cells only in the current run: " + ", ".join(f"{e}/{c}" for e, c in d.only_after[:10]))
+    return lines

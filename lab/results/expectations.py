@@ -1,0 +1,143 @@
+"""The expectation table: what each cell is expected to do, kept as data and held to on every run.
+
+Rules live in experiments/expectations.toml. Each names the cells it covers with
+globs (client, topology, scenario) and optional conditions on the endpoint's facts
+(pool mode, pooler version range), the outcome it expects, a one-line reason and the
+documentation that explains it. The first rule that applies wins, so specific rules
+come before general ones. A cell no rule covers is an error, not a silent pass.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from lab.errors import ConfigError
+from lab.results.outcome import KINDS, PHASES, Outcome
+
+#: A rule whose outcome is "any" records the cell without holding it: for cells whose outcome
+#: depends on what earlier clients left on shared server connections, never for a claim's evidence.
+ANY = "any"
+FIELDS = {"client", "topology", "scenario", "pool_mode", "pooler_version", "client_versions", "outcome", "error_class", "sqlstate", "phase", "reason", "docs"}
+
+
+@dataclass(frozen=True)
+class Expectation:
+    outcome: str
+    reason: str
+    client: str = "*"
+    topology: str = "*"
+    scenario: str = "*"
+    pool_mode: str | None = None
+    pooler_version: str | None = None  # a PEP 440 specifier, e.g. "<1.21"
+    client_versions: tuple[tuple[str, str], ...] = ()  # (distribution, specifier): {asyncpg = ">=0.30"} in the file
+    error_class: str | None = None
+    sqlstate: str | None = None
+    phase: str | tuple[str, ...] | None = None  # one phase, or the phases any of which is expected
+    docs: tuple[str, ...] = ()
+    index: int = 0  # position in the file, for messages
+
+    def applies(self, client: str, topology: str, scenario: str, facts: dict[str, Any], versions: dict[str, str] | None = None) -> bool:
+        if not (fnmatchcase(client, self.client) and fnmatchcase(topology, self.topology) and fnmatchcase(scenario, self.scenario)):
+            return False
+        if self.pool_mode is not None and facts.get("pool_mode") != self.pool_mode:
+            return False
+        if self.pooler_version is not None:
+            try:
+                if Version(str(facts.get("pooler_version"))) not in SpecifierSet(self.pooler_version):
+                    return False
+            except InvalidVersion:
+                return False
+        for dist, spec in self.client_versions:
+            try:
+                if versions is None or Version(versions.get(dist, "")) not in SpecifierSet(spec):
+                    return False
+            except InvalidVersion:
+                return False
+        return True
+
+    def mismatches(self, observed: Outcome) -> list[str]:
+        """What differs between the observed outcome and this expectation; empty when it matches."""
+        diffs: list[str] = []
+        if self.outcome == ANY:
+            return diffs
+        if observed.kind != self.outcome:
+            diffs.append(f"outcome {observed.kind!r}, expected {self.outcome!r}")
+        for name in ("error_class", "sqlstate", "phase"):
+            want = getattr(self, name)
+            allowed = want if isinstance(want, tuple) else (want,)
+            if want is not None and getattr(observed, name) not in allowed:
+                shown = " or ".join(repr(w) for w in allowed)
+                diffs.append(f"{name} {getattr(observed, name)!r}, expected {shown}")
+        return diffs
+
+    def describe(self) -> str:
+        parts = [self.outcome]
+        for n in ("phase", "error_class", "sqlstate"):
+            value = getattr(self, n)
+            if value:
+                parts.append(f"{n}={' or '.join(value) if isinstance(value, tuple) else value}")
+        return " ".join(parts) + f" (rule {self.index}: {self.reason})"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["docs"] = list(self.docs)
+        data["client_versions"] = dict(self.client_versions)
+        if isinstance(self.phase, tuple):
+            data["phase"] = list(self.phase)
+        return data
+
+
+def load(path: Path) -> list[Expectation]:
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the expectation table: {exc}") from None
+    rules = []
+    for i, raw in enumerate(doc.get("rule", []), 1):
+        where = f"{path}: rule {i}"
+        unknown = set(raw) - FIELDS
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(FIELDS))}")
+        if raw.get("outcome") not in (*KINDS, ANY):
+            raise ConfigError(f"{where}: outcome must be one of {', '.join(KINDS)} (or {ANY!r}, recorded but not held)")
+        phase = raw.get("phase")
+        phases = tuple(phase) if isinstance(phase, list) else (phase,) if phase is not None else ()
+        if any(p not in PHASES for p in phases):
+            raise ConfigError(f"{where}: phase must be one of {', '.join(PHASES)} (or a list of them)")
+        if isinstance(phase, list):
+            raw = {**raw, "phase": phases}
+        if not str(raw.get("reason", "")).strip():
+            raise ConfigError(f"{where}: every rule needs a one-line reason")
+        if raw.get("pooler_version") is not None:
+            try:
+                SpecifierSet(raw["pooler_version"])
+            except InvalidSpecifier:
+                raise ConfigError(f"{where}: pooler_version {raw['pooler_version']!r} is not a version range like '<1.21'") from None
+        cv = raw.get("client_versions", {})
+        if not isinstance(cv, dict):
+            raise ConfigError(f"{where}: client_versions must be a table like {{asyncpg = \">=0.30\"}}")
+        for dist, spec in cv.items():
+            try:
+                SpecifierSet(spec)
+            except InvalidSpecifier:
+                raise ConfigError(f"{where}: client_versions.{dist} {spec!r} is not a version range") from None
+        rules.append(Expectation(**{**raw, "docs": tuple(raw.get("docs", ())), "index": i, "client_versions": tuple(sorted(cv.items()))}))
+    if not rules:
+        raise ConfigError(f"{path}: no [[rule]] entries")
+    return rules
+
+
+def lookup(
+    rules: list[Expectation], client: str, topology: str, scenario: str, facts: dict[str, Any], versions: dict[str, str] | None = None
+) -> Expectation:
+    for rule in rules:
+        if rule.applies(client, topology, scenario, facts, versions):
+            return rule
+    raise LookupError(f"no expectation covers {client} / {topology} / {scenario}; add a rule to experiments/expectations.toml")

@@ -1,0 +1,143 @@
+"""What each experiment measures beside the outcome, as typed records: one class per experiment.
+
+A row carries its experiment's measures; the report reads them as attributes, so a
+misspelt or missing measure is an error where it is written, not a silent None where
+it is read. In the row file they are a JSON object under "measures".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Measures:
+    experiment: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Measures":
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"{cls.experiment} measures have no field(s) {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class MatrixMeasures(Measures):
+    experiment = "matrix"
+    repeats: int
+    iterations_run: int
+    cell_timeout_s: float
+    workers: int
+    ops_per_worker: int
+    client_pool_size: int
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class TenantMeasures(Measures):
+    experiment = "tenant"
+    user: str
+    workload: str
+    cell_timeout_s: float
+
+
+@dataclass(frozen=True)
+class WireMeasures(Measures):
+    experiment = "wire"
+    queries: int
+    client_connections: int
+    startup_messages: int
+    authentication_requests: int
+    password_messages: int
+    auth_requests_per_query: float
+    simple_queries: int
+    parse: int
+    bind: int
+    named_statements: int
+    server_logins: int | None  # None where the lab cannot read the server's log
+    pooler_logins: int | None  # None direct, or where the pooler's log cannot be read
+    per_connection: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StateMeasures(Measures):
+    experiment = "session-state"
+    state: str  # "kept" | "lost"
+    seen: str
+    backend_pids: list[int]
+    same_backend: bool
+    attempts_to_move: int
+
+
+@dataclass(frozen=True)
+class BurstMeasures(Measures):
+    experiment = "limits"
+    clients: int
+    hold_s: float
+    hybrid_hold_s: float
+    completed: int
+    failed: int
+    errors: dict[str, int]
+    by_path: dict[str, int]
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class LoopLagMeasures(Measures):
+    experiment = "loop-lag"
+    max_lag_ms: float
+    query_ms: float
+    query_sleep_ms: float
+
+
+@dataclass(frozen=True)
+class RestMeasures(Measures):
+    experiment = "rest"
+    tls: bool
+    workers: int
+    calls_per_worker: int
+    last_status: int | None
+    last_body: Any
+
+
+@dataclass(frozen=True)
+class LatencyMeasures(Measures):
+    experiment = "latency"
+    rounds: int
+    warmup_rounds: int
+    client_pool_size: int
+    rtt_ms: float
+    tls: bool
+
+
+@dataclass(frozen=True)
+class NetworkMeasures(Measures):
+    experiment = "network"
+    rtt_ms: float
+    tls: bool
+    rounds: int
+    warmup_rounds: int
+    path: str  # "rest" | "pg"
+
+
+BY_EXPERIMENT: dict[str, type[Measures]] = {
+    cls.experiment: cls
+    for cls in (MatrixMeasures, TenantMeasures, WireMeasures, StateMeasures, BurstMeasures, LoopLagMeasures, RestMeasures,
+                LatencyMeasures, NetworkMeasures)
+}
+
+
+def read(experiment: str, data: dict[str, Any] | None) -> Measures | None:
+    if data is None:
+        return None
+    try:
+        cls = BY_EXPERIMENT[experiment]
+    except KeyError:
+        raise ValueError(f"unknown experiment {experiment!r}") from None
+    return cls.from_dict(data)

@@ -1,0 +1,133 @@
+"""The one value every experiment produces, and how an exception becomes one.
+
+Drivers wrap server errors differently (asyncpg's PostgresError.sqlstate, psycopg's
+Error.sqlstate, psycopg2's pgcode, SQLAlchemy's DBAPIError.orig, a pool timeout whose
+real cause was only logged); `classify` digs through all of them so a row says
+what the server or pooler actually answered, not just which wrapper caught it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Kind = Literal["ok", "error", "wrong-result", "timeout"]
+Phase = Literal["connect", "first query", "later query", "commit"]
+KINDS: tuple[str, ...] = ("ok", "error", "wrong-result", "timeout")
+PHASES: tuple[str, ...] = ("connect", "first query", "later query", "commit")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: Kind
+    error_class: str | None = None
+    sqlstate: str | None = None
+    message: str | None = None  # first line only: the rest is often a per-run name or pid
+    phase: Phase | None = None
+    iteration: int | None = None  # 0-based repeat of the scenario in which it happened
+    detail: str | None = None  # the underlying cause when a wrapper hid it, or what was wrong
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Outcome":
+        return cls(**data)
+
+    def summary(self) -> str:
+        if self.kind != "error":
+            return self.kind + (f" ({self.detail})" if self.detail else "")
+        where = f" at {self.phase}" if self.phase else ""
+        state = f" [{self.sqlstate}]" if self.sqlstate else ""
+        return f"error{where}: {self.error_class}{state}: {self.message}"
+
+
+OK = Outcome("ok")
+
+
+class PhaseError(Exception):
+    """Marks the phase in which the wrapped exception happened."""
+
+    def __init__(self, phase: Phase, cause: BaseException) -> None:
+        super().__init__(f"{phase}: {cause!r}")
+        self.phase = phase
+        self.cause = cause
+
+
+@contextmanager
+def in_phase(phase: Phase) -> Iterator[None]:
+    """Marks what fails inside as having failed in `phase` (a COMMIT the pooler broke, say)."""
+    try:
+        yield
+    except PhaseError:
+        raise
+    except Exception as exc:
+        raise PhaseError(phase, exc) from exc
+
+
+class WrongResult(Exception):
+    """A query returned, but not what it must have returned."""
+
+
+def _qualname(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    for short in ("asyncpg", "psycopg2", "psycopg_pool", "psycopg", "sqlalchemy"):
+        if module == short or module.startswith(short + "."):
+            module = short
+            break
+    return cls.__name__ if module == "builtins" else f"{module}.{cls.__name__}"
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    for attr in ("sqlstate", "pgcode"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """exc, then what it wraps: SQLAlchemy's .orig, its __cause__, and so on."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+        if isinstance(current, (asyncio.CancelledError,)):
+            break
+    return seen
+
+
+def first_line(text: str) -> str:
+    return text.strip().splitlines()[0].strip() if text.strip() else ""
+
+
+def classify(exc: BaseException, phase: Phase | None = None, iteration: int | None = None) -> Outcome:
+    """An exception, as the error outcome a row records."""
+    while isinstance(exc, PhaseError):  # the innermost mark is the most precise; the lab's wrapper is never the error
+        phase, exc = exc.phase, exc.cause
+    if isinstance(exc, WrongResult):
+        return Outcome("wrong-result", phase=phase, iteration=iteration, detail=first_line(str(exc)))
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and not _sqlstate(exc):
+        return Outcome("timeout", phase=phase, iteration=iteration, detail=first_line(str(exc)) or None)
+    chain = _chain(exc)
+    # the outermost error names what the application sees; the innermost with a
+    # SQLSTATE names what the server or pooler said.
+    with_state = next((e for e in chain if _sqlstate(e)), None)
+    detail = None
+    if len(chain) > 1:
+        inner = chain[-1]
+        detail = f"{_qualname(inner)}: {first_line(str(inner))}"
+    return Outcome(
+        kind="error",
+        error_class=_qualname(exc),
+        sqlstate=_sqlstate(with_state) if with_state is not None else None,
+        message=first_line(str(with_state if with_state is not None else exc)) or _qualname(exc),
+        phase=phase,
+        iteration=iteration,
+        detail=detail,
+    )

@@ -1,0 +1,84 @@
+"""Recording a cell's row and holding its outcome to the expectation table: the one way every experiment ends.
+
+The recorder is made for one cell (the pytest plugin takes the cell from the test's
+own parameters), so a test passes only what it observed: the outcome, its
+experiment's measures, latencies, and facts where they differ from the endpoint's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lab.results.expectations import Expectation, lookup
+from lab.results.measures import Measures
+from lab.results.outcome import Outcome
+from lab.results.rows import Row, latency_stats
+
+if TYPE_CHECKING:
+    from lab.plan import Cell
+
+
+class Unexpected(AssertionError):
+    """The observed outcome differs from the expectation (or no expectation covers the cell)."""
+
+
+@dataclass(frozen=True)
+class Recorder:
+    cell: "Cell"
+    run_id: str
+    expectations: list[Expectation]
+    write: Callable[[Row], Any]
+    facts: dict[str, Any]  # the cell's endpoint's facts, unless the test passes others
+    selection: dict[str, list[str]] | None = None  # what the run was narrowed to
+
+    def rule(self, facts: dict[str, Any], versions: dict[str, str]) -> Expectation:
+        """The expectation that covers this cell; LookupError names the cell when none does."""
+        c = self.cell
+        return lookup(self.expectations, c.client.name, c.topology, c.scenario, facts, versions)
+
+    def __call__(self, outcome: Outcome, measures: Measures, latencies_s: list[float] | None = None,
+                 facts: dict[str, Any] | None = None) -> Row:
+        """Write the row first (a failing cell is a result too), then raise Unexpected on a mismatch."""
+        c = self.cell
+        facts = self.facts if facts is None else facts
+        versions = c.client.versions()
+        rule: Expectation | None = None
+        missing = None
+        if c.judged:
+            try:
+                rule = self.rule(facts, versions)
+            except LookupError as exc:
+                missing = str(exc)
+        row = Row(
+            run_id=self.run_id, experiment=c.experiment, cell=c.id,
+            client={"name": c.client.name, "packages": versions, "description": c.client.description},
+            topology={"name": c.topology, **facts}, scenario=c.scenario, outcome=outcome,
+            expected=rule.to_dict() if rule is not None else None,
+            matches=(not rule.mismatches(outcome)) if rule is not None else None,
+            latency_ms=latency_stats(latencies_s or []), measures=measures, selection=self.selection,
+        )
+        self.write(row)
+        if not c.judged:
+            return row
+        if rule is None:
+            raise Unexpected(f"observed {outcome.summary()}; {missing}")
+        diffs = rule.mismatches(outcome)
+        if diffs:
+            raise Unexpected(
+                f"\n  observed: {outcome.summary()}"
+                + (f"\n            cause: {outcome.detail}" if outcome.detail else "")
+                + f"\n  expected: {rule.describe()}\n  differs:  {'; '.join(diffs)}"
+            )
+        return row
+
+    def why_not_measured(self, facts: dict[str, Any] | None = None) -> str | None:
+        """Benchmarks time an insert only where the table expects it to work: timing a configuration
+        that fails through a topology would time a lucky single connection. The reason to skip, or None."""
+        c = self.cell
+        rule = lookup(self.expectations, c.client.name, c.topology, "insert-returning", self.facts if facts is None else facts,
+                      c.client.versions())
+        if rule.outcome == "ok":
+            return None
+        return f"{c.client.name} through {c.topology} is expected to fail ({rule.describe()}); no latency measured"

@@ -1,0 +1,83 @@
+"""Ways of starting the topology described in compose/: native processes, or Docker where an engine answers."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from lab.errors import LabError
+from lab.topology.model import Topology
+from lab.topology.runstate import RunState, reap_stale
+
+if TYPE_CHECKING:
+    from lab.options import LabOptions
+
+
+class Backend(ABC):
+    """Starts and stops one run of the topology; a context manager that cleans up after a failed start too."""
+
+    name: str
+    state: RunState | None
+
+    def __init__(self, progress=None) -> None:  # type: ignore[no-untyped-def]
+        self.progress = progress or (lambda msg: None)
+
+    def __enter__(self) -> Topology:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reap(self) -> None:
+        """What runs killed before this one left behind goes first."""
+        for line in reap_stale():
+            self.progress(f"cleaned up after a killed run: {line}")
+
+    @abstractmethod
+    def start(self) -> Topology: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+
+@contextmanager
+def start_for_session(options: "LabOptions", say: Callable[[str], None]) -> Iterator[tuple[Topology, RunState]]:
+    """The topology a session runs against, and the run state its own helpers (delay proxies) are recorded in.
+
+    `attach` uses the topology `lab up` left running (and a run state of the session's
+    own); the others start one, by the backend chosen, and stop it at the end whatever happens.
+    """
+    from lab.topology.backends.docker import DockerBackend, choose, engine_status
+    from lab.topology.backends.native import NativeBackend
+    from lab.topology.runstate import all_runs
+
+    if options.backend == "attach":
+        running = [r for r in all_runs() if r.persistent and r.topology]
+        if not running:
+            raise LabError("--lab-backend attach: no topology is up; start one with `./pooler-lab up`")
+        topology = Topology.from_dict(running[-1].topology)  # type: ignore[arg-type]
+        say(f"attached to run {topology.run_id}")
+        own = RunState.create(persistent=False)
+        try:
+            yield topology, own
+        finally:
+            own.stop()
+        return
+    chosen = choose(options.backend)
+    ok, why = engine_status() if chosen == "native" else (True, "")
+    say(f"backend: {chosen}" + ("" if chosen == "docker" or ok else f" ({why})"))
+    backend: Backend = (DockerBackend if chosen == "docker" else NativeBackend)(progress=say, run_id=options.run_id,
+                                                                               profiles=options.profiles)
+    try:
+        topology = backend.start()
+        assert backend.state is not None
+        yield topology, backend.state
+    finally:
+        backend.stop()
+        say("topology stopped")

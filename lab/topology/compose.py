@@ -1,0 +1,214 @@
+"""Reading compose/docker-compose.yml and compose/.env: the one description of the topology.
+
+The Docker backend hands the file to `docker compose`; the native backend reads it
+here, so pool modes, pool sizes, initdb arguments and mounted config files are
+stated once. Compose-style variable interpolation is reproduced for the few forms
+the file uses (``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?error}``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dotenv import dotenv_values
+
+from lab.paths import COMPOSE_DIR
+from lab.errors import ConfigError
+
+COMPOSE_FILE = "docker-compose.yml"
+ENV_FILE = ".env"
+
+_VAR = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\})")
+
+#: Settings in .env that must be whole numbers, with the smallest sensible value.
+INTEGER_SETTINGS = {
+    "POSTGRES_MAX_CONNECTIONS": 5,
+    "PGBOUNCER_TRANSACTION_POOL_SIZE": 1,
+    "PGBOUNCER_SESSION_POOL_SIZE": 1,
+    "PGBOUNCER_MAX_CLIENT_CONN": 1,
+    "LAB_DIRECT_PORT": 1,
+    "LAB_TRANSACTION_PORT": 1,
+    "LAB_SESSION_PORT": 1,
+    "POSTGREST_POOL_SIZE": 1,
+    "PGBOUNCER_MAX_PREPARED_STATEMENTS": 0,
+    "LAB_PREPARED_PORT": 1,
+    "LAB_REST_HTTP_PORT": 1,
+    "LAB_REST_HTTPS_PORT": 1,
+    "LAB_POSTGREST_PORT": 1,
+}
+
+#: The mount that carries the run's generated TLS files rather than a template.
+TLS_MOUNT = "tls"
+
+
+def interpolate(text: str, env: Mapping[str, str], where: str = "compose file") -> str:
+    def replace(m: re.Match[str]) -> str:
+        name = m.group("name")
+        if name is None:  # "$$" is a literal dollar
+            return "$"
+        op, arg = m.group("op"), m.group("arg") or ""
+        value = env.get(name)
+        unset = value is None or (op is not None and op.startswith(":") and value == "")
+        if op in (":-", "-") and unset:
+            return arg
+        if op in (":?", "?") and unset:
+            raise ConfigError(f"{where}: variable {name} is required: {arg}")
+        if value is None:
+            raise ConfigError(f"{where}: variable {name} is not set")
+        return value
+
+    return _VAR.sub(replace, text)
+
+
+def _interpolate_tree(node: object, env: Mapping[str, str], where: str) -> object:
+    if isinstance(node, str):
+        return interpolate(node, env, where)
+    if isinstance(node, list):
+        return [_interpolate_tree(n, env, where) for n in node]
+    if isinstance(node, dict):
+        return {k: _interpolate_tree(v, env, where) for k, v in node.items()}
+    return node
+
+
+def load_settings(compose_dir: Path = COMPOSE_DIR) -> dict[str, str]:
+    """compose/.env, checked: the integer settings must be integers in range."""
+    path = compose_dir / ENV_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path}: settings file is missing")
+    settings = {k: v for k, v in dotenv_values(path).items() if v is not None}
+    for key, minimum in INTEGER_SETTINGS.items():
+        if key not in settings:
+            raise ConfigError(f"{path}: setting {key} is missing")
+        try:
+            value = int(settings[key])
+        except ValueError:
+            raise ConfigError(f"{path}: {key}={settings[key]!r} is not a whole number") from None
+        if value < minimum:
+            raise ConfigError(f"{path}: {key}={value} is below the minimum {minimum}")
+    return settings
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A rendered config file and where the service expects it."""
+
+    rendered: str  # path relative to the rendered-config directory
+    target: str  # path inside the container
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    role: str  # "server" | "pooler" | "rest" | "gateway"
+    topology: str  # the topology name clients use to reach this service
+    container_ports: tuple[int, ...]  # the first is the service's main port; a second, its TLS port
+    environment: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    mounts: tuple[Mount, ...] = ()
+    profiles: tuple[str, ...] = ()  # compose profiles: such services start only when asked for
+
+    @property
+    def container_port(self) -> int:
+        return self.container_ports[0]
+
+    @property
+    def stand_in(self) -> str | None:
+        return self.labels.get("lab.stand_in")
+
+    @property
+    def templated_mounts(self) -> tuple[Mount, ...]:
+        return tuple(m for m in self.mounts if m.rendered != TLS_MOUNT)
+
+    @property
+    def pool_mode(self) -> str | None:
+        return self.labels.get("lab.pool_mode")
+
+    @property
+    def pool_size(self) -> int | None:
+        size = self.labels.get("lab.pool_size")
+        return int(size) if size is not None else None
+
+
+@dataclass(frozen=True)
+class ComposeTopology:
+    services: dict[str, Service]
+    settings: dict[str, str]
+    compose_dir: Path
+
+    @property
+    def server(self) -> Service:
+        return next(s for s in self.services.values() if s.role == "server")
+
+    @property
+    def poolers(self) -> list[Service]:
+        return [s for s in self.services.values() if s.role == "pooler"]
+
+    def with_role(self, role: str) -> list[Service]:
+        return [s for s in self.services.values() if s.role == role]
+
+    def by_topology(self) -> dict[str, Service]:
+        return {s.topology: s for s in self.services.values()}
+
+
+_RENDERED_MARK = "\0rendered\0"
+#: Per-run values the compose file requires; `lab render` writes them to secrets.env.
+SECRET_NAMES = ("LAB_SUPERUSER_PASSWORD", "LAB_AUTHENTICATOR_PASSWORD", "LAB_JWT_SECRET")
+
+
+def _parse_mount(spec: str, service: str) -> Mount | None:
+    parts = spec.split(":")
+    if len(parts) < 2 or not parts[0].startswith(_RENDERED_MARK):
+        return None
+    return Mount(rendered=parts[0][len(_RENDERED_MARK):].lstrip("/"), target=parts[1])
+
+
+def _container_ports(ports: list[str], service: str) -> tuple[int, ...]:
+    if not ports:
+        raise ConfigError(f"{COMPOSE_FILE}: service {service} publishes no port")
+    return tuple(int(str(p).rsplit(":", 1)[1].split("/")[0]) for p in ports)
+
+
+def load(compose_dir: Path = COMPOSE_DIR, secrets: Mapping[str, str] | None = None, profiles: tuple[str, ...] = ()) -> ComposeTopology:
+    """The compose file, interpolated with .env and the run's secrets.
+
+    The rendered-config directory is replaced by a marker, so mounts are returned
+    relative to it whatever directory a backend renders into.
+    """
+    settings = load_settings(compose_dir)
+    env = {**settings, **(secrets or {}), "LAB_RENDERED_DIR": _RENDERED_MARK}
+    for name in SECRET_NAMES:
+        env.setdefault(name, "unset")
+    path = compose_dir / COMPOSE_FILE
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    doc: dict[str, Any] = _interpolate_tree(raw, env, str(path)) or {}  # type: ignore[assignment]
+    services: dict[str, Service] = {}
+    for name, body in doc.get("services", {}).items():
+        service_profiles = tuple(body.get("profiles") or ())
+        if service_profiles and not set(service_profiles) & set(profiles):
+            continue
+        labels = {str(k): str(v) for k, v in (body.get("labels") or {}).items()}
+        if "lab.role" not in labels or "lab.topology" not in labels:
+            raise ConfigError(f"{path}: service {name} lacks the labels lab.role and lab.topology")
+        mounts = tuple(m for v in body.get("volumes", []) if (m := _parse_mount(str(v), name)))
+        services[name] = Service(
+            name=name,
+            role=labels["lab.role"],
+            topology=labels["lab.topology"],
+            container_ports=_container_ports(body.get("ports", []), name),
+            environment={str(k): str(v) for k, v in (body.get("environment") or {}).items()},
+            labels=labels,
+            mounts=mounts,
+            profiles=service_profiles,
+        )
+    roles = [s.role for s in services.values()]
+    if roles.count("server") != 1 or "pooler" not in roles:
+        raise ConfigError(f"{path}: expected one service with lab.role=server and at least one pooler")
+    return ComposeTopology(services=services, settings=settings, compose_dir=compose_dir)

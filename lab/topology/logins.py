@@ -1,0 +1,56 @@
+"""Logins as the servers themselves saw them, read from their logs (claim C4).
+
+Each server kind's log line per login is in lab.topology.services (log_connections is
+on in compose/'s templates). Counting lines before and after a cell gives
+how many logins each tier saw for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from lab.topology.model import Endpoint, Topology
+from lab.topology.runstate import RUNTIME_BASE
+from lab.topology.services import kind_of
+
+
+
+def log_path(run_id: str, service: str) -> Path:
+    return RUNTIME_BASE / run_id / "logs" / f"{service}.log"
+
+
+def count(run_id: str, service: str, user: str | None = None) -> int | None:
+    """Logins in the service's log so far; None where the lab cannot read it (Docker keeps its own logs)."""
+    needle = kind_of(service).login_pattern
+    if needle is None:
+        return None
+    try:
+        lines = log_path(run_id, service).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    return sum(1 for line in lines if needle in line and (user is None or f"user={user}" in line))
+
+
+class Logins:
+    """The logins the server (for the endpoint's user) and the endpoint's pooler logged during a block."""
+
+    def __init__(self, topology: Topology, endpoint: Endpoint) -> None:
+        self.run_id, self.user = topology.run_id, endpoint.user
+        self.pooler_service = endpoint.facts.get("service") if endpoint.facts.get("pooler") else None
+        self.server: int | None = None
+        self.pooler: int | None = None
+
+    def _now(self) -> tuple[int | None, int | None]:
+        server = count(self.run_id, "postgres", self.user)
+        return server, count(self.run_id, self.pooler_service) if self.pooler_service else None
+
+    @contextmanager
+    def counted(self) -> Iterator["Logins"]:
+        before = self._now()
+        yield self
+        time.sleep(0.05)  # log lines are written after the login completes
+        after = self._now()
+        self.server, self.pooler = (None if b is None or a is None else a - b for b, a in zip(before, after))

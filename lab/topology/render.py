@@ -1,0 +1,187 @@
+"""Rendering compose/'s config templates for one run, for either backend.
+
+Both backends render the same templates with the same settings; they differ only in
+placement (addresses, ports, paths), which `Placement` states. Nothing in a template
+is copied by hand into Python, and a template that names an unknown value fails with
+the file and the placeholder named.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from lab.topology.compose import TLS_MOUNT, ComposeTopology, Service
+from lab.errors import ConfigError
+from lab.topology.tls import make_certificates
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Per-run passwords: nothing the lab starts has a password known before the run."""
+
+    superuser: str = "postgres"
+    superuser_password: str = ""
+    app_user: str = "lab_app"
+    app_password: str = ""
+    authenticator_user: str = "authenticator"
+    authenticator_password: str = ""
+    jwt_secret: str = ""  # HS256 secret of the REST tier; Supabase's anon/service keys are JWTs signed with it
+
+    @classmethod
+    def generate(cls) -> "Credentials":
+        return cls(
+            superuser_password=secrets.token_hex(16),
+            app_password=secrets.token_hex(16),
+            authenticator_password=secrets.token_hex(16),
+            jwt_secret=secrets.token_urlsafe(40),
+        )
+
+    def values(self) -> dict[str, str]:
+        return {
+            "SUPERUSER": self.superuser,
+            "SUPERUSER_PASSWORD": self.superuser_password,
+            "APP_USER": self.app_user,
+            "APP_PASSWORD": self.app_password,
+            "AUTHENTICATOR_USER": self.authenticator_user,
+            "AUTHENTICATOR_PASSWORD": self.authenticator_password,
+        }
+
+    def compose_secrets(self) -> dict[str, str]:
+        """The values docker-compose.yml requires from secrets.env (lab.topology.compose.SECRET_NAMES)."""
+        return {
+            "LAB_SUPERUSER_PASSWORD": self.superuser_password,
+            "LAB_AUTHENTICATOR_PASSWORD": self.authenticator_password,
+            "LAB_JWT_SECRET": self.jwt_secret,
+        }
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where each service listens and how the others reach it."""
+
+    listen_addresses: str
+    ports: dict[str, int]  # service -> port it listens on
+    tls_ports: dict[str, int]  # service -> its second (TLS) port, for services that publish two
+    hosts: dict[str, str]  # service -> host name the other services use for it
+    socket_dir: str
+    config_dirs: dict[str, str]  # service -> directory its config files are read from
+    tls_dir: str  # where the run's certificate and key are read from
+    state_dirs: dict[str, str]  # service -> a writable directory for pid and temp files
+
+    @classmethod
+    def docker(cls, topo: ComposeTopology) -> "Placement":
+        tls_targets = {m.target for s in topo.services.values() for m in s.mounts if m not in s.templated_mounts}
+        return cls(
+            listen_addresses="*",
+            ports={s.name: s.container_port for s in topo.services.values()},
+            tls_ports={s.name: s.container_ports[1] for s in topo.services.values() if len(s.container_ports) > 1},
+            hosts={s.name: s.name for s in topo.services.values()},
+            socket_dir="/var/run/postgresql",
+            config_dirs={
+                s.name: posixpath.dirname(s.templated_mounts[0].target) for s in topo.services.values() if s.templated_mounts
+            },
+            tls_dir=tls_targets.pop() if len(tls_targets) == 1 else "/etc/lab-tls",
+            state_dirs={s.name: "/tmp" for s in topo.services.values()},
+        )
+
+    @classmethod
+    def native(
+        cls, topo: ComposeTopology, ports: dict[str, int], tls_ports: dict[str, int], rendered_dir: Path, socket_dir: Path, state_dir: Path
+    ) -> "Placement":
+        return cls(
+            listen_addresses="127.0.0.1",
+            ports=ports,
+            tls_ports=tls_ports,
+            hosts={s.name: "127.0.0.1" for s in topo.services.values()},
+            socket_dir=str(socket_dir),
+            config_dirs={s.name: str(rendered_dir / s.name) for s in topo.services.values()},
+            tls_dir=str(rendered_dir / TLS_MOUNT),
+            state_dirs={s.name: str(state_dir / s.name) for s in topo.services.values()},
+        )
+
+
+def service_values(topo: ComposeTopology, service: Service, placement: Placement, creds: Credentials) -> dict[str, str]:
+    server = topo.server
+    values = {**topo.settings, **creds.values()}
+    values.update(
+        LISTEN_ADDRESSES=placement.listen_addresses,
+        LISTEN_PORT=str(placement.ports[service.name]),
+        SOCKET_DIR=placement.socket_dir,
+        CONFIG_DIR=placement.config_dirs.get(service.name, ""),
+        SERVER_HOST=placement.hosts[server.name],
+        SERVER_PORT=str(placement.ports[server.name]),
+        TLS_DIR=placement.tls_dir,
+        STATE_DIR=placement.state_dirs.get(service.name, ""),
+    )
+    if service.name in placement.tls_ports:
+        values["LISTEN_TLS_PORT"] = str(placement.tls_ports[service.name])
+    rest = topo.with_role("rest")
+    if rest:
+        values.update(REST_HOST=placement.hosts[rest[0].name], REST_PORT=str(placement.ports[rest[0].name]))
+    values["PGBOUNCER_SETTINGS"] = service.labels.get("lab.pgbouncer_settings", "")
+    if service.pool_mode is not None:
+        values["POOL_MODE"] = service.pool_mode
+    if service.pool_size is not None:
+        values["POOL_SIZE"] = str(service.pool_size)
+    return values
+
+
+def render_template(path: Path, values: dict[str, str]) -> str:
+    try:
+        return Template(path.read_text()).substitute(values)
+    except KeyError as exc:
+        raise ConfigError(f"{path}: placeholder ${{{exc.args[0]}}} has no value") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: malformed placeholder: {exc}") from None
+
+
+def render(topo: ComposeTopology, placement: Placement, creds: Credentials, out_dir: Path) -> dict[str, Path]:
+    """Write every mounted file of every service under out_dir; returns rendered path -> file.
+
+    Files hold passwords, so they are readable by their owner only.
+    """
+    written: dict[str, Path] = {}
+    tls = make_certificates(out_dir / TLS_MOUNT)
+    written.update({f"{TLS_MOUNT}/{p.name}": p for p in (tls.ca_cert, tls.server_cert, tls.server_key)})
+    for service in topo.services.values():
+        template_dir = service.labels.get("lab.templates")
+        if service.templated_mounts and not template_dir:
+            raise ConfigError(f"service {service.name} mounts config files but has no lab.templates label")
+        values = service_values(topo, service, placement, creds)
+        for mount in service.templated_mounts:
+            template = topo.compose_dir / template_dir / Path(mount.rendered).name
+            if not template.is_file():
+                raise ConfigError(f"service {service.name}: template {template} does not exist")
+            target = out_dir / mount.rendered
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(render_template(template, values))
+            os.chmod(target, 0o600)
+            written[mount.rendered] = target
+    return written
+
+
+def write_compose_secrets(creds: Credentials, rendered_dir: Path) -> Path:
+    """The env file `docker compose` needs beside compose/.env for a rendered directory."""
+    path = rendered_dir / "secrets.env"
+    lines = [f"{k}={v}" for k, v in {**creds.compose_secrets(), "LAB_RENDERED_DIR": str(rendered_dir)}.items()]
+    path.write_text("\n".join(lines) + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def api_keys(creds: Credentials, lifetime_s: int = 86400) -> dict[str, str]:
+    """Supabase's anon and service_role keys: HS256 JWTs signed with the run's JWT secret."""
+    import time
+
+    import jwt
+
+    now = int(time.time())
+    return {
+        role: jwt.encode({"iss": "pooler-lab", "role": role, "iat": now, "exp": now + lifetime_s}, creds.jwt_secret, algorithm="HS256")
+        for role in ("anon", "service_role")
+    }

@@ -1,0 +1,106 @@
+"""Running one cell: a client configuration, an endpoint, a scenario, repeated, under a time limit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import warnings
+from dataclasses import dataclass, field
+
+from lab.clients.base import Client
+from lab.results.outcome import OK, Outcome, PhaseError, classify
+from lab.workloads.scenarios import Scenario
+
+DEFAULT_REPEATS = 2
+DEFAULT_CELL_TIMEOUT = 10.0
+POOL_SIZE = 4
+STAGGER_S = (0.0, 0.002, 0.0005, 0.003, 0.001)
+
+
+@dataclass
+class CellResult:
+    outcome: Outcome
+    latencies_s: list[float] = field(default_factory=list)
+    iterations: int = 0
+    elapsed_s: float = 0.0
+
+
+async def _iteration(client: Client, scenario: Scenario, latencies: list[float]) -> None:
+    try:
+        await client.open()
+    except Exception as exc:
+        raise PhaseError("connect", exc) from exc
+
+    async def worker(w: int) -> None:
+        for op in range(scenario.ops_per_worker):
+            # A fixed, uneven pause between operations: without it the workers fall
+            # into a steady cycle in which each client connection happens to get the
+            # same server connection every time, and a transaction-mode failure
+            # appears or not depending on that start-up accident.
+            await asyncio.sleep(STAGGER_S[(w * 7 + op * 3) % len(STAGGER_S)])
+            t0 = time.perf_counter()
+            try:
+                await scenario.operation(client, w, op)
+            except PhaseError:
+                raise
+            except Exception as exc:
+                raise PhaseError("first query" if op == 0 else "later query", exc) from exc
+            latencies.append(time.perf_counter() - t0)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for w in range(scenario.workers):
+                tg.create_task(worker(w))
+    except ExceptionGroup as group:
+        raise group.exceptions[0] from None
+
+
+async def run_cell(
+    client_cls: type[Client],
+    dsn: str,
+    scenario: Scenario,
+    repeats: int = DEFAULT_REPEATS,
+    timeout: float = DEFAULT_CELL_TIMEOUT,
+    pool_size: int = POOL_SIZE,
+) -> CellResult:
+    """The first failure of any iteration is the cell's outcome; ok only if every iteration was."""
+    result = CellResult(OK)
+    started = time.perf_counter()
+    client: Client | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            for i in range(repeats):
+                result.iterations = i + 1
+                # per-operation limit below the cell's, so a wait inside a driver ends as
+                # that driver's own error where it has one
+                client = client_cls(dsn, pool_size, timeout=max(0.5, timeout / 3))
+                try:
+                    await _iteration(client, scenario, result.latencies_s)
+                except Exception as exc:
+                    result.outcome = classify(exc, iteration=i)
+                    break
+                finally:
+                    await _close(client)
+                    client = None
+    except TimeoutError:
+        result.outcome = Outcome(
+            "timeout", iteration=result.iterations - 1, detail=f"no outcome within the cell limit of {timeout:g}s"
+        )
+        if client is not None:
+            await _close(client)
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+async def _close(client: Client) -> None:
+    try:
+        await asyncio.wait_for(client.close(), timeout=5)
+    except Exception:  # noqa: BLE001 - closing after a failure must not mask the failure
+        pass
+
+
+def run_cell_sync(client_cls: type[Client], dsn: str, scenario: Scenario, **kw: float) -> CellResult:
+    with warnings.catch_warnings():
+        # psycopg_pool warns that the RCA's attempt 2 opens in the constructor; that is the point.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return asyncio.run(run_cell(client_cls, dsn, scenario, **kw))  # type: ignore[arg-type]

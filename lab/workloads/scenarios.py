@@ -1,0 +1,83 @@
+"""Workloads every client configuration runs, written once against the Client interface.
+
+Pooler failures are timing-dependent: one client on a quiet pool passes by luck. So
+every workload runs several workers at once over a pool of several client
+connections, which the transaction pooler maps onto fewer server connections
+(compose/.env), and every cell repeats the workload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from lab.clients.base import Client, Rows
+from lab.names import pick
+from lab.results.outcome import WrongResult
+
+Operation = Callable[[Client, int, int], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    operation: Operation  # (client, worker, op) -> None; raises WrongResult
+    workers: int = 4
+    ops_per_worker: int = 25
+
+
+def _expect(what: str, got: object, want: object) -> None:
+    if got != want:
+        raise WrongResult(f"{what}: got {got!r}, expected {want!r}")
+
+
+async def repeated_query(client: Client, worker: int, op: int) -> None:
+    n = worker * 1000 + op
+    rows = await client.fetch("SELECT CAST(:n AS integer) * 2 AS doubled", {"n": n})
+    _expect("SELECT n * 2", rows, [(2 * n,)])
+
+
+async def insert_returning(client: Client, worker: int, op: int) -> None:
+    payload = f"insert-w{worker}-op{op}"
+    rows = await client.fetch("INSERT INTO lab_items (payload) VALUES (:payload) RETURNING id, payload", {"payload": payload})
+    if len(rows) != 1 or not isinstance(rows[0][0], int):
+        raise WrongResult(f"INSERT ... RETURNING: got {rows!r}, expected one row with an integer id")
+    _expect("returned payload", rows[0][1], payload)
+
+
+async def transaction(client: Client, worker: int, op: int) -> None:
+    payload = f"tx-w{worker}-op{op}"
+
+    def insert(_: list[Rows]) -> tuple[str, dict]:
+        return "INSERT INTO lab_items (payload) VALUES (:payload) RETURNING id", {"payload": payload}
+
+    def update(done: list[Rows]) -> tuple[str, dict]:
+        return "UPDATE lab_items SET payload = :payload WHERE id = :id RETURNING id", {"payload": payload + "-updated", "id": done[0][0][0]}
+
+    def read_back(done: list[Rows]) -> tuple[str, dict]:
+        return "SELECT payload, txid_current() = txid_current() FROM lab_items WHERE id = :id", {"id": done[0][0][0]}
+
+    results = await client.transaction([insert, update, read_back])
+    _expect("UPDATE in the same transaction", results[1], [(results[0][0][0],)])
+    _expect("SELECT after UPDATE", results[2], [(payload + "-updated", True)])
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "repeated-query",
+            "SELECT CAST($n AS integer) * 2, 4 workers x 15 on a pool of 4: each connection reuses the statement",
+            repeated_query,
+            ops_per_worker=15,
+        ),
+        Scenario("insert-returning", "INSERT ... RETURNING id, payload, 4 workers x 10", insert_returning, ops_per_worker=10),
+        Scenario("transaction", "INSERT, UPDATE, SELECT in one transaction, 4 workers x 16", transaction, ops_per_worker=16),
+    )
+}
+
+
+
+def scenario(name: str) -> Scenario:
+    return pick("scenario", name, SCENARIOS)

@@ -1,0 +1,141 @@
+"""Session state across two transactions on one client connection (claims C2, C10).
+
+Each kind of state is set in one transaction and looked for in a later one, on the
+same client connection, while other clients keep the pooler's server connections
+busy. Through a transaction pooler the later transaction is retried until it runs on
+another server connection than the first (seen through pg_backend_pid()), so "lost"
+is observed, not assumed; direct and through a session pooler it is always the same.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+
+from lab.clients.base import Configuration
+from lab.results.outcome import Outcome, WrongResult, classify
+
+NOTIFY_WAIT_S = 1.0
+#: The experiment's one subject: a connection that never prepares on its own.
+PROBE = Configuration("state-probe", "psycopg 3 connection (prepare_threshold=None), explicit transactions", ("psycopg",))
+MOVE_ATTEMPTS = 40
+
+
+@dataclass(frozen=True)
+class StateKind:
+    name: str
+    set_sql: str
+    check: Callable[[psycopg.Connection], tuple[bool, str]]  # (kept, what was seen); raises when the state is gone
+
+
+def _check_set(conn: psycopg.Connection) -> tuple[bool, str]:
+    value = conn.execute("SHOW statement_timeout").fetchone()[0]
+    return value == "4321ms", f"statement_timeout = {value}"
+
+
+def _check_prepared(conn: psycopg.Connection) -> tuple[bool, str]:
+    value = conn.execute("EXECUTE lab_state_stmt").fetchone()[0]
+    return value == 42, f"EXECUTE gave {value}"
+
+
+def _check_temp(conn: psycopg.Connection) -> tuple[bool, str]:
+    value = conn.execute("SELECT count(*) FROM lab_state_tmp").fetchone()[0]
+    return value == 1, f"{value} row(s) in the temporary table"
+
+
+def _check_lock(conn: psycopg.Connection) -> tuple[bool, str]:
+    value = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND pid = pg_backend_pid()"
+    ).fetchone()[0]
+    return value == 1, f"{value} advisory lock(s) held by this backend"
+
+
+KINDS = {
+    k.name: k
+    for k in (
+        StateKind("set", "SET statement_timeout = '4321ms'", _check_set),
+        StateKind("prepared-statement", "PREPARE lab_state_stmt AS SELECT 42", _check_prepared),
+        StateKind("temp-table", "CREATE TEMP TABLE lab_state_tmp (x int); INSERT INTO lab_state_tmp VALUES (1)", _check_temp),
+        StateKind("advisory-lock", "SELECT pg_advisory_lock(4242)", _check_lock),
+        StateKind("listen-notify", "LISTEN lab_state_chan", lambda conn: (False, "")),  # checked by delivery, below
+    )
+}
+
+
+@dataclass
+class StateResult:
+    outcome: Outcome
+    kept: bool | None = None
+    seen: str = ""
+    pids: list[int] = field(default_factory=list)
+    attempts: int = 0
+
+
+class BusyPool:
+    """Other clients running short transactions, so server connections change hands."""
+
+    def __init__(self, dsn: str, clients: int = 3) -> None:
+        self.dsn, self.clients = dsn, clients
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def _run(self) -> None:
+        try:
+            with psycopg.connect(self.dsn, prepare_threshold=None, connect_timeout=5) as conn:
+                while not self.stop.is_set():
+                    conn.execute("SELECT pg_sleep(0.003)")
+                    conn.commit()
+        except psycopg.Error:
+            pass
+
+    def __enter__(self) -> "BusyPool":
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(5)
+
+
+def probe(kind: StateKind, dsn: str, notify_dsn: str, pooled: bool) -> StateResult:
+    """Set the state in one transaction, look for it in a later one on the same client connection."""
+    result = StateResult(Outcome("ok"))
+    try:
+        with psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5) as conn:
+            first = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+            conn.execute(kind.set_sql)
+            conn.commit()
+            result.pids.append(first)
+            for attempt in range(1, MOVE_ATTEMPTS + 1):
+                result.attempts = attempt
+                pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+                if pooled and pid == first and attempt < MOVE_ATTEMPTS:
+                    conn.commit()
+                    time.sleep(0.002)
+                    continue
+                result.pids.append(pid)
+                if kind.name == "listen-notify":
+                    conn.commit()
+                    with psycopg.connect(notify_dsn, autocommit=True) as other:
+                        other.execute("NOTIFY lab_state_chan, 'hello'")
+                    got = list(conn.notifies(timeout=NOTIFY_WAIT_S, stop_after=1))
+                    result.kept, result.seen = bool(got), f"{len(got)} notification(s) within {NOTIFY_WAIT_S:g}s"
+                else:
+                    result.kept, result.seen = kind.check(conn)
+                    conn.commit()
+                break
+        if not result.kept:
+            raise WrongResult(f"lost: {result.seen}")
+        result.outcome = Outcome("ok", detail=f"kept: {result.seen}")
+    except Exception as exc:  # noqa: BLE001 - every failure is this cell's outcome
+        if result.kept is None:
+            result.kept = False
+            result.seen = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        result.outcome = classify(exc)
+    return result
