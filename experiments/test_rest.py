@@ -7,8 +7,6 @@ lab's stand-in (native backend); rows name it.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from lab.options import LabOptions
@@ -16,13 +14,15 @@ from lab.plan import Cell
 from lab.results.measures import RestMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Endpoint
-from lab.workloads.rest import CALLS, WORKERS, rca_attempt_3
+from lab.workloads.harness import run_sync
+from lab.workloads.rest import CALLS, WORKERS, LastReply, rca_attempt_3
 
 
 @pytest.mark.experiment("rest")
 def test_rest(cell: Cell, rest_trust: Endpoint, lab_options: LabOptions, record: Recorder) -> None:
     tls: bool = cell.case
-    result = asyncio.run(rca_attempt_3(cell.client(rest_trust, tls), lab_options.cell_timeout))
-    body = result.last_body if isinstance(result.last_body, (list, dict)) else str(result.last_body)[:200]
-    record(result.outcome, RestMeasures(tls=tls, workers=WORKERS, calls_per_worker=CALLS, last_status=result.last_status, last_body=body),
+    last = LastReply()
+    result = run_sync(lambda: cell.client(rest_trust, tls), rca_attempt_3(last), repeats=1, timeout=lab_options.cell_timeout)
+    body = last.body if isinstance(last.body, (list, dict)) else str(last.body)[:200]
+    record(result.outcome, RestMeasures(tls=tls, workers=WORKERS, calls_per_worker=CALLS, last_status=last.status, last_body=body),
            result.latencies_s, facts={**rest_trust.facts, "tls": tls})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -11,11 +12,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from lab.errors import LabError
+from lab.errors import BAD_INPUT, ENVIRONMENT, INTERRUPTED, UNEXPECTED, LabError
 from lab.options import add_to_argparse
 from lab.paths import COMPOSE_DIR, EXPERIMENTS_DIR, RESULTS_DIR
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one line stays one line, in a pipe too
+
+
+# pytest's exit codes -> the lab's: tests failed (an unexpected outcome, a changed cell) 1,
+# interrupted 130, usage error 2, no tests collected 2 (a selection with no cell), internal error 3
+PYTEST_STATUS = {0: 0, 1: UNEXPECTED, 2: INTERRUPTED, 3: ENVIRONMENT, 4: BAD_INPUT, 5: BAD_INPUT}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -52,9 +58,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     code = pytest.main(pytest_args)
     elapsed = time.monotonic() - started
-    print_summary(results / "runs" / f"{opts.run_id}.jsonl", Console())
-    console.print(f"finished in {elapsed:.1f}s (bring-up, {plan.count()} planned cells, teardown); pytest exit code {int(code)}")
-    return int(code)
+    rows = print_summary(results / "runs" / f"{opts.run_id}.jsonl", Console())
+    status = PYTEST_STATUS.get(int(code), ENVIRONMENT)
+    if status == 0 and not rows:
+        console.print("no rows were recorded: nothing was measured")
+        status = UNEXPECTED
+    console.print(f"finished in {elapsed:.1f}s (bring-up, {plan.count()} planned cells, teardown); exit status {status}")
+    return status
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -67,30 +77,46 @@ def cmd_up(args: argparse.Namespace) -> int:
         except BaseException:
             backend.stop()
             raise
-    _print_endpoints(topo.to_dict())
+    _print_endpoints(topo.to_dict(), args.show_passwords)
     console.print("stop it with [bold]python -m lab down[/]; experiments can use it with [bold]pytest experiments/ --lab-backend attach[/]")
     return 0
 
 
-def _print_endpoints(topology: dict) -> None:
+def _print_endpoints(topology: dict, show_passwords: bool = False) -> None:
+    """One plain line per endpoint, never folded, so a DSN can be pasted from a pipe or a narrow terminal.
+    Passwords are masked unless asked for (--show-passwords)."""
     from lab.topology.model import Topology
 
     topo = Topology.from_dict(topology)
-    table = Table(title=f"run {topo.run_id} ({topo.backend})", title_justify="left")
-    for col in ("topology", "address", "pooler"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("DSN", overflow="fold")
+    print(f"run {topo.run_id} ({topo.backend})")
     for ep in topo.endpoints.values():
-        pooler = f"{ep.facts.get('pooler')} {ep.facts.get('pooler_version')} {ep.facts.get('pool_mode')}" if ep.facts.get("pooler") else "-"
-        table.add_row(ep.topology, f"{ep.host}:{ep.port}", pooler, ep.dsn())
-    Console().print(table)
+        if ep.facts.get("pooler"):
+            what = f"{ep.facts.get('pooler')} {ep.facts.get('pooler_version')} {ep.facts.get('pool_mode')}"
+        else:
+            what = "REST" if ep.keys else "server"
+        if ep.keys:
+            key = ep.keys.get("anon", "") if show_passwords else "********"
+            print(f"  {ep.topology:24} {what:34} {ep.url()}/rest/v1/  https: {ep.url(tls=True)}/rest/v1/  anon key: {key}")
+        else:
+            print(f"  {ep.topology:24} {what:34} {ep.dsn(redact=not show_passwords)}")
+    if not show_passwords:
+        print("  (passwords masked: --show-passwords prints them)")
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     from lab.topology.runstate import all_runs
 
+    from lab.topology.runstate import unknown_entries
+
     stopped_any = False
-    for state in all_runs():
+    runs = all_runs()
+    if args.run_ids:
+        known = {r.run_id for r in runs}
+        missing = [r for r in args.run_ids if r not in known]
+        if missing:
+            raise LabError(f"no run {', '.join(missing)} of yours is recorded; `./pooler-lab status` lists them")
+        runs = [r for r in runs if r.run_id in args.run_ids]
+    for state in runs:
         if state.persistent or not state.owner_alive():
             stopped = state.stop()
             console.print(f"run {state.run_id}: stopped {', '.join(stopped) or 'nothing (already gone)'}")
@@ -99,6 +125,8 @@ def cmd_down(args: argparse.Namespace) -> int:
             console.print(f"run {state.run_id} is owned by running process {state.owner_pid}; left alone")
     if not stopped_any:
         console.print("nothing to stop")
+    for path in unknown_entries():
+        console.print(f"left alone (not a run of the lab's): {path}")
     return 0
 
 
@@ -113,7 +141,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "persistent": r.persistent,
                 "owner_alive": r.owner_alive(),
                 "processes": [{"name": p.name, "pid": p.pid, "alive": r.belongs(p.pid)} for p in r.processes],
-                "topology": r.topology,
+                "topology": r.topology if args.show_passwords or not r.topology else _redacted(r.topology),
             }
             for r in runs
         ]
@@ -127,8 +155,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         procs = ", ".join(f"{p.name}:{p.pid}{'' if r.belongs(p.pid) else ' (gone)'}" for p in r.processes)
         console.print(f"run {r.run_id}: {owner}; {procs}")
         if r.topology:
-            _print_endpoints(r.topology)
+            _print_endpoints(r.topology, args.show_passwords)
     return 0
+
+
+def _redacted(topology: dict) -> dict:
+    from lab.topology.model import Topology
+
+    return Topology.from_dict(topology).to_dict(redact=True)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -172,13 +206,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from lab.results.diff import diff_files, render
 
-    for path in (args.baseline, args.current):
-        if not Path(path).exists():
-            raise LabError(f"{path}: no such result file")
     d = diff_files(Path(args.baseline), Path(args.current))
     for line in render(d):
         print(line)
-    return 1 if d.changes else 0
+    return 1 if d.failed else 0
 
 
 def cmd_build_pgbouncer(args: argparse.Namespace) -> int:
@@ -240,7 +271,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lab", description="pooler-lab: Python PostgreSQL clients vs connection poolers")
+    p = argparse.ArgumentParser(
+        prog="python -m lab", description="pooler-lab: Python PostgreSQL clients vs connection poolers",
+        epilog="exit status: 0 ok; 1 unexpected outcomes or changed cells; 2 bad usage or a bad input file; "
+               "3 the environment (missing binary, engine, permissions, port taken, a server that died); 130 interrupted")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="bring the topology up, run the experiment matrix, write results/")
@@ -252,13 +286,17 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     up = sub.add_parser("up", help="start the topology as local processes and leave it running")
+    up.add_argument("--show-passwords", action="store_true", help="print the run's passwords and API keys (masked by default)")
     up.add_argument("--supabase-ports", action="store_true", help="listen on Supabase's ports (5432 session, 6543 transaction, 54322 direct)")
     up.set_defaults(func=cmd_up)
 
-    sub.add_parser("down", help="stop what `up` started, and what killed runs left").set_defaults(func=cmd_down)
+    down = sub.add_parser("down", help="stop what `up` started (yours only), and what your killed runs left")
+    down.add_argument("run_ids", nargs="*", help="only these runs (default: every persistent or stale run of yours)")
+    down.set_defaults(func=cmd_down)
 
     status = sub.add_parser("status", help="show running topologies and their endpoints")
     status.add_argument("--json", action="store_true")
+    status.add_argument("--show-passwords", action="store_true", help="print the run's passwords and API keys (masked by default)")
     status.set_defaults(func=cmd_status)
 
     render = sub.add_parser("render", help="render compose/'s config templates for `docker compose`")
@@ -289,16 +327,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # `kill` ends a command as Ctrl-C does
     try:
         return args.func(args)
     except LabError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        return 2
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return exc.exit_status
     except KeyboardInterrupt:
         console.print("interrupted; everything the lab started has been stopped")
-        return 130
+        return INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

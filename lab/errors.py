@@ -1,10 +1,20 @@
-"""Errors a user can act on. Each carries a message meant to be printed as is."""
+"""Errors a user can act on. Each carries a message meant to be printed as is, and the exit status it ends a command with.
+
+Exit statuses, one meaning each (README, `--help`): 0 ok; 1 unexpected outcomes or changed
+cells; 2 bad usage or a bad input file; 3 the environment (a missing binary or engine,
+permissions, a port taken, a server that died); 130 interrupted (Ctrl-C or SIGTERM).
+"""
 
 from collections.abc import Iterable
 
 
+OK, UNEXPECTED, BAD_INPUT, ENVIRONMENT, INTERRUPTED = 0, 1, 2, 3, 130
+
+
 class LabError(Exception):
     """Base of every error the CLI prints without a traceback."""
+
+    exit_status = BAD_INPUT
 
 
 class UnknownName(LabError):
@@ -16,11 +26,17 @@ class UnknownName(LabError):
         super().__init__(f"unknown {kind} {name!r}; valid {plural}: {', '.join(self.valid)}")
 
 
-class MissingDependency(LabError):
+class EnvironmentProblem(LabError):
+    """The machine, not the input: a missing binary, an engine, permissions, a dead server."""
+
+    exit_status = ENVIRONMENT
+
+
+class MissingDependency(EnvironmentProblem):
     """A binary or package the topology needs is not installed."""
 
 
-class PortTaken(LabError):
+class PortTaken(EnvironmentProblem):
     """A fixed port the user asked for is already bound by another process."""
 
 
@@ -28,5 +44,5 @@ class ConfigError(LabError):
     """A config template or settings file is malformed or incomplete."""
 
 
-class StartupError(LabError):
+class StartupError(EnvironmentProblem):
     """A process of the topology did not come up; the message quotes its log."""

@@ -62,6 +62,15 @@ def rtts(value: str) -> tuple[float, ...]:
     return out
 
 
+def run_id(value: str) -> str:
+    from lab.topology.runstate import check_run_id
+
+    try:
+        return check_run_id(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class Option:
     """One option: `--NAME` on `python -m lab run`, `--lab-NAME` on pytest."""
@@ -100,7 +109,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("profiles", "compose profiles to start too, e.g. prepared (PgBouncer 1.21+ with max_prepared_statements)", (), parse=names),
     Option("baseline", "result file to diff this run against at the end; a changed cell fails the run"),
     Option("results", "directory result rows and benchmark JSON are written to", RESULTS_DIR, parse=Path),
-    Option("run-id", "name of this run's result file (default: generated)", on_cli=False),
+    Option("run-id", "name of this run's result file and runtime directory (default: generated)", parse=run_id, on_cli=False),
 )
 
 

@@ -1,5 +1,6 @@
-"""Where the lab's files are: the repository's own folders, fixed relative to this package."""
+"""Where the lab's files are (the repository's own folders, fixed relative to this package), and how a private file is written."""
 
+import os
 from pathlib import Path
 
 #: The repository root; compose/, experiments/, docs/ and results/ hang off it.
@@ -8,3 +9,13 @@ COMPOSE_DIR = ROOT / "compose"
 RESULTS_DIR = ROOT / "results"
 EXPERIMENTS_DIR = ROOT / "experiments"
 EXPECTATIONS_FILE = EXPERIMENTS_DIR / "expectations.toml"
+
+
+def write_private(path: Path, data: str | bytes, mode: int = 0o600) -> Path:
+    """Create `path` with `mode` from the first byte (never chmod'ed afterwards, so no watcher can read
+    a password in between), replacing what was there."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    return path

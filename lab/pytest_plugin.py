@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 from lab.options import add_to_pytest
-from lab.errors import LabError
+from lab.errors import ENVIRONMENT, LabError
 from lab.options import LabOptions
 from lab.paths import EXPECTATIONS_FILE
 from lab.plan import Cell, Plan
 from lab.proxies.network import Network
-from lab.results.expectations import Expectation, load
+from lab.results.expectations import Expectation, check_names, load
 from lab.results.recorder import Recorder
 from lab.results.rows import RowWriter
 from lab.topology.model import Topology
@@ -33,6 +33,7 @@ from lab.topology.runstate import RunState, new_run_id
 OPTIONS = pytest.StashKey[LabOptions]()
 PLAN = pytest.StashKey[Plan]()
 ROWS = pytest.StashKey[RowWriter]()
+RULES = pytest.StashKey[list[Expectation]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,7 +53,9 @@ def pytest_configure(config: pytest.Config) -> None:
         opts = replace(opts, run_id=new_run_id())
     config.stash[OPTIONS] = opts
     try:
-        config.stash[PLAN] = Plan.build(opts)
+        plan = config.stash[PLAN] = Plan.build(opts)
+        # the table is read and checked before anything starts: a rule naming no real cell is an error, not a dead rule
+        config.stash[RULES] = check_names(load(EXPECTATIONS_FILE), plan.known)
     except LabError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -99,7 +102,7 @@ def lab_run(pytestconfig: pytest.Config, lab_options: LabOptions) -> Iterator[La
         with start_for_session(lab_options, say) as (topology, state):
             yield LabRun(topology, state)
     except LabError as exc:
-        pytest.exit(f"the topology did not come up: {exc}", returncode=3)
+        pytest.exit(f"the topology did not come up: {exc}", returncode=3 if exc.exit_status == ENVIRONMENT else 4)
 
 
 @pytest.fixture(scope="session")
@@ -139,11 +142,8 @@ def rest_trust(lab_run: LabRun):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def expectations() -> list[Expectation]:
-    try:
-        return load(EXPECTATIONS_FILE)
-    except LabError as exc:
-        pytest.exit(str(exc), returncode=2)
+def expectations(pytestconfig: pytest.Config) -> list[Expectation]:
+    return pytestconfig.stash[RULES]
 
 
 @pytest.fixture(scope="session")
@@ -192,5 +192,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for line in render(d):
         if reporter is not None:
             reporter.write_line(f"[pooler-lab diff] {line}")
-    if d.changes:
+    if d.failed:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

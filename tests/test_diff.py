@@ -58,3 +58,27 @@ def test_message_text_and_latency_do_not_count() -> None:
 def test_missing_files_are_a_clear_error(tmp_path: Path) -> None:
     done = _diff(tmp_path / "nope.jsonl", tmp_path / "nope2.jsonl")
     assert done.returncode == 2 and "no such result file" in done.stderr
+
+
+def test_unreadable_files_exit_2_with_one_line(tmp_path: Path) -> None:
+    good = _write(tmp_path, "base", [_row("a", Outcome("ok"))])
+    whole = good.read_text()
+    for name, text in (("truncated", whole[: len(whole) // 2]), ("garbage", "\x00\x01 not json\n"), ("empty", ""),
+                       ("schema", whole.replace('"schema": 2', '"schema": 7'))):
+        bad = tmp_path / f"{name}.jsonl"
+        bad.write_text(text)
+        for args in ((good, bad), (bad, good)):
+            done = _diff(*args)
+            assert done.returncode == 2, (name, done.stdout, done.stderr)
+            assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, (name, done.stderr)
+
+
+def test_cells_missing_from_the_current_run_count_unless_it_was_narrowed(tmp_path: Path) -> None:
+    base = _write(tmp_path, "base", [_row("a", Outcome("ok")), _row("b", FAIL)])
+    partial = _write(tmp_path, "partial", [_row("a", Outcome("ok"))])
+    done = _diff(base, partial)
+    assert done.returncode == 1 and "1 missing from the current run" in done.stdout
+    narrowed = _row("a", Outcome("ok"))
+    narrowed.selection = {"clients": ["asyncpg-default"]}
+    done = _diff(base, _write(tmp_path, "narrowed", [narrowed]))
+    assert done.returncode == 0 and "the run was narrowed" in done.stdout

@@ -160,14 +160,75 @@ def test_up_status_down() -> None:
     up = subprocess.run([sys.executable, "-m", "lab", "up"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert up.returncode == 0, up.stderr
     try:
-        status = json.loads(subprocess.run([sys.executable, "-m", "lab", "status", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout)
+        masked = subprocess.run([sys.executable, "-m", "lab", "status", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout
+        status = json.loads(subprocess.run([sys.executable, "-m", "lab", "status", "--json", "--show-passwords"], cwd=ROOT,
+                                           capture_output=True, text=True, timeout=30).stdout)
         mine = [r for r in status if r["persistent"]]
         assert mine and all(p["alive"] for p in mine[-1]["processes"])
+        run_id = mine[-1]["run_id"]
+        secrets = [mine[-1]["topology"]["superuser_password"], *(e["password"] for e in mine[-1]["topology"]["endpoints"].values() if e["password"])]
+        plain = subprocess.run([sys.executable, "-m", "lab", "status"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        for shown in (up.stdout + up.stderr, masked, plain.stdout + plain.stderr):
+            assert not any(secret in shown for secret in secrets), "a password was printed without --show-passwords"
+        assert "postgresql://lab_app:********@127.0.0.1:" in plain.stdout
         dsn = mine[-1]["topology"]["endpoints"]["pgbouncer-session"]
         with psycopg.connect(host=dsn["host"], port=dsn["port"], user=dsn["user"], password=dsn["password"], dbname="postgres") as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
-        down = subprocess.run([sys.executable, "-m", "lab", "down"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        # only this test's own topology: `down` with no id would stop every persistent run of this user
+        down = subprocess.run([sys.executable, "-m", "lab", "down", run_id], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert down.returncode == 0
     pids = [p["pid"] for p in mine[-1]["processes"]]
     assert _wait_for(lambda: not any(_alive(p) for p in pids), 10)
+
+
+def test_cleanup_touches_nothing_it_cannot_prove_is_its_own(tmp_path: Path) -> None:
+    """A foreign directory and a forged state file in the base: status, the reaper and down leave both alone."""
+    base = tmp_path / "base"
+    base.mkdir(mode=0o700)
+    foreign = base / "someone-elses-data"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("precious")
+    os.utime(foreign, (0, 0))  # old enough that the former cleanup would have removed it
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        # a forged record: its directory points elsewhere, its pid is a process the lab never started
+        forged = {"run_id": "forged", "directory": str(victim), "owner_pid": 1, "owner_start": -1, "created": 0,
+                  "processes": [{"name": "postgres", "pid": sleeper.pid, "stop_signal": 9, "start": None}], "topology": None}
+        (base / "forged.json").write_text(json.dumps(forged))
+        (base / "forged2.json").write_text(json.dumps({**forged, "run_id": "another-name"}))
+        reaped = reap_stale(base)
+        assert sleeper.poll() is None, "a process the lab did not start was signalled"
+        assert victim.is_dir() and foreign.is_dir() and (foreign / "keep.txt").read_text() == "precious"
+        assert "forged" in " ".join(reaped) and (base / "forged2.json").exists()
+        from lab.topology.runstate import unknown_entries
+
+        assert foreign in unknown_entries(base)
+    finally:
+        sleeper.kill()
+
+
+def test_a_base_others_control_is_refused(tmp_path: Path) -> None:
+    from lab.errors import EnvironmentProblem
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    with pytest.raises(EnvironmentProblem, match="can be written by others"):
+        RunState.create(persistent=False, base=shared)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(EnvironmentProblem, match="not a directory"):
+        all_runs(link)
+    if os.geteuid() == 0:  # a base owned by another user (the lab's own server user, say)
+        other = tmp_path / "other"
+        other.mkdir(mode=0o755)
+        os.chown(other, run_as().uid, run_as().gid)
+        with pytest.raises(EnvironmentProblem, match="belongs to uid"):
+            all_runs(other)
+        done = subprocess.run([sys.executable, "-m", "lab", "status"], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "POOLER_LAB_RUNTIME": str(other)})
+        assert done.returncode == 3 and "Traceback" not in done.stderr and "belongs to uid" in done.stderr

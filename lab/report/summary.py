@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
@@ -32,16 +33,20 @@ def matrix_tables(rows: list[Row]) -> list[Table]:
     return tables
 
 
-def print_summary(path: Path, console: Console | None = None) -> None:
+def print_summary(path: Path, console: Console | None = None) -> int:
+    """Print the run's matrix and counts; returns how many rows the run recorded."""
     console = console or Console()
     if not console.is_terminal:
         console.width = max(console.width, 120)
     if not path.exists():
         console.print(f"no rows were written ({path} does not exist)")
-        return
+        return 0
     rows = list(read_rows(path))
     for table in matrix_tables(rows):
         console.print(table)
     matrix = [r for r in rows if r.experiment == "matrix"]
     unexpected = [r for r in matrix if r.matches is False]
-    console.print(f"{len(matrix)} matrix cells, {len(unexpected)} unexpected; rows in {path}")
+    counts = Counter(r.experiment for r in rows)
+    console.print(f"{len(matrix)} matrix cells, {len(unexpected)} unexpected; {len(rows)} rows in all "
+                  f"({', '.join(f'{k} {v}' for k, v in counts.items())}) in {path}")
+    return len(rows)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.errors import ConfigError
 from lab.results.outcome import Outcome
 from lab.results.rows import Row, read_rows
 
@@ -71,6 +72,16 @@ class Diff:
     only_before: list[Key]
     only_after: list[Key]
     compared: int
+    narrowed: bool = False  # the current run was narrowed on purpose (its rows say so): cells it did not run are not lost
+
+    @property
+    def lost(self) -> list[Key]:
+        """Baseline cells the current run should have had and has not (a killed or partial run)."""
+        return [] if self.narrowed else self.only_before
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.changes or self.lost)
 
 
 def _index(rows: Iterable[Row]) -> dict[Key, Row]:
@@ -83,20 +94,37 @@ def diff_rows(before: Iterable[Row], after: Iterable[Row]) -> Diff:
     # a cell the expectation table records without holding ("any") has no stable outcome to compare
     held = [k for k in common if not any((r.expected or {}).get("outcome") == "any" for r in (b[k], a[k]))]
     changes = [Change(k, b[k], a[k]) for k in held if _held_signature(b[k], a[k], b[k]) != _held_signature(b[k], a[k], a[k])]
-    return Diff(changes, sorted(set(b) - set(a)), sorted(set(a) - set(b)), len(held))
+    narrowed = any(r.selection for r in a.values())
+    return Diff(changes, sorted(set(b) - set(a)), sorted(set(a) - set(b)), len(held), narrowed)
+
+
+def read_result_file(path: Path) -> list[Row]:
+    """Every row of a result file, or a one-line ConfigError saying why it cannot be compared."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such result file")
+    try:
+        rows = list(read_rows(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc})") from None
+    except ValueError as exc:  # bad JSON, a row of another schema, a row lacking fields (the message names the line)
+        raise ConfigError(f"{str(exc).splitlines()[0]}; not a result file this lab can compare") from None
+    if not rows:
+        raise ConfigError(f"{path}: holds no result rows (a run killed before its first cell?)")
+    return rows
 
 
 def diff_files(before: Path, after: Path) -> Diff:
-    return diff_rows(read_rows(before), read_rows(after))
+    return diff_rows(read_result_file(before), read_result_file(after))
 
 
 def render(d: Diff) -> list[str]:
-    lines = [f"{d.compared} cells compared, {len(d.changes)} changed"]
+    lines = [f"{d.compared} cells compared, {len(d.changes)} changed" + (f", {len(d.lost)} missing from the current run" if d.lost else "")]
     for c in d.changes:
         versions = "; ".join(c.versions_changed()) or "no version changed"
         lines.append(f"  {c.direction:17} {c.key[0]}/{c.key[1]}: {describe(c.before.outcome)} → {describe(c.after.outcome)} ({versions})")
     if d.only_before:
-        lines.append(f"  {len(d.only_before)} cells only in the baseline (not run now): " + ", ".join(f"{e}/{c}" for e, c in d.only_before[:10]))
+        why = "not chosen: the run was narrowed" if d.narrowed else "MISSING: counted as changed"
+        lines.append(f"  {len(d.only_before)} cells only in the baseline ({why}): " + ", ".join(f"{e}/{c}" for e, c in d.only_before[:10]))
     if d.only_after:
         lines.append(f"  {len(d.only_after)} cells only in the current run: " + ", ".join(f"{e}/{c}" for e, c in d.only_after[:10]))
     return lines

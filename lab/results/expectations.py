@@ -12,6 +12,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import asdict, dataclass
 from fnmatch import fnmatchcase
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,11 @@ def load(path: Path) -> list[Expectation]:
         unknown = set(raw) - FIELDS
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(FIELDS))}")
+        for name in ("client", "topology", "scenario", "pool_mode", "pooler_version", "error_class", "sqlstate", "reason"):
+            if name in raw and not isinstance(raw[name], str):
+                raise ConfigError(f"{where}: {name} = {raw[name]!r} must be a string")
+        if not isinstance(raw.get("docs", []), list) or not all(isinstance(d, str) for d in raw.get("docs", [])):
+            raise ConfigError(f"{where}: docs must be a list of strings")
         if raw.get("outcome") not in (*KINDS, ANY):
             raise ConfigError(f"{where}: outcome must be one of {', '.join(KINDS)} (or {ANY!r}, recorded but not held)")
         phase = raw.get("phase")
@@ -141,3 +147,14 @@ def lookup(
         if rule.applies(client, topology, scenario, facts, versions):
             return rule
     raise LookupError(f"no expectation covers {client} / {topology} / {scenario}; add a rule to experiments/expectations.toml")
+
+
+def check_names(rules: list[Expectation], known: Mapping[str, Sequence[str]]) -> list[Expectation]:
+    """Refuse a rule whose client, topology or scenario glob matches no name the lab has: it could never apply."""
+    for rule in rules:
+        for kind in ("client", "topology", "scenario"):
+            pattern = getattr(rule, kind)
+            if not any(fnmatchcase(name, pattern) for name in known[kind]):
+                raise ConfigError(f"expectation rule {rule.index}: {kind} {pattern!r} matches no {kind} the lab has "
+                                  f"({', '.join(known[kind])})")
+    return rules

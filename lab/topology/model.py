@@ -14,6 +14,17 @@ from urllib.parse import quote
 from lab.names import pick
 
 
+class Secret(str):
+    """A password or key: usable wherever a string is, but its repr never shows it (pytest's locals,
+    a dataclass's repr, a log line of an object all go through repr)."""
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+
+REDACTED = "********"
+
+
 @dataclass(frozen=True)
 class Endpoint:
     topology: str  # the name experiments use: direct, pgbouncer-transaction, ...
@@ -21,16 +32,21 @@ class Endpoint:
     port: int
     database: str
     user: str
-    password: str
+    password: Secret
     facts: dict[str, Any] = field(default_factory=dict)  # copied into every row: nothing secret here
     tls_port: int | None = None  # HTTP endpoints: where https is served
     keys: dict[str, str] = field(default_factory=dict)  # REST endpoints: Supabase-style API keys by role
     ca_file: str | None = None  # the run's CA, to verify TLS against
 
-    def dsn(self, user: str | None = None, password: str | None = None, tls: bool = False) -> str:
-        """A libpq URL, the form the RCA's DATABASE_URL has; tls=True asks for sslmode=require."""
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "password", Secret(self.password))
+        object.__setattr__(self, "keys", {k: Secret(v) for k, v in self.keys.items()})
+
+    def dsn(self, user: str | None = None, password: str | None = None, tls: bool = False, redact: bool = False) -> str:
+        """A libpq URL, the form the RCA's DATABASE_URL has; tls=True asks for sslmode=require.
+        redact=True: the same URL with the password masked, for printing."""
         u = quote(user or self.user, safe="")
-        p = quote(password if password is not None else self.password, safe="")
+        p = REDACTED if redact else quote(password if password is not None else self.password, safe="")
         url = f"postgresql://{u}:{p}@{self.host}:{self.port}/{quote(self.database, safe='')}"
         return url + ("?sslmode=require" if tls else "?sslmode=disable")
 
@@ -55,7 +71,10 @@ class Topology:
     backend: str
     endpoints: dict[str, Endpoint]
     superuser: str
-    superuser_password: str
+    superuser_password: Secret
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "superuser_password", Secret(self.superuser_password))
 
     def endpoint(self, name: str) -> Endpoint:
         return pick("topology", name, self.endpoints)
@@ -64,8 +83,15 @@ class Topology:
         """The server itself, as its superuser: for the lab's own housekeeping, never for a cell."""
         return self.endpoint("direct").dsn(user=self.superuser, password=self.superuser_password)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self, redact: bool = False) -> dict[str, Any]:
+        """As state.json keeps it (a file only the run's owner can read); redact=True masks every secret, for printing."""
+        data = asdict(self)
+        if redact:
+            data["superuser_password"] = REDACTED
+            for ep in data["endpoints"].values():
+                ep["password"] = REDACTED if ep["password"] else ""
+                ep["keys"] = {k: REDACTED for k in ep["keys"]}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Topology":

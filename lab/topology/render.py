@@ -8,21 +8,21 @@ the file and the placeholder named.
 
 from __future__ import annotations
 
-import os
 import posixpath
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from lab.paths import write_private
 from lab.topology.compose import TLS_MOUNT, ComposeTopology, Service
 from lab.errors import ConfigError
 from lab.topology.tls import make_certificates
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Credentials:
-    """Per-run passwords: nothing the lab starts has a password known before the run."""
+    """Per-run passwords: nothing the lab starts has a password known before the run. Its repr names no secret."""
 
     superuser: str = "postgres"
     superuser_password: str = ""
@@ -31,6 +31,9 @@ class Credentials:
     authenticator_user: str = "authenticator"
     authenticator_password: str = ""
     jwt_secret: str = ""  # HS256 secret of the REST tier; Supabase's anon/service keys are JWTs signed with it
+
+    def __repr__(self) -> str:
+        return f"Credentials(superuser={self.superuser!r}, app_user={self.app_user!r}, secrets hidden)"
 
     @classmethod
     def generate(cls) -> "Credentials":
@@ -159,8 +162,7 @@ def render(topo: ComposeTopology, placement: Placement, creds: Credentials, out_
                 raise ConfigError(f"service {service.name}: template {template} does not exist")
             target = out_dir / mount.rendered
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(render_template(template, values))
-            os.chmod(target, 0o600)
+            write_private(target, render_template(template, values))
             written[mount.rendered] = target
     return written
 
@@ -169,8 +171,7 @@ def write_compose_secrets(creds: Credentials, rendered_dir: Path) -> Path:
     """The env file `docker compose` needs beside compose/.env for a rendered directory."""
     path = rendered_dir / "secrets.env"
     lines = [f"{k}={v}" for k, v in {**creds.compose_secrets(), "LAB_RENDERED_DIR": str(rendered_dir)}.items()]
-    path.write_text("\n".join(lines) + "\n")
-    os.chmod(path, 0o600)
+    write_private(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -1,27 +1,71 @@
 """What a run started, written down so `lab down`, `lab status` and later runs can find it.
 
 Each run owns a directory under the runtime base (data directory, rendered configs,
-logs, sockets) and a state.json naming its owner process and the servers it started.
-A run whose owner died without cleaning up (SIGKILL, power loss of the terminal) is
-stale: the next run stops its servers and removes its directory. Runs started by
-`lab up` are persistent: they have no owner and stay until `lab down`.
+logs, sockets) and a state file beside it, `<run_id>.json`, naming its owner process
+and the servers it started. A run whose owner died without cleaning up (SIGKILL,
+power loss of the terminal) is stale: the next run stops its servers and removes its
+directory. Runs started by `lab up` are persistent: they have no owner and stay until
+`lab down`.
+
+Nothing read back is trusted further than the lab can prove it is its own: the base
+is per user, and refused unless this user owns it and nobody else can write to it;
+the state files sit in the base, out of reach of the unprivileged user the servers
+run as (who owns the run directories); a run's directory is derived from its id, not
+read from the file; a recorded pid is signalled only while its start time is the one
+recorded and it carries the run's marker. Anything else in the base is left alone and
+reported.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.errors import EnvironmentProblem
+from lab.paths import write_private
 from lab.topology.services import KINDS
 from lab.topology.processes import RunAs, Server, server_env, spawn, stop_group
 
-RUNTIME_BASE = Path(os.environ.get("POOLER_LAB_RUNTIME", "/tmp/pooler-lab"))
-STATE_FILE = "state.json"
+RUNTIME_BASE = Path(os.environ.get("POOLER_LAB_RUNTIME", f"/tmp/pooler-lab-{os.getuid()}"))
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def check_run_id(run_id: str) -> str:
+    if not RUN_ID.fullmatch(run_id):
+        raise ValueError(f"run id {run_id!r}: use letters, digits, '.', '_' and '-' (it names a directory and a file)")
+    return run_id
+
+
+def runtime_base(base: Path | None = None, create: bool = True) -> Path:
+    """The runtime base, created if asked, and checked: a directory (not a link) this user owns and nobody else can write."""
+    base = base or RUNTIME_BASE
+    if create:
+        try:
+            base.mkdir(mode=0o711, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EnvironmentProblem(f"runtime directory {base}: cannot create it ({exc.strerror}); set POOLER_LAB_RUNTIME to a directory of your own") from None
+    try:
+        info = base.lstat()
+    except FileNotFoundError:
+        return base
+    if not stat.S_ISDIR(info.st_mode):
+        raise EnvironmentProblem(f"runtime directory {base} is not a directory (a link or a file); the lab will not use it")
+    if info.st_uid != os.getuid():
+        raise EnvironmentProblem(f"runtime directory {base} belongs to uid {info.st_uid}, not to you (uid {os.getuid()}); "
+                                 "the lab will not use or clean a directory another user controls; set POOLER_LAB_RUNTIME")
+    if info.st_mode & 0o022:
+        raise EnvironmentProblem(f"runtime directory {base} can be written by others (mode {stat.S_IMODE(info.st_mode):o}); "
+                                 f"`chmod go-w {base}` or set POOLER_LAB_RUNTIME")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise EnvironmentProblem(f"runtime directory {base} is not writable; set POOLER_LAB_RUNTIME to a directory of your own")
+    return base
 
 
 def new_run_id() -> str:
@@ -43,6 +87,7 @@ class ProcessRecord:
     name: str
     pid: int
     stop_signal: int
+    start: int | None = None  # the process's start time: with the pid, it names one process across pid reuse
 
 
 @dataclass
@@ -57,16 +102,21 @@ class RunState:
 
     @classmethod
     def create(cls, persistent: bool, base: Path | None = None, run_id: str | None = None) -> "RunState":
-        base = base or RUNTIME_BASE
-        base.mkdir(parents=True, exist_ok=True)
-        os.chmod(base, 0o755)
-        run_id = run_id or new_run_id()
+        base = runtime_base(base)
+        run_id = check_run_id(run_id or new_run_id())
         directory = base / run_id
-        directory.mkdir(mode=0o755)
         owner = None if persistent else os.getpid()
         state = cls(run_id, directory, owner, _start_time(owner) if owner else None, time.time())
-        state.save()
+        state.save()  # first the record, then the directory: there is never a directory the lab cannot account for
+        try:
+            directory.mkdir(mode=0o755)
+        except FileExistsError:
+            raise EnvironmentProblem(f"{directory} exists already: another run with the id {run_id!r}?") from None
         return state
+
+    @property
+    def state_file(self) -> Path:
+        return self.directory.parent / f"{self.run_id}.json"
 
     @property
     def persistent(self) -> bool:
@@ -74,21 +124,26 @@ class RunState:
 
     def save(self) -> None:
         data = asdict(self)
-        data["directory"] = str(self.directory)
-        tmp = self.directory / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        os.chmod(tmp, 0o600)
-        tmp.replace(self.directory / STATE_FILE)
+        del data["directory"]  # derived from the base and the id, never read back
+        tmp = self.state_file.with_suffix(".tmp")
+        write_private(tmp, json.dumps(data, indent=2))
+        tmp.replace(self.state_file)
 
     @classmethod
-    def load(cls, directory: Path) -> "RunState":
-        data = json.loads((directory / STATE_FILE).read_text())
-        data["directory"] = Path(data["directory"])
+    def load(cls, state_file: Path) -> "RunState":
+        """A state file of the base; ValueError unless it is this user's own and names itself."""
+        info = state_file.lstat()
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            raise ValueError(f"{state_file}: not a regular file of yours")
+        data = json.loads(state_file.read_text())
+        if not isinstance(data, dict) or data.get("run_id") != state_file.stem:
+            raise ValueError(f"{state_file}: does not name its own run")
+        data.pop("directory", None)
         data["processes"] = [ProcessRecord(**p) for p in data["processes"]]
-        return cls(**data)
+        return cls(directory=state_file.parent / check_run_id(data["run_id"]), **data)
 
     def add_process(self, name: str, pid: int, stop_signal: int) -> None:
-        self.processes.append(ProcessRecord(name, pid, stop_signal))
+        self.processes.append(ProcessRecord(name, pid, stop_signal, _start_time(pid)))
         self.save()
 
     def start(self, name: str, argv: list[str], owner: RunAs, kind: str, python: bool = False,
@@ -112,8 +167,11 @@ class RunState:
             return True
         return _start_time(self.owner_pid) == self.owner_start
 
-    def belongs(self, pid: int) -> bool:
-        """Is pid still one of ours? Guards against signalling a process that reused the pid."""
+    def belongs(self, pid: int, start: int | None = None) -> bool:
+        """Is pid still one of ours? Its start time must be the one recorded (a reused pid has another)
+        and it must carry the run's directory in its command line or environment."""
+        if start is not None and _start_time(pid) != start:
+            return False
         marker = str(self.directory).encode()
         for name in ("cmdline", "environ"):
             try:
@@ -133,25 +191,34 @@ class RunState:
 
             stopped += down_project(project)
         for rec in reversed(self.processes):
-            if self.belongs(rec.pid):
+            if self.belongs(rec.pid, rec.start):
                 stop_group(rec.pid, rec.stop_signal, grace)
                 stopped.append(f"{rec.name} (pid {rec.pid})")
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self.directory.is_dir() and not self.directory.is_symlink():
+            shutil.rmtree(self.directory, ignore_errors=True)
+        self.state_file.unlink(missing_ok=True)
         return stopped
 
 
 def all_runs(base: Path | None = None) -> list[RunState]:
-    base = base or RUNTIME_BASE
+    """The runs recorded in this user's base (refused if the base is not safely this user's)."""
+    base = runtime_base(base, create=False)
     runs = []
-    for directory in sorted(base.glob("*")) if base.is_dir() else []:
+    for state_file in sorted(base.glob("*.json")) if base.is_dir() else []:
         try:
-            runs.append(RunState.load(directory))
+            runs.append(RunState.load(state_file))
         except (OSError, ValueError, TypeError, KeyError):
-            # a run killed before it wrote its state: nothing of it can be running
-            # under a recorded pid; remove it once it is clearly not being set up.
-            if directory.is_dir() and time.time() - directory.stat().st_mtime > 60:
-                shutil.rmtree(directory, ignore_errors=True)
+            continue  # not a state file of ours: left alone, and `unknown_entries` reports it
     return runs
+
+
+def unknown_entries(base: Path | None = None) -> list[Path]:
+    """What the base holds that no state file of this user accounts for: reported, never touched."""
+    base = runtime_base(base, create=False)
+    if not base.is_dir():
+        return []
+    ours = {p for r in all_runs(base) for p in (r.directory, r.state_file)}
+    return sorted(p for p in base.iterdir() if p not in ours and not p.name.endswith(".tmp"))
 
 
 def reap_stale(base: Path | None = None) -> list[str]:

@@ -1,11 +1,14 @@
-"""Running one cell: a client configuration, an endpoint, a scenario, repeated, under a time limit."""
+"""Running one cell: a client, a scenario, repeated, under a time limit. The one cell harness,
+for the drivers' adapters and the REST clients alike: both open, work, and close."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from lab.clients.base import Client
 from lab.results.outcome import OK, Outcome, PhaseError, classify
@@ -25,7 +28,7 @@ class CellResult:
     elapsed_s: float = 0.0
 
 
-async def _iteration(client: Client, scenario: Scenario, latencies: list[float]) -> None:
+async def _iteration(client: Any, scenario: Scenario, latencies: list[float]) -> None:
     try:
         await client.open()
     except Exception as exc:
@@ -56,14 +59,13 @@ async def _iteration(client: Client, scenario: Scenario, latencies: list[float])
 
 
 async def run_cell(
-    client_cls: type[Client],
-    dsn: str,
+    make_client: Callable[[], Any],
     scenario: Scenario,
     repeats: int = DEFAULT_REPEATS,
     timeout: float = DEFAULT_CELL_TIMEOUT,
-    pool_size: int = POOL_SIZE,
 ) -> CellResult:
-    """The first failure of any iteration is the cell's outcome; ok only if every iteration was."""
+    """The first failure of any iteration is the cell's outcome; ok only if every iteration was.
+    Each iteration gets a new client from make_client: what one pool learnt does not carry over."""
     result = CellResult(OK)
     started = time.perf_counter()
     client: Client | None = None
@@ -71,9 +73,7 @@ async def run_cell(
         async with asyncio.timeout(timeout):
             for i in range(repeats):
                 result.iterations = i + 1
-                # per-operation limit below the cell's, so a wait inside a driver ends as
-                # that driver's own error where it has one
-                client = client_cls(dsn, pool_size, timeout=max(0.5, timeout / 3))
+                client = make_client()
                 try:
                     await _iteration(client, scenario, result.latencies_s)
                 except Exception as exc:
@@ -92,15 +92,23 @@ async def run_cell(
     return result
 
 
-async def _close(client: Client) -> None:
+async def _close(client: Any) -> None:
     try:
         await asyncio.wait_for(client.close(), timeout=5)
     except Exception:  # noqa: BLE001 - closing after a failure must not mask the failure
         pass
 
 
-def run_cell_sync(client_cls: type[Client], dsn: str, scenario: Scenario, **kw: float) -> CellResult:
+def run_cell_sync(client_cls: type[Client], dsn: str, scenario: Scenario, repeats: int = DEFAULT_REPEATS,
+                  timeout: float = DEFAULT_CELL_TIMEOUT, pool_size: int = POOL_SIZE) -> CellResult:
+    """A driver configuration's cell: a pool of `pool_size` connections to `dsn`, new for each iteration."""
+    # per-operation limit below the cell's, so a wait inside a driver ends as that driver's own error where it has one
+    return run_sync(lambda: client_cls(dsn, pool_size, timeout=max(0.5, timeout / 3)), scenario, repeats, timeout)
+
+
+def run_sync(make_client: Callable[[], Any], scenario: Scenario, repeats: int = DEFAULT_REPEATS,
+             timeout: float = DEFAULT_CELL_TIMEOUT) -> CellResult:
     with warnings.catch_warnings():
         # psycopg_pool warns that the RCA's attempt 2 opens in the constructor; that is the point.
         warnings.simplefilter("ignore", DeprecationWarning)
-        return asyncio.run(run_cell(client_cls, dsn, scenario, **kw))  # type: ignore[arg-type]
+        return asyncio.run(run_cell(make_client, scenario, repeats, timeout))

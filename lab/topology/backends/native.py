@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from lab.paths import COMPOSE_DIR
+from lab.paths import COMPOSE_DIR, write_private
 from lab.topology.compose import ComposeTopology, Service, load
 from lab.topology.render import Credentials, Placement, api_keys, render
 from lab.errors import MissingDependency, StartupError
@@ -260,8 +260,7 @@ class NativeBackend(Backend):
 
     def _initdb(self, bindir: Path, svc: Service, creds: Credentials, data: Path, logs: Path, owner: RunAs) -> None:
         pwfile = data.parent / "pwfile"
-        pwfile.write_text(creds.superuser_password + "\n")
-        os.chmod(pwfile, 0o600)
+        write_private(pwfile, creds.superuser_password + "\n")
         give_to(owner, pwfile)
         args = shlex.split(svc.environment.get("POSTGRES_INITDB_ARGS", ""))
         user = svc.environment.get("POSTGRES_USER", creds.superuser)
