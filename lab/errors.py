@@ -44,5 +44,9 @@ class ConfigError(LabError):
     """A config template or settings file is malformed or incomplete."""
 
 
+class ServerDied(EnvironmentProblem):
+    """A server of the topology died while the run was measuring: what follows would not be a client's outcome."""
+
+
 class StartupError(EnvironmentProblem):
     """A process of the topology did not come up; the message quotes its log."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lab.options import add_to_pytest
-from lab.errors import ENVIRONMENT, LabError
+from lab.errors import ENVIRONMENT, LabError, ServerDied
 from lab.options import LabOptions
 from lab.paths import EXPECTATIONS_FILE
 from lab.plan import Cell, Plan
@@ -34,6 +34,7 @@ OPTIONS = pytest.StashKey[LabOptions]()
 PLAN = pytest.StashKey[Plan]()
 ROWS = pytest.StashKey[RowWriter]()
 RULES = pytest.StashKey[list[Expectation]]()
+DIED = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -85,6 +86,10 @@ def run_id(lab_options: LabOptions) -> str:
 class LabRun:
     topology: Topology
     state: RunState  # where this session's own processes (delay proxies) are recorded
+    servers: RunState | None = None  # where the topology's servers are recorded (None: the lab cannot see them, Docker)
+
+    def health(self) -> str | None:
+        return self.servers.dead_server() if self.servers is not None else None
 
 
 @pytest.fixture(scope="session")
@@ -99,8 +104,8 @@ def lab_run(pytestconfig: pytest.Config, lab_options: LabOptions) -> Iterator[La
             reporter.write_line(f"[pooler-lab] {msg}")
 
     try:
-        with start_for_session(lab_options, say) as (topology, state):
-            yield LabRun(topology, state)
+        with start_for_session(lab_options, say) as (topology, state, servers):
+            yield LabRun(topology, state, servers)
     except LabError as exc:
         pytest.exit(f"the topology did not come up: {exc}", returncode=3 if exc.exit_status == ENVIRONMENT else 4)
 
@@ -157,11 +162,11 @@ def row_writer(pytestconfig: pytest.Config, lab_options: LabOptions, run_id: str
 def record(request: pytest.FixtureRequest, cell: Cell, run_id: str, expectations: list[Expectation], row_writer: RowWriter,
            lab_options: LabOptions) -> Recorder:
     """The recorder of this test's own cell; facts default to its topology's endpoint's."""
-    topology: Topology = request.getfixturevalue("lab_topology")
-    endpoint = topology.endpoints.get(cell.topology)
+    run: LabRun = request.getfixturevalue("lab_run")
+    endpoint = run.topology.endpoints.get(cell.topology)
     selection = {k: list(v) for k, v in (("clients", lab_options.clients), ("topologies", lab_options.topologies),
                                          ("scenarios", lab_options.scenarios)) if v} or None
-    return Recorder(cell, run_id, expectations, row_writer.write, endpoint.facts if endpoint else {}, selection)
+    return Recorder(cell, run_id, expectations, row_writer.write, endpoint.facts if endpoint else {}, selection, run.health)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
@@ -180,7 +185,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """With --lab-baseline: every cell whose outcome changed against the baseline, and a failing exit status."""
+    """A dead server makes the session's status 3 (the environment); with --lab-baseline, every cell whose outcome
+    changed against the baseline, and a failing exit status."""
+    if session.config.stash.get(DIED, ""):
+        session.exitstatus = ENVIRONMENT
+        return
     opts = session.config.stash.get(OPTIONS, None)
     writer = session.config.stash.get(ROWS, None)
     if opts is None or not opts.baseline or writer is None:
@@ -194,3 +203,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reporter.write_line(f"[pooler-lab diff] {line}")
     if d.failed:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A server that died ends the session at once: one line naming it, exit status 3, no more cells."""
+    outcome = yield
+    excinfo = call.excinfo
+    if excinfo is not None and isinstance(excinfo.value, ServerDied):
+        item.session.shouldstop = f"pooler-lab: {excinfo.value}"
+        item.config.stash[DIED] = str(excinfo.value)
+        report = outcome.get_result()
+        report.longrepr = f"pooler-lab: {excinfo.value}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[DIED] = ""

@@ -232,3 +232,36 @@ def test_a_base_others_control_is_refused(tmp_path: Path) -> None:
         done = subprocess.run([sys.executable, "-m", "lab", "status"], cwd=ROOT, capture_output=True, text=True, timeout=30,
                               env={**os.environ, "POOLER_LAB_RUNTIME": str(other)})
         assert done.returncode == 3 and "Traceback" not in done.stderr and "belongs to uid" in done.stderr
+
+
+def test_a_server_that_dies_mid_run_stops_the_run(tmp_path: Path) -> None:
+    """Kill PostgreSQL in the middle of the matrix: one line names it, exit status 3, and no row after it is a client's outcome."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", "--network", "none", "--results", str(tmp_path), "--", "experiments/test_matrix.py"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        assert _wait_for(lambda: _run_state_of_tree(proc) is not None, 60), "the topology never came up"
+        state = _run_state_of_tree(proc)
+        assert state is not None
+        assert _wait_for(lambda: any(p.stat().st_size > 0 for p in (tmp_path / "runs").glob("*.jsonl")), 60)
+        killed_at = time.time()
+        postgres = next(p for p in state.processes if p.name == "postgres")
+        os.kill(postgres.pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = out.decode()
+    assert proc.returncode == 3, text[-3000:]
+    assert f"postgres (pid {postgres.pid}) is no longer running" in text
+    assert text.count("Traceback") == 0 and text.count("ConnectionRefusedError") <= 2, text[-3000:]
+    rows = [json.loads(line) for f in (tmp_path / "runs").glob("*.jsonl") for line in f.read_text().splitlines()]
+    late = [r for r in rows if time.mktime(time.strptime(r["recorded_at"][:19], "%Y-%m-%dT%H:%M:%S")) > killed_at + 1]
+    assert not late, f"rows recorded after the server died: {[r['cell'] for r in late]}"
+    assert not any(_alive(p.pid) for p in state.processes)
+
+
+def _run_state_of_tree(proc: subprocess.Popen) -> RunState | None:
+    """The run state owned by proc (the CLI runs pytest in its own process)."""
+    return _run_state_of(proc)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lab.errors import ServerDied
 from lab.results.expectations import Expectation, lookup
 from lab.results.measures import Measures
 from lab.results.outcome import Outcome
@@ -32,6 +33,9 @@ class Recorder:
     write: Callable[[Row], Any]
     facts: dict[str, Any]  # the cell's endpoint's facts, unless the test passes others
     selection: dict[str, list[str]] | None = None  # what the run was narrowed to
+    #: the topology's health: a message naming a server that died, or None. Checked before a row is written,
+    #: so an outcome caused by a dead server is never recorded as the client's.
+    health: Callable[[], str | None] = lambda: None
 
     def rule(self, facts: dict[str, Any], versions: dict[str, str]) -> Expectation:
         """The expectation that covers this cell; LookupError names the cell when none does."""
@@ -42,6 +46,9 @@ class Recorder:
                  facts: dict[str, Any] | None = None) -> Row:
         """Write the row first (a failing cell is a result too), then raise Unexpected on a mismatch."""
         c = self.cell
+        dead = self.health()
+        if dead:
+            raise ServerDied(f"{dead}; cell {c.id} and the cells after it were not measured")
         facts = self.facts if facts is None else facts
         versions = c.client.versions()
         rule: Expectation | None = None

@@ -90,6 +90,8 @@ def load_settings(compose_dir: Path = COMPOSE_DIR) -> dict[str, str]:
             raise ConfigError(f"{path}: {key}={settings[key]!r} is not a whole number") from None
         if value < minimum:
             raise ConfigError(f"{path}: {key}={value} is below the minimum {minimum}")
+        if key.endswith("_PORT") and value > 65535:
+            raise ConfigError(f"{path}: {key}={value} is not a TCP port (1-65535)")
     return settings
 
 

@@ -181,6 +181,18 @@ class RunState:
                 continue
         return False
 
+    def dead_server(self) -> str | None:
+        """The first recorded server that is no longer running, named with the end of its log; None while all run."""
+        for rec in self.processes:
+            if not self.belongs(rec.pid, rec.start):
+                log = self.directory / "logs" / f"{rec.name}.log"
+                try:
+                    tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-3:]
+                except OSError:
+                    tail = []
+                return f"{rec.name} (pid {rec.pid}) is no longer running" + (f"; its log ends: {' | '.join(tail)}" if tail else "")
+        return None
+
     def stop(self, grace: float = 5.0) -> list[str]:
         """Stop every recorded process (last started first) and remove the run directory."""
         stopped = []

@@ -47,8 +47,9 @@ class Backend(ABC):
 
 
 @contextmanager
-def start_for_session(options: "LabOptions", say: Callable[[str], None]) -> Iterator[tuple[Topology, RunState]]:
-    """The topology a session runs against, and the run state its own helpers (delay proxies) are recorded in.
+def start_for_session(options: "LabOptions", say: Callable[[str], None]) -> Iterator[tuple[Topology, RunState, RunState | None]]:
+    """The topology a session runs against, the run state its own helpers (delay proxies) are recorded in,
+    and the run state its servers are recorded in (None where the lab cannot watch them: Docker).
 
     `attach` uses the topology `lab up` left running (and a run state of the session's
     own); the others start one, by the backend chosen, and stop it at the end whatever happens.
@@ -65,7 +66,7 @@ def start_for_session(options: "LabOptions", say: Callable[[str], None]) -> Iter
         say(f"attached to run {topology.run_id}")
         own = RunState.create(persistent=False)
         try:
-            yield topology, own
+            yield topology, own, running[-1]
         finally:
             own.stop()
         return
@@ -77,7 +78,7 @@ def start_for_session(options: "LabOptions", say: Callable[[str], None]) -> Iter
     try:
         topology = backend.start()
         assert backend.state is not None
-        yield topology, backend.state
+        yield topology, backend.state, backend.state if chosen == "native" else None
     finally:
         backend.stop()
         say("topology stopped")
