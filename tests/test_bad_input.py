@@ -58,3 +58,31 @@ def test_missing_pgbouncer_says_what_to_install(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(native.os, "access", lambda path, mode: False)
     with pytest.raises(MissingDependency, match="apt-get install pgbouncer"):
         native.pgbouncer_binary()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cell-timeout", "nan"], "give a finite number of seconds above 0"),
+    (["--cell-timeout", "-1"], "give a finite number of seconds above 0"),
+    (["--repeats", "0"], "at least 1"),
+    (["--clients", ","], "names nothing"),
+    (["--rtts", "inf"], "finite"),
+])
+def test_bad_values_are_refused_before_anything_starts(args: list[str], message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "lab", "run", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_expectation_rules_are_checked_before_bring_up(tmp_path: Path) -> None:
+    from lab.errors import ConfigError
+    from lab.options import LabOptions
+    from lab.plan import Plan
+    from lab.results.expectations import check_names, load
+
+    known = Plan.build(LabOptions()).known
+    bad = tmp_path / "rules.toml"
+    bad.write_text('[[rule]]\nclient = "asyncpg-defualt"\noutcome = "ok"\nreason = "r"\n')
+    with pytest.raises(ConfigError, match="client 'asyncpg-defualt' matches no client"):
+        check_names(load(bad), known)
+    bad.write_text('[[rule]]\nclient = 5\noutcome = "ok"\nreason = "r"\n')
+    with pytest.raises(ConfigError, match="client = 5 must be a string"):
+        load(bad)

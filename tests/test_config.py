@@ -82,6 +82,13 @@ def test_settings_must_be_whole_numbers(tmp_path: Path) -> None:
         load_settings(tmp_path)
 
 
+def test_ports_must_be_tcp_ports(tmp_path: Path) -> None:
+    text = (COMPOSE_DIR / ".env").read_text().replace("LAB_SESSION_PORT=5432", "LAB_SESSION_PORT=99999")
+    (tmp_path / ".env").write_text(text)
+    with pytest.raises(ConfigError, match="LAB_SESSION_PORT=99999 is not a TCP port"):
+        load_settings(tmp_path)
+
+
 def test_compose_interpolation_forms() -> None:
     env = {"A": "1", "EMPTY": ""}
     assert interpolate("${A}-${B:-dflt}-${EMPTY:-x}-${EMPTY-y}-$$", env) == "1-dflt-x--$"
