@@ -20,7 +20,6 @@ import certifi
 import httpx
 
 from lab.clients.base import package_versions
-from lab.names import pick
 from lab.topology.model import Endpoint
 
 TABLE = "lab_items"
@@ -174,10 +173,6 @@ class SupabasePy(RestClient):
 
 
 REST_CLIENTS: dict[str, type[RestClient]] = {c.name: c for c in (HttpxPerCall, HttpxShared, SupabasePy)}
-
-
-def rest_client_class(name: str) -> type[RestClient]:
-    return pick("REST client", name, REST_CLIENTS)
 
 
 def use_trust_bundle(bundle: Path) -> None:

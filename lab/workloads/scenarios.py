@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from lab.clients.base import Client, Rows
-from lab.names import pick
 from lab.results.outcome import WrongResult
 
 Operation = Callable[[Client, int, int], Awaitable[None]]
@@ -76,8 +75,3 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("transaction", "INSERT, UPDATE, SELECT in one transaction, 4 workers x 16", transaction, ops_per_worker=16),
     )
 }
-
-
-
-def scenario(name: str) -> Scenario:
-    return pick("scenario", name, SCENARIOS)
