@@ -8,14 +8,9 @@ import psycopg
 import pytest
 
 from lab.plan import Cell
-from lab.results.measures import BurstMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Endpoint, Topology
-from lab.workloads.burst import BurstResult, burst, hybrid
-
-
-def _measures(result: BurstResult) -> BurstMeasures:
-    return BurstMeasures(**result.params())
+from lab.workloads.burst import burst, hybrid
 
 
 @pytest.mark.experiment("limits")
@@ -28,7 +23,7 @@ def test_burst(cell: Cell, lab_topology: Topology, record: Recorder, request: py
     else:
         result = burst(cell.case, lab_topology.endpoint(cell.topology).dsn())
         facts = {**record.facts, "max_connections": _max_connections(lab_topology)}
-    record(result.outcome, _measures(result), result.latencies_s, facts=facts)
+    record(result.outcome, result.measures(), result.latencies_s, facts=facts)
 
 
 def _max_connections(topo: Topology) -> int:

@@ -241,8 +241,8 @@ def test_a_server_that_dies_mid_run_stops_the_run(tmp_path: Path) -> None:
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
-        assert _wait_for(lambda: _run_state_of_tree(proc) is not None, 60), "the topology never came up"
-        state = _run_state_of_tree(proc)
+        assert _wait_for(lambda: _run_state_of(proc) is not None, 60), "the topology never came up"
+        state = _run_state_of(proc)
         assert state is not None
         assert _wait_for(lambda: any(p.stat().st_size > 0 for p in (tmp_path / "runs").glob("*.jsonl")), 60)
         killed_at = time.time()
@@ -261,7 +261,3 @@ def test_a_server_that_dies_mid_run_stops_the_run(tmp_path: Path) -> None:
     assert not late, f"rows recorded after the server died: {[r['cell'] for r in late]}"
     assert not any(_alive(p.pid) for p in state.processes)
 
-
-def _run_state_of_tree(proc: subprocess.Popen) -> RunState | None:
-    """The run state owned by proc (the CLI runs pytest in its own process)."""
-    return _run_state_of(proc)

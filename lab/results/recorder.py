@@ -37,10 +37,11 @@ class Recorder:
     #: so an outcome caused by a dead server is never recorded as the client's.
     health: Callable[[], str | None] = lambda: None
 
-    def rule(self, facts: dict[str, Any], versions: dict[str, str]) -> Expectation:
-        """The expectation that covers this cell; LookupError names the cell when none does."""
+    def rule(self, facts: dict[str, Any], versions: dict[str, str], scenario: str | None = None) -> Expectation:
+        """The expectation that covers this cell (or its client and topology in another scenario);
+        LookupError names the cell when none does."""
         c = self.cell
-        return lookup(self.expectations, c.client.name, c.topology, c.scenario, facts, versions)
+        return lookup(self.expectations, c.client.name, c.topology, scenario or c.scenario, facts, versions)
 
     def __call__(self, outcome: Outcome, measures: Measures, latencies_s: list[float] | None = None,
                  facts: dict[str, Any] | None = None) -> Row:
@@ -84,8 +85,7 @@ class Recorder:
         """Benchmarks time an insert only where the table expects it to work: timing a configuration
         that fails through a topology would time a lucky single connection. The reason to skip, or None."""
         c = self.cell
-        rule = lookup(self.expectations, c.client.name, c.topology, "insert-returning", self.facts if facts is None else facts,
-                      c.client.versions())
+        rule = self.rule(self.facts if facts is None else facts, c.client.versions(), scenario="insert-returning")
         if rule.outcome == "ok":
             return None
         return f"{c.client.name} through {c.topology} is expected to fail ({rule.describe()}); no latency measured"

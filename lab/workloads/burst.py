@@ -13,6 +13,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from lab.clients.base import Configuration
+from lab.results.measures import BurstMeasures
 from lab.results.outcome import OK, Outcome, PhaseError, classify
 from lab.clients.rest import HttpxShared
 from lab.topology.model import Endpoint
@@ -34,9 +35,9 @@ class BurstResult:
     by_path: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
 
-    def params(self) -> dict[str, Any]:
-        return {"clients": BURST, "hold_s": HOLD_S, "hybrid_hold_s": HYBRID_HOLD_S, "completed": self.completed, "failed": self.failed,
-                "errors": dict(self.errors), "by_path": dict(self.by_path), "elapsed_s": round(self.elapsed_s, 3)}
+    def measures(self) -> BurstMeasures:
+        return BurstMeasures(clients=BURST, hold_s=HOLD_S, hybrid_hold_s=HYBRID_HOLD_S, completed=self.completed, failed=self.failed,
+                             errors=dict(self.errors), by_path=dict(self.by_path), elapsed_s=round(self.elapsed_s, 3))
 
 
 async def _one_asyncpg(dsn: str) -> None:
