@@ -116,14 +116,18 @@ def test_jwt_checks(rest) -> None:
     assert secret_claims["role"] == "anon"
 
 
-def test_expired_token_is_refused(topology, rest) -> None:
+def _jwt_secret(topology) -> str:  # type: ignore[no-untyped-def]
+    """The JWT secret is only in the run's process environment; read it from the stand-in's record."""
     from lab.topology.runstate import all_runs
 
-    # the JWT secret is only in the run's process environment; read it from the stand-in's record
     state = next(r for r in all_runs() if r.topology and r.topology["run_id"] == topology.run_id)
     pid = next(p.pid for p in state.processes if p.name == "postgrest")
     env = dict(kv.split("=", 1) for kv in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in kv)
-    expired = jwt.encode({"role": "anon", "exp": int(time.time()) - 60}, env["PGRST_JWT_SECRET"], algorithm="HS256")
+    return env["PGRST_JWT_SECRET"]
+
+
+def test_expired_token_is_refused(topology, rest) -> None:
+    expired = jwt.encode({"role": "anon", "exp": int(time.time()) - 60}, _jwt_secret(topology), algorithm="HS256")
     r = httpx.post(f"{rest.url()}/rest/v1/lab_items", json={"payload": "x"}, headers=_headers(rest.keys["anon"]) | {"Authorization": f"Bearer {expired}"})
     assert r.status_code == 401 and r.json()["code"] == "PGRST303"
 
@@ -140,3 +144,35 @@ def test_postgres_paths_offer_tls(topology, name: str) -> None:
 def test_bad_limit_is_a_postgrest_error(rest) -> None:
     r = httpx.get(f"{rest.url()}/rest/v1/lab_items", params={"select": "id", "limit": "ten"}, headers=_headers(rest.keys["anon"]))
     assert r.status_code == 400 and r.json()["code"] == "PGRST100"
+
+
+def _assert_postgrest_error(r: httpx.Response, status: int, code: str | None = None) -> None:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"code", "details", "hint", "message"}, body
+    assert code is None or body["code"] == code, body
+
+
+@pytest.mark.parametrize("role, status, code", [("no_such_role", 400, "22023"), ("postgres", 403, "42501")])
+def test_a_role_it_cannot_switch_to_is_a_client_error(topology, rest, role: str, status: int, code: str) -> None:
+    token = jwt.encode({"role": role}, _jwt_secret(topology), algorithm="HS256")
+    r = httpx.post(f"{rest.url()}/rest/v1/lab_items", json={"payload": "x"},
+                   headers=_headers(rest.keys["anon"]) | {"Authorization": f"Bearer {token}"})
+    _assert_postgrest_error(r, status, code)
+
+
+def test_odd_bodies_and_parameters_get_postgrest_errors(rest) -> None:
+    url, headers = f"{rest.url()}/rest/v1/lab_items", _headers(rest.keys["anon"])
+    _assert_postgrest_error(httpx.get(url, params={"limit": "\u00b2"}, headers=headers), 400, "PGRST100")
+    nested = ("[" * 100_000 + "]" * 100_000).encode()
+    _assert_postgrest_error(httpx.post(url, content=nested, headers=headers | {"Content-Type": "application/json"}), 400, "PGRST102")
+    _assert_postgrest_error(httpx.post(url, json=[{"payload": "a"}, {"payload": "b", "id": 9}], headers=headers), 400, "PGRST102")
+    empty = httpx.post(url, json={}, headers=headers)  # a row of defaults: payload has none, and anon may insert only payload
+    assert 400 <= empty.status_code < 500 and set(empty.json()) == {"code", "details", "hint", "message"}, empty.text
+
+
+def test_clients_cannot_write_the_audit_columns(rest) -> None:
+    url = f"{rest.url()}/rest/v1/lab_items"
+    for key in ("anon", "service_role"):
+        r = httpx.post(url, json={"payload": "x", "inserted_by": "someone-else"}, headers=_headers(rest.keys[key]))
+        _assert_postgrest_error(r, 401 if key == "anon" else 403, "42501")

@@ -22,5 +22,7 @@ CREATE TABLE lab_items (
     jwt_role   text DEFAULT (current_setting('request.jwt.claims', true)::json ->> 'role')
 );
 ALTER TABLE lab_items OWNER TO ${APP_USER};
-GRANT SELECT, INSERT ON lab_items TO anon, service_role;
+-- REST clients write the payload only: the audit columns are the server's to fill
+-- (column privileges, so PostgREST and the stand-in refuse them alike: 42501)
+GRANT SELECT, INSERT (payload) ON lab_items TO anon, service_role;
 GRANT USAGE ON SEQUENCE lab_items_id_seq TO anon, service_role;

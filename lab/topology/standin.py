@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
@@ -146,19 +147,21 @@ class StandIn:
     async def _run(self, request: web.Request, role: str, claims: dict[str, Any], sql: str, *args: Any, read_only: bool) -> Any:
         assert self.pool is not None
         async with self.pool.acquire() as conn:
-            async with conn.transaction(readonly=read_only, isolation="read_committed"):
-                await conn.execute(
-                    "SELECT set_config('search_path', $1, true), set_config('role', $2, true), "
-                    "set_config('request.jwt.claims', $3, true), set_config('request.method', $4, true), "
-                    "set_config('request.path', $5, true)",
-                    _quote(self.settings.schema), role, json.dumps(claims), request.method, request.path,
-                )
-                try:
+            try:
+                async with conn.transaction(readonly=read_only, isolation="read_committed"):
+                    # switching to the JWT's role fails like the statement can (a role that does not exist: 22023,
+                    # one the authenticator may not become: 42501): both are the client's error, as in PostgREST
+                    await conn.execute(
+                        "SELECT set_config('search_path', $1, true), set_config('role', $2, true), "
+                        "set_config('request.jwt.claims', $3, true), set_config('request.method', $4, true), "
+                        "set_config('request.path', $5, true)",
+                        _quote(self.settings.schema), role, json.dumps(claims), request.method, request.path,
+                    )
                     return await conn.fetchval(sql, *args)
-                except asyncpg.PostgresError as exc:
-                    state = exc.sqlstate or "XX000"
-                    raise ApiError(_status_for(state, role, self.settings.anon_role or ""), state,
-                                   exc.args[0] if exc.args else str(exc), getattr(exc, "detail", None), getattr(exc, "hint", None)) from None
+            except asyncpg.PostgresError as exc:
+                state = exc.sqlstate or "XX000"
+                raise ApiError(_status_for(state, role, self.settings.anon_role or ""), state,
+                               exc.args[0] if exc.args else str(exc), getattr(exc, "detail", None), getattr(exc, "hint", None)) from None
 
     def _table(self, request: web.Request) -> tuple[str, dict[str, str]]:
         table = request.match_info["table"]
@@ -171,21 +174,25 @@ class StandIn:
         table, columns = self._table(request)
         try:
             body = await request.json(loads=json.loads)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested past the parser's depth
             raise ApiError(400, "PGRST102", "Empty or invalid json") from None
         items = body if isinstance(body, list) else [body]
         if not items or not all(isinstance(i, dict) for i in items):
             raise ApiError(400, "PGRST102", "Empty or invalid json")
         keys = list(dict.fromkeys(k for item in items for k in item))
+        if any(set(item) != set(keys) for item in items):
+            raise ApiError(400, "PGRST102", "All object keys must match")
         for k in keys:
             if k not in columns:
                 raise ApiError(400, "PGRST204", f"Could not find the '{k}' column of '{table}' in the schema cache")
         prefer = {p.strip() for h in request.headers.getall("Prefer", []) for p in h.split(",")}
         representation = "return=representation" in prefer
         qualified = f"{_quote(self.settings.schema)}.{_quote(table)}"
+        # `{}` inserts a row of the table's defaults (PostgREST #616/#618): a select of no columns
         cols = ", ".join(_quote(k) for k in keys)
         source = (
-            f"INSERT INTO {qualified}({cols}) SELECT {cols} FROM json_populate_recordset(NULL::{qualified}, $1::json) _ "
+            (f"INSERT INTO {qualified}({cols}) " if keys else f"INSERT INTO {qualified} ")
+            + f"SELECT {cols} FROM json_populate_recordset(NULL::{qualified}, $1::json) _ "
             f"RETURNING {qualified}.*"
         )
         body_out = "coalesce(json_agg(_), '[]')::text" if representation else "''"
@@ -220,7 +227,7 @@ class StandIn:
         if where:
             sql += " WHERE " + " AND ".join(where)
         if "limit" in request.query:
-            if not request.query["limit"].isdigit():
+            if not re.fullmatch(r"[0-9]{1,18}", request.query["limit"]):  # str.isdigit() takes '²', which int() does not
                 raise ApiError(400, "PGRST100", f'"failed to parse limit ({request.query["limit"]})" (line 1, column 1)')
             sql += f" LIMIT {int(request.query['limit'])}"
         sql = f"SELECT coalesce(json_agg(_), '[]')::text FROM ({sql}) _"
