@@ -26,8 +26,29 @@ def test_auto_picks_docker_only_when_an_engine_answers() -> None:
 def test_docker_backend_refuses_clearly_without_an_engine() -> None:
     from lab.errors import MissingDependency
 
-    with pytest.raises(MissingDependency, match="no Docker engine answers.*--backend native"):
+    with pytest.raises(MissingDependency, match="--backend docker: .*--backend native"):
         choose("docker")
+
+
+def test_an_engine_without_compose_v2_is_not_usable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Debian's docker.io: an engine answers, `docker compose` does not exist. Auto runs native and says why;
+    --backend docker stops with one line naming the cause. (The engine is simulated; the plugin probe is real.)"""
+    from lab.errors import MissingDependency
+    from lab.topology.backends import docker as backend
+
+    compose_ok, compose_why = backend.compose_v2()
+    if compose_ok:
+        pytest.skip(f"{compose_why} is installed here")
+    assert "Compose v2" in compose_why or "no `docker` command" in compose_why
+    monkeypatch.setattr(backend, "_engine", lambda: (True, "Docker engine 20.10.24"))
+    backend.engine_status.cache_clear()
+    try:
+        assert choose("auto") == "native"
+        assert "answers, but" in engine_status()[1]
+        with pytest.raises(MissingDependency, match="Docker engine 20.10.24 answers, but"):
+            choose("docker")
+    finally:
+        backend.engine_status.cache_clear()
 
 
 def test_native_run_renders_exactly_the_files_compose_mounts(topology) -> None:  # type: ignore[no-untyped-def]

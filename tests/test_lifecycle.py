@@ -235,7 +235,8 @@ def test_a_base_others_control_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_server_that_dies_mid_run_stops_the_run(tmp_path: Path) -> None:
-    """Kill PostgreSQL in the middle of the matrix: one line names it, exit status 3, and no row after it is a client's outcome."""
+    """Kill PostgreSQL in the middle of the matrix: one line names it, exit status 3, and no row after it is a client's outcome.
+    Nothing this failing run printed or wrote holds one of its passwords."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "lab", "run", "--network", "none", "--results", str(tmp_path), "--", "experiments/test_matrix.py"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -245,6 +246,10 @@ def test_a_server_that_dies_mid_run_stops_the_run(tmp_path: Path) -> None:
         state = _run_state_of(proc)
         assert state is not None
         assert _wait_for(lambda: any(p.stat().st_size > 0 for p in (tmp_path / "runs").glob("*.jsonl")), 60)
+        assert state.topology is not None
+        secrets = [state.topology["superuser_password"], *(e["password"] for e in state.topology["endpoints"].values() if e["password"]),
+                   *(k for e in state.topology["endpoints"].values() for k in e["keys"].values())]
+        assert len(secrets) >= 4
         killed_at = time.time()
         postgres = next(p for p in state.processes if p.name == "postgres")
         os.kill(postgres.pid, signal.SIGKILL)
@@ -261,3 +266,7 @@ def test_a_server_that_dies_mid_run_stops_the_run(tmp_path: Path) -> None:
     assert not late, f"rows recorded after the server died: {[r['cell'] for r in late]}"
     assert not any(_alive(p.pid) for p in state.processes)
 
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert written, "the run wrote its rows"
+    for where, content in [("the output", text), *((str(p), p.read_text(errors="replace")) for p in written)]:
+        assert not any(secret in content for secret in secrets), f"a secret of the run is in {where}"

@@ -40,24 +40,57 @@ PORT_VARIABLES = {
 }
 
 
-@functools.cache
-def engine_status() -> tuple[bool, str]:
-    """(answers, why not): whether a Docker engine answers on this machine. Asked once per process:
-    choosing the backend and reporting the choice must not ping the engine twice."""
+def _engine() -> tuple[bool, str]:
+    """Does a Docker engine answer? (answers, what it is or why not)"""
     try:
         import docker
     except ImportError:
         return False, "the docker SDK is not installed (pip install 'pooler-lab[docker]')"
     try:
         client = docker.from_env(timeout=3)
-        client.ping()
-        return True, f"Docker engine {client.version().get('Version', '?')}"
+        try:
+            client.ping()
+            return True, f"Docker engine {client.version().get('Version', '?')}"
+        finally:
+            client.close()
     except Exception as exc:  # noqa: BLE001 - any failure means: no engine to use
         return False, f"no Docker engine answers ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
 
 
+def compose_v2() -> tuple[bool, str]:
+    """Is the Compose v2 plugin there (`docker compose`, which the compose file and testcontainers need)?
+    Debian's docker.io gives an engine without it; Compose v1 (`docker-compose` 1.x) cannot read the file."""
+    import shutil
+    import subprocess
+
+    docker_cli = shutil.which("docker")
+    if docker_cli is None:
+        return False, "no `docker` command"
+    try:
+        done = subprocess.run([docker_cli, "compose", "version", "--short"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"`docker compose version` failed ({exc})"
+    version = done.stdout.strip().lstrip("v")
+    if done.returncode != 0 or not version[:1].isdigit() or int(version.split(".")[0]) < 2:
+        return False, "the Compose v2 plugin (`docker compose`) is not installed"
+    return True, f"Compose {version}"
+
+
+@functools.cache
+def engine_status() -> tuple[bool, str]:
+    """(usable, why or what): an engine answers and Compose v2 is there. Asked once per process:
+    choosing the backend and reporting the choice must not ask twice."""
+    ok, engine = _engine()
+    if not ok:
+        return False, engine
+    ok, compose = compose_v2()
+    if not ok:
+        return False, f"{engine} answers, but {compose}"
+    return True, f"{engine}, {compose}"
+
+
 def choose(backend: str) -> str:
-    """native | docker | auto → the backend to use; auto picks Docker when an engine answers."""
+    """native | docker | auto → the backend to use; auto picks Docker when an engine answers and Compose v2 is there."""
     if backend not in ("native", "docker", "auto"):
         raise ValueError(backend)
     if backend == "auto":
