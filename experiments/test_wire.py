@@ -28,7 +28,7 @@ def test_wire(cell: Cell, lab_topology: Topology, record: Recorder) -> None:
     endpoint = lab_topology.endpoint(cell.topology)
     logins = Logins(lab_topology, endpoint)
     with logins.counted(), WireTracer(endpoint.host, endpoint.port) as tracer:
-        result = run_cell_sync(cell.client, endpoint.via(tracer.port, wire_tracer=True).dsn(), WIRE_SCENARIO, repeats=1,
+        result = run_cell_sync(cell.client, endpoint.via(tracer.port, plain=True, wire_tracer=True).dsn(), WIRE_SCENARIO, repeats=1,
                                timeout=10.0, pool_size=1)
         time.sleep(0.05)  # let the last Terminate cross
         traces = [t.summary() for t in tracer.snapshot()]

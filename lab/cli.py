@@ -36,9 +36,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     profiles = tuple(dict.fromkeys([*args.lab_profiles, *(["prepared"] if args.prepared_pgbouncer else [])]))
     opts = from_namespace(args, profiles=profiles, run_id=new_run_id())
-    plan = Plan.build(opts)  # names checked before anything starts
-    backend = choose(opts.backend)
-    if backend == "native":
+    plan = Plan.build(opts)  # names, the target file and its secrets checked before anything starts
+    backend = "target" if opts.target is not None else choose(opts.backend)
+    if backend == "target":
+        assert plan.target is not None
+        console.print(f"target {plan.target.name} ({opts.target}): nothing is started; the run writes only into a schema of its own"
+                      if not opts.read_only else f"target {plan.target.name} ({opts.target}), read-only")
+    elif backend == "native":
         postgres_bindir(), pgbouncer_binary()
         if opts.backend == "auto":
             console.print(f"backend: native processes ({engine_status()[1]})")
@@ -52,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     results.mkdir(parents=True, exist_ok=True)
     # the backend is already chosen: pytest need not ask the engine again
     pytest_args = [str(EXPERIMENTS_DIR), f"--benchmark-json={results / 'benchmark.json'}", *to_pytest_args(opts),
-                   f"--lab-backend={backend}", "-rfE", *args.pytest_args]
+                   *([f"--lab-backend={backend}"] if backend != "target" else []), "-rfE", *args.pytest_args]
     console.print(f"[bold]pooler-lab run {opts.run_id}[/]: {plan.describe()}; clients {format_names(opts.clients)}, "
                   f"topologies {format_names(opts.topologies)}, scenarios {format_names(opts.scenarios)}")
     started = time.monotonic()
@@ -254,6 +258,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if all(code in (0, 1) for *_, code in runs) else 2
 
 
+def cmd_target(args: argparse.Namespace) -> int:
+    from lab.topology.backends.target import TargetFile, check, clean
+
+    target = TargetFile.load(Path(args.file))
+    if args.action == "clean":
+        dropped = clean(target)
+        console.print(f"target {target.name}: dropped {', '.join(dropped)}" if dropped else f"target {target.name}: nothing of the lab's left")
+        return 0
+    results = check(target)
+    for r in results:
+        print(r.line)
+    return 0 if all(r.ok for r in results) else ENVIRONMENT
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from lab.options import LabOptions
     from lab.plan import Plan
@@ -322,6 +340,12 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("build-pgbouncer", help="build PgBouncer 1.21+ from Debian's next release into ~/.cache/pooler-lab (once)").set_defaults(
         func=cmd_build_pgbouncer)
+
+    target = sub.add_parser("target", help="a pooler the lab did not start: `check` connects once to each endpoint; `clean` drops "
+                                           "what a killed run left (docs/targets.md)")
+    target.add_argument("action", choices=["check", "clean"])
+    target.add_argument("file", help="the target file (TOML)")
+    target.set_defaults(func=cmd_target)
 
     sub.add_parser("list", help="list client configurations, topologies and scenarios").set_defaults(func=cmd_list)
     return p

@@ -22,6 +22,7 @@ DEFAULT_REPEATS = 2
 DEFAULT_RTTS = (0.0, 5.0, 20.0, 50.0)
 BACKENDS = ("auto", "native", "docker", "attach")
 NETWORK_MODES = ("reference", "all", "none")
+SSLMODES = ("disable", "require", "verify-full")
 
 
 def names(value: str) -> tuple[str, ...]:
@@ -62,6 +63,13 @@ def rtts(value: str) -> tuple[float, ...]:
     return out
 
 
+def target_file(value: str) -> Path:
+    path = Path(value)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{value}: no such target file")
+    return path
+
+
 def run_id(value: str) -> str:
     from lab.topology.runstate import check_run_id
 
@@ -81,6 +89,7 @@ class Option:
     parse: Callable[[str], Any] | None = None
     choices: tuple[str, ...] | None = None
     on_cli: bool = True  # offered by `python -m lab run` (the run id, say, is the CLI's own business)
+    flag: bool = False  # an on/off switch: given means on
 
     @property
     def dest(self) -> str:
@@ -88,6 +97,8 @@ class Option:
 
     def kwargs(self, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
         kw: dict[str, Any] = {"default": self.default, "help": self.help, "dest": f"lab_{self.dest}"}
+        if self.flag:
+            return {**kw, "action": "store_true"}
         if self.parse is not None:
             kw["type"] = self.parse
         if choices or self.choices:
@@ -109,6 +120,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("profiles", "compose profiles to start too, e.g. prepared (PgBouncer 1.21+ with max_prepared_statements)", (), parse=names),
     Option("baseline", "result file to diff this run against at the end; a changed cell fails the run"),
     Option("results", "directory result rows and benchmark JSON are written to", RESULTS_DIR, parse=Path),
+    Option("sslmode", "libpq sslmode of every PostgreSQL path of the local topology (a target's come from its file)", "disable",
+           choices=SSLMODES),
+    Option("target", "a target file (TOML): run against endpoints the lab did not start (docs/targets.md)", parse=target_file),
+    Option("read-only", "only the scenarios that write nothing (no schema is created on a target)", False, flag=True),
     Option("run-id", "name of this run's result file and runtime directory (default: generated)", parse=run_id, on_cli=False),
 )
 
@@ -128,16 +143,25 @@ class LabOptions:
     profiles: tuple[str, ...] = ()
     baseline: str | None = None
     results: Path = field(default=RESULTS_DIR)
+    sslmode: str = "disable"
+    target: Path | None = None
+    read_only: bool = False
     run_id: str | None = None
 
     @classmethod
     def from_values(cls, get: Callable[[Option], Any]) -> "LabOptions":
         return cls(**{o.dest: get(o) for o in OPTIONS})
 
-    @property
-    def narrowed(self) -> bool:
-        """Was part of the matrix chosen on purpose? Rows record it, so a diff knows missing cells are not lost ones."""
-        return any(v is not None for v in (self.clients, self.topologies, self.scenarios))
+    def selection(self) -> dict[str, list[str]] | None:
+        """What narrowed the run on purpose (rows record it, so a diff knows missing cells are not lost ones); None: nothing."""
+        chosen = {k: list(v) for k, v in (("clients", self.clients), ("topologies", self.topologies), ("scenarios", self.scenarios)) if v}
+        if self.network != "reference":
+            chosen["network"] = [self.network]
+        if self.read_only:
+            chosen["read_only"] = ["yes"]
+        if self.target is not None:
+            chosen["target"] = [self.target.name]
+        return chosen or None
 
 
 assert {f.name for f in fields(LabOptions)} == {o.dest for o in OPTIONS}, "every option has a field and every field an option"
@@ -166,6 +190,9 @@ def to_pytest_args(options: LabOptions) -> list[str]:
     for o in OPTIONS:
         value = getattr(options, o.dest)
         if value is None or value == o.default:
+            continue
+        if o.flag:
+            out.append(f"--lab-{o.name}")
             continue
         if isinstance(value, tuple):
             value = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)

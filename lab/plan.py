@@ -12,17 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.clients import CLIENTS, DRIVERS
 from lab.clients.base import Subject
 from lab.clients.rest import REST_CLIENTS
-from lab.errors import UnknownName
+from lab.errors import LabError, UnknownName
 from lab.options import LabOptions
 from lab.proxies.tenant import ROUTES, USER_SUFFIXES
 from lab.topology.compose import load
 from lab.workloads import burst, loop_lag, session_state
 from lab.workloads.scenarios import SCENARIOS
+
+if TYPE_CHECKING:
+    from lab.topology.backends.target import TargetFile
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def _limits(topologies: list[str], opts: LabOptions) -> list[Cell]:
 
 
 def _loop_lag(topologies: list[str], opts: LabOptions) -> list[Cell]:
-    return [Cell("loop-lag", m, t, "loop-lag") for t in loop_lag.TOPOLOGIES for m in loop_lag.MODES.values()]
+    return [Cell("loop-lag", m, t, "loop-lag") for t in loop_lag.TOPOLOGIES if t in topologies for m in loop_lag.MODES.values()]
 
 
 def _rest(topologies: list[str], opts: LabOptions) -> list[Cell]:
@@ -111,7 +114,7 @@ def _network(topologies: list[str], opts: LabOptions) -> list[Cell]:
     if opts.network == "all":
         paths += [(c, t) for t in topologies for c in DRIVERS.values()]
     else:
-        paths += [(DRIVERS[c], t) for c, t in REFERENCE_PG_PATHS]
+        paths += [(DRIVERS[c], t) for c, t in REFERENCE_PG_PATHS if t in topologies]
     return [Cell("network", c, t, "single-insert", f"rtt{rtt:g}ms-{'tls' if tls else 'plain'}", (rtt, tls), judged=False)
             for c, t in paths for rtt in opts.rtts for tls in (False, True)]
 
@@ -129,6 +132,23 @@ EXPERIMENTS: dict[str, Callable[[list[str], LabOptions], list[Cell]]] = {
 }
 
 
+#: Scenarios that write nothing that outlives them (--read-only keeps only these).
+READ_ONLY_SCENARIOS = ("repeated-query", "wire-count", "loop-lag", *(f"state-{k}" for k in session_state.KINDS), *USER_SUFFIXES)
+#: Connections a cell may hold at once on its endpoint; a target endpoint that allows fewer does not run it.
+CONNECTIONS = {"matrix": 5, "session-state": 5, "limits": burst.BURST}
+
+
+def _on_target(cells: dict[str, list[Cell]], target: "TargetFile", opts: LabOptions) -> dict[str, list[Cell]]:
+    """A target runs what is safe on somebody's database: no REST tier (none is started), no tenant router of
+    the lab's, bursts only if the file opts in, never more connections than an endpoint allows."""
+    def fits(c: Cell) -> bool:
+        ep = target.endpoints.get(c.topology)
+        return ep is not None and CONNECTIONS.get(c.experiment, 1) <= ep.max_connections
+
+    skipped = {"rest", "tenant"} | (set() if target.allow_bursts else {"limits"})
+    return {name: [c for c in cs if fits(c)] if name not in skipped else [] for name, cs in cells.items()}
+
+
 @dataclass(frozen=True)
 class Plan:
     """Every cell of a run, by experiment, narrowed by the options; built once per session."""
@@ -136,15 +156,29 @@ class Plan:
     options: LabOptions
     cells: dict[str, list[Cell]]
     known: dict[str, tuple[str, ...]]  # "client" / "topology" / "scenario" -> every name the lab has
+    target: "TargetFile | None" = None
 
     @classmethod
     def build(cls, options: LabOptions) -> "Plan":
-        topologies = topology_names(options.profiles)
+        local = topology_names(options.profiles)
+        target = None
+        topologies = local
+        if options.target is not None:
+            from lab.topology.backends.target import TargetFile
+
+            target = TargetFile.load(options.target)
+            topologies = list(target.endpoints)
         every = {name: make(topologies, options) for name, make in EXPERIMENTS.items()}
+        # the lab's vocabulary: every name of the local topology's cells and of this run's, whatever narrows the run
         flat = [c for cells in every.values() for c in cells]
+        if target is not None:
+            flat += [c for make in EXPERIMENTS.values() for c in make(local, options)]
+            every = _on_target(every, target, options)
+        if options.read_only:
+            every = {name: [c for c in cs if c.scenario in READ_ONLY_SCENARIOS] for name, cs in every.items()}
         known = {
             "client": tuple(dict.fromkeys(c.client.name for c in flat)),
-            "topology": tuple(dict.fromkeys([*topologies, *(c.topology for c in flat)])),
+            "topology": tuple(dict.fromkeys([*local, *topologies, *(c.topology for c in flat)])),
             "scenario": tuple(dict.fromkeys(c.scenario for c in flat)),
         }
         wanted = {"client": options.clients, "topology": options.topologies, "scenario": options.scenarios}
@@ -154,7 +188,11 @@ class Plan:
                     raise UnknownName(kind, name, known[kind])
         keep = lambda c: all(w is None or n in w for w, n in ((options.clients, c.client.name),  # noqa: E731
                                                               (options.topologies, c.topology), (options.scenarios, c.scenario)))
-        return cls(options, {name: [c for c in cells if keep(c)] for name, cells in every.items()}, known)
+        plan = cls(options, {name: [c for c in cells if keep(c)] for name, cells in every.items()}, known, target)
+        if plan.count() == 0:
+            raise LabError("the options select no cell: " + ", ".join(f"{k} {','.join(v)}" for k, v in wanted.items() if v)
+                           + (" on this target" if target else "") + (" with --read-only" if options.read_only else ""))
+        return plan
 
     def of(self, experiment: str) -> list[Cell]:
         return self.cells[experiment]

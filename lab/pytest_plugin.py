@@ -164,9 +164,7 @@ def record(request: pytest.FixtureRequest, cell: Cell, run_id: str, expectations
     """The recorder of this test's own cell; facts default to its topology's endpoint's."""
     run: LabRun = request.getfixturevalue("lab_run")
     endpoint = run.topology.endpoints.get(cell.topology)
-    selection = {k: list(v) for k, v in (("clients", lab_options.clients), ("topologies", lab_options.topologies),
-                                         ("scenarios", lab_options.scenarios)) if v} or None
-    return Recorder(cell, run_id, expectations, row_writer.write, endpoint.facts if endpoint else {}, selection, run.health)
+    return Recorder(cell, run_id, expectations, row_writer.write, endpoint.facts if endpoint else {}, lab_options.selection(), run.health)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]

@@ -15,8 +15,8 @@ from lab.results.outcome import Outcome
 TABLE = Path(__file__).resolve().parent.parent / "experiments" / "expectations.toml"
 FACTS = {
     "direct": {"pool_mode": None, "pooler_version": None},
-    "pgbouncer-transaction": {"pool_mode": "transaction", "pooler_version": "1.18.0"},
-    "pgbouncer-session": {"pool_mode": "session", "pooler_version": "1.18.0"},
+    "pgbouncer-transaction": {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": "1.18.0"},
+    "pgbouncer-session": {"pooler": "pgbouncer", "pool_mode": "session", "pooler_version": "1.18.0"},
 }
 
 
@@ -32,11 +32,11 @@ def test_known_failures_are_expected_on_pgbouncer_118_only() -> None:
     tx = lookup(rules, "asyncpg-default", "pgbouncer-transaction", "repeated-query", FACTS["pgbouncer-transaction"])
     assert (tx.outcome, tx.sqlstate) == ("error", "26000")
     # PgBouncer 1.21+ tracks prepared statements: the 1.18 failure is not expected of it
-    newer = lookup(rules, "asyncpg-default", "pgbouncer-prepared-transaction", "repeated-query", {"pool_mode": "transaction", "pooler_version": "1.24.1"})
+    newer = lookup(rules, "asyncpg-default", "pgbouncer-prepared-transaction", "repeated-query", {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": "1.24.1"})
     assert newer.outcome == "ok" and "max_prepared_statements" in newer.reason
     # and a pooler version nobody has looked at in a mode nobody has described fails loudly
     with pytest.raises(LookupError):
-        lookup(rules, "asyncpg-default", "pgbouncer-statement", "repeated-query", {"pool_mode": "statement", "pooler_version": "1.24.1"})
+        lookup(rules, "asyncpg-default", "pgbouncer-statement", "repeated-query", {"pooler": "pgbouncer", "pool_mode": "statement", "pooler_version": "1.24.1"})
 
 
 def test_mismatches_name_each_difference() -> None:
@@ -67,7 +67,7 @@ def test_malformed_rules_are_refused(tmp_path: Path, body: str, message: str) ->
 def test_cell_without_rule_is_an_error() -> None:
     rules = load(TABLE)
     with pytest.raises(LookupError, match="no expectation covers"):
-        lookup(rules, "asyncpg-default", "some-new-topology", "repeated-query", {"pool_mode": "statement"})
+        lookup(rules, "asyncpg-default", "some-new-topology", "repeated-query", {"pooler": "pgbouncer", "pool_mode": "statement"})
 
 
 def test_a_rule_may_allow_several_phases(tmp_path: Path) -> None:

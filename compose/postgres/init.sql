@@ -11,6 +11,8 @@ GRANT USAGE ON SCHEMA public TO anon, service_role;
 -- from part of max_connections, and Supabase applications are not superusers either.
 CREATE ROLE ${APP_USER} LOGIN PASSWORD '${APP_PASSWORD}';
 GRANT CREATE, USAGE ON SCHEMA public TO ${APP_USER};
+-- as Supabase's own user may: a schema of its own (what a run against a target creates, and drops)
+GRANT CREATE ON DATABASE postgres TO ${APP_USER};
 
 CREATE TABLE lab_items (
     id         bigserial PRIMARY KEY,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import uuid4
 
 from sqlalchemy import text
@@ -22,15 +24,30 @@ class SqlalchemyAsyncpgClient(Client):
     scheme = "postgresql+asyncpg"
 
     def engine(self) -> AsyncEngine:
-        return create_async_engine(self._url(), pool_size=5, max_overflow=10, pool_timeout=self.timeout)
+        return create_async_engine(self._url(), pool_size=5, max_overflow=10, pool_timeout=self.timeout, connect_args=self._ssl_args())
 
     def _url(self) -> str:
         url = self.dsn.replace("postgresql://", self.scheme + "://", 1)
         if self.scheme.endswith("+asyncpg"):
             # SQLAlchemy hands URL query options to asyncpg.connect() as keywords; asyncpg
-            # calls libpq's sslmode `ssl` (SQLAlchemy's docs: "?ssl=require")
-            url = url.replace("sslmode=", "ssl=")
+            # calls libpq's sslmode `ssl` (SQLAlchemy's docs: "?ssl=require") and has no sslrootcert keyword:
+            # a CA to verify against goes in as an SSL context (_ssl_args)
+            parts = urlsplit(url)
+            query = [(k, v) for k, v in parse_qsl(parts.query) if k != "sslrootcert"]
+            query = [("ssl", v) for k, v in query if k == "sslmode"] + [(k, v) for k, v in query if k != "sslmode"]
+            if self._ca_file() is not None:
+                query = [(k, v) for k, v in query if k != "ssl"]
+            url = urlunsplit(parts._replace(query=urlencode(query)))
         return url
+
+    def _ca_file(self) -> str | None:
+        return dict(parse_qsl(urlsplit(self.dsn).query)).get("sslrootcert")
+
+    def _ssl_args(self) -> dict[str, Any]:
+        ca = self._ca_file()
+        if ca is None or not self.scheme.endswith("+asyncpg"):
+            return {}
+        return {"ssl": ssl.create_default_context(cafile=ca)}  # verify-full: the chain and the host name
 
     async def open(self) -> None:
         self.db = self.engine()
@@ -68,7 +85,7 @@ class SqlalchemyAsyncpgPgbouncerClient(SqlalchemyAsyncpgClient):
         return create_async_engine(
             self._url(),
             poolclass=NullPool,
-            connect_args={"prepared_statement_name_func": lambda: f"__asyncpg_{uuid4()}__"},
+            connect_args={"prepared_statement_name_func": lambda: f"__asyncpg_{uuid4()}__", **self._ssl_args()},
         )
 
 

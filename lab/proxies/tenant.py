@@ -70,7 +70,7 @@ class TenantRouter(ThreadedProxy):
                 target = topology.endpoint(pooler)
                 router = stack.enter_context(cls(target.host, target.port, tenant))
                 endpoints[name] = target.via(
-                    router.port, topology=name, routes_to=pooler, tenant=tenant, refusal_delay_s=router.delay_s,
+                    router.port, topology=name, plain=True, routes_to=pooler, tenant=tenant, refusal_delay_s=router.delay_s,
                     tenant_router="lab.proxies.tenant (stand-in for Supavisor's tenant routing)")
             yield endpoints
 

@@ -25,7 +25,7 @@ from lab.results.outcome import KINDS, PHASES, Outcome
 #: A rule whose outcome is "any" records the cell without holding it: for cells whose outcome
 #: depends on what earlier clients left on shared server connections, never for a claim's evidence.
 ANY = "any"
-FIELDS = {"client", "topology", "scenario", "pool_mode", "pooler_version", "client_versions", "outcome", "error_class", "sqlstate", "phase", "reason", "docs"}
+FIELDS = {"client", "topology", "scenario", "pooler", "pool_mode", "pooler_version", "client_versions", "outcome", "error_class", "sqlstate", "phase", "reason", "docs"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Expectation:
     client: str = "*"
     topology: str = "*"
     scenario: str = "*"
+    pooler: str = "*"  # a glob over the endpoint's pooler: none | pgbouncer | supavisor | pgcat | pgdog
     pool_mode: str | None = None
     pooler_version: str | None = None  # a PEP 440 specifier, e.g. "<1.21"
     client_versions: tuple[tuple[str, str], ...] = ()  # (distribution, specifier): {asyncpg = ">=0.30"} in the file
@@ -46,6 +47,8 @@ class Expectation:
 
     def applies(self, client: str, topology: str, scenario: str, facts: dict[str, Any], versions: dict[str, str] | None = None) -> bool:
         if not (fnmatchcase(client, self.client) and fnmatchcase(topology, self.topology) and fnmatchcase(scenario, self.scenario)):
+            return False
+        if not fnmatchcase(str(facts.get("pooler") or "none"), self.pooler):
             return False
         if self.pool_mode is not None and facts.get("pool_mode") != self.pool_mode:
             return False
@@ -106,7 +109,7 @@ def load(path: Path) -> list[Expectation]:
         unknown = set(raw) - FIELDS
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(FIELDS))}")
-        for name in ("client", "topology", "scenario", "pool_mode", "pooler_version", "error_class", "sqlstate", "reason"):
+        for name in ("client", "topology", "scenario", "pooler", "pool_mode", "pooler_version", "error_class", "sqlstate", "reason"):
             if name in raw and not isinstance(raw[name], str):
                 raise ConfigError(f"{where}: {name} = {raw[name]!r} must be a string")
         if not isinstance(raw.get("docs", []), list) or not all(isinstance(d, str) for d in raw.get("docs", [])):

@@ -36,19 +36,24 @@ class Endpoint:
     facts: dict[str, Any] = field(default_factory=dict)  # copied into every row: nothing secret here
     tls_port: int | None = None  # HTTP endpoints: where https is served
     keys: dict[str, str] = field(default_factory=dict)  # REST endpoints: Supabase-style API keys by role
-    ca_file: str | None = None  # the run's CA, to verify TLS against
+    ca_file: str | None = None  # the CA to verify the server's certificate against (the run's own, or a target's)
+    sslmode: str = "disable"  # libpq's sslmode for this endpoint's DSNs: disable | require | verify-full
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "password", Secret(self.password))
         object.__setattr__(self, "keys", {k: Secret(v) for k, v in self.keys.items()})
 
-    def dsn(self, user: str | None = None, password: str | None = None, tls: bool = False, redact: bool = False) -> str:
-        """A libpq URL, the form the RCA's DATABASE_URL has; tls=True asks for sslmode=require.
-        redact=True: the same URL with the password masked, for printing."""
+    def dsn(self, user: str | None = None, password: str | None = None, tls: bool | None = None, redact: bool = False) -> str:
+        """A libpq URL, the form the RCA's DATABASE_URL has, with the endpoint's sslmode; tls=True asks for
+        at least sslmode=require, tls=False for disable. redact=True: the password masked, for printing."""
         u = quote(user or self.user, safe="")
         p = REDACTED if redact else quote(password if password is not None else self.password, safe="")
         url = f"postgresql://{u}:{p}@{self.host}:{self.port}/{quote(self.database, safe='')}"
-        return url + ("?sslmode=require" if tls else "?sslmode=disable")
+        mode = self.sslmode if tls is None else ("disable" if not tls else self.sslmode if self.sslmode != "disable" else "require")
+        url += f"?sslmode={mode}"
+        if mode == "verify-full" and self.ca_file:
+            url += f"&sslrootcert={quote(self.ca_file, safe='/')}"
+        return url
 
     def url(self, tls: bool = False) -> str:
         """The base URL of an HTTP endpoint, as SUPABASE_URL (the REST path is added by clients)."""
@@ -57,12 +62,15 @@ class Endpoint:
             return f"https://{self.host}:{self.tls_port}"
         return f"http://{self.host}:{self.port}"
 
-    def via(self, port: int, tls_port: int | None = None, topology: str | None = None, **facts: Any) -> "Endpoint":
+    def via(self, port: int, tls_port: int | None = None, topology: str | None = None, plain: bool = False, **facts: Any) -> "Endpoint":
         """The same endpoint reached through something of the lab's listening on other ports of this host
-        (a delay proxy, the wire tracer, a tenant router); `facts` say what is in between. The one way an
+        (a delay proxy, the wire tracer, a tenant router); `facts` say what is in between. plain=True: what is
+        in between must read the protocol (the tracer, the router), so that hop speaks no TLS. The one way an
         endpoint is rewritten."""
+        extra = {"sslmode": "disable"} if plain and self.sslmode != "disable" else {}
         return replace(self, port=port, tls_port=tls_port if tls_port is not None else self.tls_port,
-                       topology=topology or self.topology, facts={**self.facts, **facts})
+                       topology=topology or self.topology, sslmode="disable" if plain else self.sslmode,
+                       facts={**self.facts, **facts, **extra})
 
 
 @dataclass(frozen=True)
@@ -80,8 +88,17 @@ class Topology:
         return pick("topology", name, self.endpoints)
 
     def admin_dsn(self) -> str:
-        """The server itself, as its superuser: for the lab's own housekeeping, never for a cell."""
+        """The server itself, as its superuser: for the lab's own housekeeping, never for a cell. A target
+        has no superuser of the lab's: its own user, which may end its own backends, stands in."""
+        if not self.superuser:
+            return self.endpoint("direct").dsn()
         return self.endpoint("direct").dsn(user=self.superuser, password=self.superuser_password)
+
+    def with_sslmode(self, sslmode: str) -> "Topology":
+        """Every PostgreSQL endpoint with this sslmode (the local topology's TLS axis)."""
+        eps = {k: (replace(e, sslmode=sslmode, facts={**e.facts, "sslmode": sslmode}) if not e.keys else e)
+               for k, e in self.endpoints.items()}
+        return replace(self, endpoints=eps)
 
     def to_dict(self, redact: bool = False) -> dict[str, Any]:
         """As state.json keeps it (a file only the run's owner can read); redact=True masks every secret, for printing."""

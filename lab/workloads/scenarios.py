@@ -9,12 +9,17 @@ connections, which the transaction pooler maps onto fewer server connections
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from lab.clients.base import Client, Rows
 from lab.results.outcome import WrongResult
 
 Operation = Callable[[Client, int, int], Awaitable[None]]
+
+#: The table the writing workloads use: lab_items in the local topology, the run's own schema's on a
+#: target (lab.topology.backends.target). Set once per session; every event loop's tasks inherit it.
+TABLE: ContextVar[str] = ContextVar("lab_table", default="lab_items")
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ async def repeated_query(client: Client, worker: int, op: int) -> None:
 
 async def insert_returning(client: Client, worker: int, op: int) -> None:
     payload = f"insert-w{worker}-op{op}"
-    rows = await client.fetch("INSERT INTO lab_items (payload) VALUES (:payload) RETURNING id, payload", {"payload": payload})
+    rows = await client.fetch(f"INSERT INTO {TABLE.get()} (payload) VALUES (:payload) RETURNING id, payload", {"payload": payload})
     if len(rows) != 1 or not isinstance(rows[0][0], int):
         raise WrongResult(f"INSERT ... RETURNING: got {rows!r}, expected one row with an integer id")
     _expect("returned payload", rows[0][1], payload)
@@ -47,15 +52,16 @@ async def insert_returning(client: Client, worker: int, op: int) -> None:
 
 async def transaction(client: Client, worker: int, op: int) -> None:
     payload = f"tx-w{worker}-op{op}"
+    table = TABLE.get()  # read here: the steps may run in an executor thread, which does not inherit the context
 
     def insert(_: list[Rows]) -> tuple[str, dict]:
-        return "INSERT INTO lab_items (payload) VALUES (:payload) RETURNING id", {"payload": payload}
+        return f"INSERT INTO {table} (payload) VALUES (:payload) RETURNING id", {"payload": payload}
 
     def update(done: list[Rows]) -> tuple[str, dict]:
-        return "UPDATE lab_items SET payload = :payload WHERE id = :id RETURNING id", {"payload": payload + "-updated", "id": done[0][0][0]}
+        return f"UPDATE {table} SET payload = :payload WHERE id = :id RETURNING id", {"payload": payload + "-updated", "id": done[0][0][0]}
 
     def read_back(done: list[Rows]) -> tuple[str, dict]:
-        return "SELECT payload, txid_current() = txid_current() FROM lab_items WHERE id = :id", {"id": done[0][0][0]}
+        return f"SELECT payload, txid_current() = txid_current() FROM {table} WHERE id = :id", {"id": done[0][0][0]}
 
     results = await client.transaction([insert, update, read_back])
     _expect("UPDATE in the same transaction", results[1], [(results[0][0][0],)])

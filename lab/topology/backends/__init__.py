@@ -58,6 +58,10 @@ def start_for_session(options: "LabOptions", say: Callable[[str], None]) -> Iter
     from lab.topology.backends.native import NativeBackend
     from lab.topology.runstate import all_runs
 
+    if options.target is not None:
+        yield from _target_session(options, say)
+        return
+
     if options.backend == "attach":
         running = [r for r in all_runs() if r.persistent and r.topology]
         if not running:
@@ -78,7 +82,33 @@ def start_for_session(options: "LabOptions", say: Callable[[str], None]) -> Iter
     try:
         topology = backend.start()
         assert backend.state is not None
+        if options.sslmode != "disable":
+            topology = topology.with_sslmode(options.sslmode)
         yield topology, backend.state, backend.state if chosen == "native" else None
     finally:
         backend.stop()
         say("topology stopped")
+
+
+def _target_session(options: "LabOptions", say: Callable[[str], None]) -> Iterator[tuple[Topology, RunState, RunState | None]]:
+    """Endpoints the lab did not start: nothing to start or watch; the run's own schema on the target, dropped at the end."""
+    from lab.topology.backends.target import TargetFile, run_schema
+    from lab.workloads.scenarios import TABLE
+
+    assert options.target is not None and options.run_id is not None
+    target = TargetFile.load(options.target)
+    topology = target.topology(options.run_id)
+    own = RunState.create(persistent=False, run_id=options.run_id)  # the session's own helpers: delay proxies
+    try:
+        with run_schema(target, options.run_id, options.read_only) as table:
+            say(f"target {target.name}: {', '.join(target.endpoints)}" + (f"; writing to {table}, dropped at the end" if table else "; read-only"))
+            if table:
+                say(f"target {target.name}: the run's schema {table.split('.')[0]} is dropped when the run ends")
+            token = TABLE.set(table) if table else None
+            try:
+                yield topology, own, None
+            finally:
+                if token is not None:
+                    TABLE.reset(token)
+    finally:
+        own.stop()

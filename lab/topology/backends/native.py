@@ -297,8 +297,8 @@ class NativeBackend(Backend):
         self.servers.append(server)
         return server
 
-    @staticmethod
-    def _pg_endpoint(svc: Service, ports: dict[str, int], creds: Credentials, facts: dict) -> Endpoint:
+    def _pg_endpoint(self, svc: Service, ports: dict[str, int], creds: Credentials, facts: dict) -> Endpoint:
+        assert self.state is not None
         return Endpoint(
             topology=svc.topology,
             host=HOST,
@@ -307,6 +307,7 @@ class NativeBackend(Backend):
             user=creds.app_user,
             password=creds.app_password,
             facts=facts,
+            ca_file=str(self.state.directory / "config" / "tls" / "ca.crt"),  # the run's CA signs every server's certificate
         )
 
 

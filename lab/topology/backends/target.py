@@ -1,0 +1,305 @@
+"""Endpoints the lab did not start: a user's Supabase project, their own PgBouncer (a target file).
+
+A target file (TOML) names endpoints by the lab's topology names (or new ones), each
+with a libpq URL without its password, the environment variable the password comes
+from, and what the user declares it is (pooler, pool mode, version). The lab starts
+nothing there: it reads the file, checks every value before anything connects, and
+builds the same `Topology` the local backends build, with `backend = "target"` and
+the target's name in every row.
+
+On somebody's real database the lab touches only what it creates: a schema of its
+own per run (`pooler_lab_<run id>`, holding the one table the workloads write),
+dropped at the end, after Ctrl-C and after a failure; `target clean` drops what a
+killed run left. It never opens more connections to an endpoint than the file allows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import ssl
+import statistics
+import struct
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import psycopg
+
+from lab.errors import ConfigError, EnvironmentProblem
+from lab.topology.model import Endpoint, Secret, Topology
+
+POOLERS = ("none", "pgbouncer", "supavisor", "pgcat", "pgdog", "other")
+POOL_MODES = ("none", "session", "transaction")
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+DEFAULT_MAX_CONNECTIONS = 10
+SCHEMA_PREFIX = "pooler_lab_"
+ENDPOINT_KEYS = {"url", "password_env", "pooler", "pool_mode", "pooler_version", "max_connections", "ca_file"}
+TOP_KEYS = {"name", "endpoints", "rest", "allow_bursts"}
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+@dataclass(frozen=True)
+class TargetEndpoint:
+    name: str
+    host: str
+    port: int
+    database: str
+    user: str
+    password: Secret = field(repr=False)
+    sslmode: str
+    pooler: str
+    pool_mode: str
+    pooler_version: str | None
+    max_connections: int
+    ca_file: str | None
+
+    def endpoint(self, target: str) -> Endpoint:
+        facts: dict[str, Any] = {
+            "backend": "target", "target": target, "service": self.name, "host": self.host,
+            "pooler": None if self.pooler == "none" else self.pooler,
+            "pool_mode": None if self.pool_mode == "none" else self.pool_mode,
+            "pooler_version": self.pooler_version, "declared": True, "sslmode": self.sslmode,
+            "max_connections_allowed": self.max_connections,
+        }
+        return Endpoint(self.name, self.host, self.port, self.database, self.user, self.password, facts,
+                        ca_file=self.ca_file, sslmode=self.sslmode)
+
+
+@dataclass(frozen=True)
+class TargetFile:
+    """A target file, read and checked: every value typed and in range, every secret found in the environment."""
+
+    name: str
+    path: Path
+    endpoints: dict[str, TargetEndpoint]
+    allow_bursts: bool = False
+
+    @classmethod
+    def load(cls, path: Path, env: dict[str, str] | None = None, need_secrets: bool = True) -> "TargetFile":
+        env = dict(os.environ) if env is None else env
+        try:
+            doc = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the target file ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not TOML ({exc})") from None
+        where = str(path)
+        unknown = set(doc) - TOP_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(TOP_KEYS))}")
+        name = doc.get("name")
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            raise ConfigError(f"{where}: `name` must be a short name of letters, digits, '.', '_' or '-' (it goes into every row)")
+        raw_eps = doc.get("endpoints")
+        if not isinstance(raw_eps, dict) or not raw_eps:
+            raise ConfigError(f"{where}: needs at least one [endpoints.NAME] table")
+        if "rest" in doc:
+            raise ConfigError(f"{where}: [rest] is not supported yet: the REST experiments run against the local topology only")
+        allow = doc.get("allow_bursts", False)
+        if not isinstance(allow, bool):
+            raise ConfigError(f"{where}: allow_bursts must be true or false")
+        eps = {ep: _endpoint(f"{where}: [endpoints.{ep}]", ep, body, env, need_secrets) for ep, body in raw_eps.items()}
+        return cls(name, path, eps, allow)
+
+    def topology(self, run_id: str) -> Topology:
+        return Topology(run_id=run_id, backend="target", endpoints={n: e.endpoint(self.name) for n, e in self.endpoints.items()},
+                        superuser="", superuser_password=Secret(""))
+
+    def home(self) -> TargetEndpoint:
+        """Where the run's schema is created: the direct endpoint if there is one (DDL through a
+        transaction pooler works too, but a session of its own is the plain way)."""
+        return self.endpoints.get("direct") or next(iter(self.endpoints.values()))
+
+
+def _endpoint(where: str, name: str, body: Any, env: dict[str, str], need_secrets: bool) -> TargetEndpoint:
+    if not isinstance(body, dict):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = set(body) - ENDPOINT_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(ENDPOINT_KEYS))}")
+    if not NAME.fullmatch(name):
+        raise ConfigError(f"{where}: the endpoint's name must be letters, digits, '.', '_' or '-'")
+    for key in ("url", "password_env", "pooler", "pool_mode"):
+        if not isinstance(body.get(key), str) or not body[key]:
+            raise ConfigError(f"{where}: `{key}` is required (a string)")
+    url = urlsplit(body["url"])
+    if url.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"{where}: url must be postgresql://USER@HOST:PORT/DATABASE")
+    if url.password:
+        raise ConfigError(f"{where}: url carries a password; put it in the environment variable `password_env` names instead")
+    if not url.hostname or not url.username:
+        raise ConfigError(f"{where}: url needs a user and a host: postgresql://USER@HOST:PORT/DATABASE")
+    try:
+        port = url.port or 5432
+    except ValueError:
+        raise ConfigError(f"{where}: url's port is not a TCP port (1-65535)") from None
+    query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+    sslmode = query.get("sslmode", "prefer")
+    if sslmode not in SSLMODES:
+        raise ConfigError(f"{where}: sslmode {sslmode!r} is not one of {', '.join(SSLMODES)}")
+    if body["pooler"] not in POOLERS:
+        raise ConfigError(f"{where}: pooler {body['pooler']!r} is not one of {', '.join(POOLERS)}")
+    if body["pool_mode"] not in POOL_MODES:
+        raise ConfigError(f"{where}: pool_mode {body['pool_mode']!r} is not one of {', '.join(POOL_MODES)}")
+    if (body["pooler"] == "none") != (body["pool_mode"] == "none"):
+        raise ConfigError(f"{where}: pooler and pool_mode are `none` together or not at all")
+    version = body.get("pooler_version")
+    if version is not None and not isinstance(version, str):
+        raise ConfigError(f"{where}: pooler_version must be a string like \"1.22.1\"")
+    limit = body.get("max_connections", DEFAULT_MAX_CONNECTIONS)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+        raise ConfigError(f"{where}: max_connections must be a whole number from 1 to 1000")
+    ca = body.get("ca_file")
+    if ca is not None and (not isinstance(ca, str) or not Path(ca).is_file()):
+        raise ConfigError(f"{where}: ca_file {ca!r} is not a file")
+    if sslmode == "verify-full" and ca is None:
+        raise ConfigError(f"{where}: sslmode=verify-full needs ca_file (the CA that signed the server's certificate)")
+    var = body["password_env"]
+    password = env.get(var)
+    if password is None and need_secrets:
+        raise ConfigError(f"{where}: the environment variable {var} (password_env) is not set")
+    return TargetEndpoint(name, url.hostname, port, unquote(url.path.lstrip("/")) or "postgres", unquote(url.username),
+                          Secret(password or ""), sslmode, body["pooler"], body["pool_mode"], version, limit, ca)
+
+
+# -- the run's own schema -------------------------------------------------------------
+
+def schema_for(run_id: str) -> str:
+    return SCHEMA_PREFIX + re.sub(r"[^a-z0-9_]", "_", run_id.lower())
+
+
+TABLE_DDL = """
+CREATE TABLE {schema}.lab_items (
+    id          bigserial PRIMARY KEY,
+    payload     text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    inserted_by text NOT NULL DEFAULT current_user,
+    jwt_role    text
+)"""
+
+
+@contextmanager
+def run_schema(target: TargetFile, run_id: str, read_only: bool) -> Iterator[str | None]:
+    """A schema of the run's own on the target, holding the table the workloads write; dropped at the end
+    whatever happens. None with --read-only: nothing is created."""
+    if read_only:
+        yield None
+        return
+    schema = schema_for(run_id)
+    with _admin(target, "create the run's schema") as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(TABLE_DDL.format(schema=f'"{schema}"'))
+    try:
+        yield f"{schema}.lab_items"
+    finally:
+        with _admin(target, f"drop the run's schema {schema} (`./pooler-lab target clean FILE` will)") as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextmanager
+def _admin(target: TargetFile, what: str) -> Iterator[psycopg.Connection]:
+    """A connection to the target's home endpoint for the lab's housekeeping; a failure is one line (no DSN, no traceback)."""
+    home = target.home()
+    try:
+        with psycopg.connect(home.endpoint(target.name).dsn(), autocommit=True, connect_timeout=10, prepare_threshold=None) as conn:
+            yield conn
+    except psycopg.Error as exc:
+        kind, state = failure_kind(exc)
+        hint = "; the user needs CREATE on the database, or run with --read-only" if state == "42501" else ""
+        raise EnvironmentProblem(f"target {target.name}: cannot {what} through {home.name}: {kind}: {_first_line(exc)}"
+                                 + (f" [SQLSTATE {state}]" if state else "") + hint) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def clean(target: TargetFile) -> list[str]:
+    """Drop the schemas runs of the lab left on the target (a killed run's): only `pooler_lab_*` schemas this user owns."""
+    with _admin(target, "look for the lab's schemas") as conn:
+        rows = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s AND pg_get_userbyid(nspowner) = current_user",
+            [SCHEMA_PREFIX.replace("_", r"\_") + "%"],
+        ).fetchall()
+        for (schema,) in rows:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    return [r[0] for r in rows]
+
+
+# -- target check ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Check:
+    endpoint: str
+    ok: bool
+    line: str  # what was found, or what failed and why, in one line
+    sqlstate: str | None = None
+
+
+#: libpq hands psycopg a failed startup's FATAL as text only, without its SQLSTATE; these messages name exactly one
+#: (PostgreSQL's auth.c, Supavisor's errors/*.ex, which always send XX000).
+STARTUP_STATES = (("password authentication failed", "28P01"), ("no pg_hba.conf entry", "28000"),
+                  ("tenant/user", "XX000"), ("tenant or user not found", "XX000"), ("no tenant identifier", "XX000"))
+
+
+def failure_kind(exc: BaseException) -> tuple[str, str | None]:
+    """(what failed, SQLSTATE) for a failed connection: DNS, refused, TLS, authentication, tenant routing, or other."""
+    text = str(exc)
+    low = text.lower()
+    state = getattr(exc, "sqlstate", None) or next((code for needle, code in STARTUP_STATES if needle in low and "fatal" in low), None)
+    if "tenant" in low or ("xx000" == (state or "").lower() and "not found" in low):
+        return "tenant routing", state
+    if state in ("28P01", "28000") or "password authentication failed" in low or "authentication failed" in low:
+        return "authentication", state
+    if "could not translate host name" in low or "name or service not known" in low or "temporary failure in name resolution" in low:
+        return "DNS", state
+    if "connection refused" in low:
+        return "refused", state
+    if "ssl" in low or "certificate" in low or "tls" in low or "no encryption" in low:
+        return "TLS", state
+    if "timeout" in low or "timed out" in low:
+        return "timeout", state
+    return "connect", state
+
+
+def tls_version(host: str, port: int, ca_file: str | None = None, timeout: float = 10.0) -> str | None:
+    """The TLS version a PostgreSQL endpoint negotiates (libpq's own handshake does not tell psycopg):
+    an SSLRequest, then a handshake of Python's; None if the endpoint declines TLS."""
+    ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl._create_unverified_context()  # noqa: S323 - only to read the version
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(struct.pack("!ii", 8, 80877103))
+        if sock.recv(1) != b"S":
+            return None
+        with ctx.wrap_socket(sock, server_hostname=host) as tls:
+            return tls.version()
+
+
+def check(target: TargetFile, rounds: int = 5) -> list[Check]:
+    """Connect once to each endpoint: server version, TLS version and the measured round-trip time, or why not."""
+    out = []
+    for name, ep in target.endpoints.items():
+        endpoint = ep.endpoint(target.name)
+        try:
+            with psycopg.connect(endpoint.dsn(), connect_timeout=10, autocommit=True, prepare_threshold=None) as conn:
+                version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+                tls = tls_version(ep.host, ep.port, ep.ca_file if ep.sslmode == "verify-full" else None) if conn.pgconn.ssl_in_use else None
+                times = []
+                for _ in range(rounds):
+                    t0 = time.perf_counter()
+                    conn.execute("SELECT 1")
+                    times.append((time.perf_counter() - t0) * 1000)
+            tls_text = tls or "off"
+            out.append(Check(name, True, f"{name}: ok: PostgreSQL {version}, TLS {tls_text}, round trip {statistics.median(times):.2f} ms "
+                                         f"(median of {rounds}), declared {ep.pooler} {ep.pool_mode}"))
+        except psycopg.Error as exc:
+            kind, state = failure_kind(exc)
+            out.append(Check(name, False, f"{name}: {kind}: {_first_line(exc)}" + (f" [SQLSTATE {state}]" if state else ""), state))
+    return out

@@ -1,0 +1,131 @@
+"""A target: endpoints the lab did not start. The tests start PostgreSQL and PgBouncer (with TLS) themselves,
+describe them in a target file, and run the lab against them knowing nothing but the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from lab.errors import ConfigError
+from lab.proxies.tenant import TenantRouter
+from lab.topology.backends.target import TargetFile, failure_kind
+from lab.topology.ports import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD_ENV = "LAB_TEST_TARGET_PASSWORD"
+
+
+def _endpoint(name: str, port: int, pooler: str, mode: str, version: str | None, sslmode: str = "require",
+              user: str = "lab_app", env: str = PASSWORD_ENV) -> str:
+    lines = [f"[endpoints.{name}]", f'url = "postgresql://{user}@127.0.0.1:{port}/postgres?sslmode={sslmode}"',
+             f'password_env = "{env}"', f'pooler = "{pooler}"', f'pool_mode = "{mode}"', "max_connections = 10"]
+    if version:
+        lines.append(f'pooler_version = "{version}"')
+    return "\n".join(lines) + "\n"
+
+
+def _target_of(topology, path: Path) -> Path:  # type: ignore[no-untyped-def]
+    eps = []
+    for name in ("direct", "pgbouncer-transaction", "pgbouncer-session"):
+        ep = topology.endpoint(name)
+        pooler = ep.facts.get("pooler") or "none"
+        eps.append(_endpoint(name, ep.port, pooler, ep.facts.get("pool_mode") or "none", ep.facts.get("pooler_version")))
+    path.write_text('name = "test-target"\n\n' + "\n".join(eps))
+    return path
+
+
+def test_a_run_against_a_target_carries_its_name_and_writes_no_secret(topology, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    password = topology.endpoint("direct").password
+    target = _target_of(topology, tmp_path / "target.toml")
+    results = tmp_path / "results"
+    env = {**os.environ, PASSWORD_ENV: password}
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "run", "--target", str(target), "--network", "none",
+         "--clients", "asyncpg-default,asyncpg-no-cache,psycopg-async-default,state-probe,asyncpg", "--results", str(results)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    rows = [json.loads(line) for f in (results / "runs").glob("*.jsonl") for line in f.read_text().splitlines()]
+    experiments = {r["experiment"] for r in rows}
+    assert {"matrix", "wire", "session-state", "latency", "loop-lag"} <= experiments, experiments
+    assert all(r["topology"]["target"] == "test-target" and r["topology"]["backend"] == "target" for r in rows)
+    assert all(r["topology"]["sslmode"] == "require" for r in rows if r["experiment"] == "matrix")
+    # what the transaction pooler does to asyncpg's named statements shows on the target as it does locally
+    tx = next(r for r in rows if r["cell"] == "asyncpg-default-pgbouncer-transaction-repeated-query")
+    assert tx["outcome"]["sqlstate"] == "26000" and tx["matches"] is True
+    for where, content in [("the output", done.stdout + done.stderr),
+                           *((str(p), p.read_text(errors="replace")) for p in results.rglob("*") if p.is_file())]:
+        assert password not in content, f"the target's password is in {where}"
+    with psycopg.connect(topology.endpoint("direct").dsn()) as conn:
+        left = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pooler\\_lab\\_%'").fetchone()[0]
+    assert left == 0, "the run's schema was dropped at the end"
+
+
+def test_target_check_names_what_failed(topology, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    direct = topology.endpoint("direct")
+    transaction = topology.endpoint("pgbouncer-transaction")
+    with TenantRouter(transaction.host, transaction.port, "realproject") as router:
+        text = 'name = "checks"\n\n' + "\n".join([
+            _endpoint("good", direct.port, "none", "none", None),
+            _endpoint("refused", free_port(), "none", "none", None),
+            _endpoint("wrong-password", direct.port, "none", "none", None, env="LAB_TEST_WRONG_PASSWORD"),
+            _endpoint("tls-required", router.port, "supavisor", "transaction", None),  # the router speaks no TLS
+            _endpoint("unknown-tenant", router.port, "supavisor", "transaction", None, sslmode="disable", user="lab_app.wrongref"),
+        ])
+        path = tmp_path / "checks.toml"
+        path.write_text(text)
+        env = {**os.environ, PASSWORD_ENV: direct.password, "LAB_TEST_WRONG_PASSWORD": "not-the-password"}
+        done = subprocess.run([sys.executable, "-m", "lab", "target", "check", str(path)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120, env=env)
+    lines = {line.split(":", 1)[0]: line for line in done.stdout.splitlines()}
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert lines["good"].startswith("good: ok: PostgreSQL 15") and "TLS TLSv1." in lines["good"] and "round trip" in lines["good"]
+    assert lines["refused"].startswith("refused: refused:")
+    assert lines["wrong-password"].startswith("wrong-password: authentication:") and "28P01" in lines["wrong-password"]
+    assert lines["tls-required"].startswith("tls-required: TLS:")
+    assert lines["unknown-tenant"].startswith("unknown-tenant: tenant routing:") and "XX000" in lines["unknown-tenant"]
+    assert direct.password not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("body, message", [
+    ('name = "x"\n[endpoints.d]\nurl = "postgresql://u:secret@h/db"\npassword_env = "P"\npooler = "none"\npool_mode = "none"\n',
+     "url carries a password"),
+    ('name = "x"\n[endpoints.d]\nurl = "postgresql://u@h/db"\npassword_env = "NOT_SET_ANYWHERE"\npooler = "none"\npool_mode = "none"\n',
+     "NOT_SET_ANYWHERE .* is not set"),
+    ('name = "x"\n[endpoints.d]\nurl = "postgresql://u@h/db"\npassword_env = "P"\npooler = "odyssey"\npool_mode = "none"\n',
+     "pooler 'odyssey' is not one of"),
+    ('name = "x"\n[endpoints.d]\nurl = "postgresql://u@h:99999/db"\npassword_env = "P"\npooler = "none"\npool_mode = "none"\n',
+     "not a TCP port"),
+    ('name = "x"\n[endpoints.d]\nurl = "postgresql://u@h/db?sslmode=verify-full"\npassword_env = "P"\npooler = "none"\npool_mode = "none"\n',
+     "verify-full needs ca_file"),
+    ('name = "x"\n[endpoints.d]\nurl = "postgresql://u@h/db"\npassword_env = "P"\npooler = "none"\npool_mode = "none"\nmax_connections = 0\n',
+     "max_connections must be"),
+    ('name = "x y"\n', "`name` must be"),
+])
+def test_bad_target_files_are_refused_with_one_line(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match=message):
+        TargetFile.load(path, env={"P": "x"})
+
+
+def test_a_target_endpoint_never_shows_its_password(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text('name = "x"\n[endpoints.d]\nurl = "postgresql://u@h/db"\npassword_env = "P"\npooler = "none"\npool_mode = "none"\n')
+    target = TargetFile.load(path, env={"P": "hunter2-secret"})
+    assert "hunter2-secret" not in repr(target) and "hunter2-secret" not in repr(target.topology("r"))
+    assert "hunter2-secret" in target.topology("r").endpoint("d").dsn()
+
+
+def test_failure_kinds() -> None:
+    class E(Exception):
+        sqlstate = "XX000"
+
+    assert failure_kind(E("(ENOTFOUND) tenant/user a.b not found")) == ("tenant routing", "XX000")
+    assert failure_kind(OSError('could not translate host name "nope" to address'))[0] == "DNS"
