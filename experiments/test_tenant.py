@@ -14,7 +14,7 @@ import pytest
 
 from lab.options import LabOptions
 from lab.plan import Cell
-from lab.proxies.tenant import ROUTES, TENANT, USER_SUFFIXES, TenantRouter
+from lab.proxies.tenant import ROUTES, TENANT, TenantRouter, tenant_user
 from lab.results.measures import TenantMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Endpoint, Topology
@@ -25,8 +25,12 @@ WORKLOAD = SCENARIOS["repeated-query"]
 
 
 @pytest.fixture(scope="session")
-def tenant_routers(lab_topology: Topology) -> Iterator[dict[str, Endpoint]]:
-    """One router per pooler, each an endpoint of its own: the pooler's, on the router's port."""
+def tenant_routers(lab_topology: Topology, lab_options: LabOptions) -> Iterator[dict[str, Endpoint]]:
+    """Locally, one router of the lab's per pooler, each an endpoint of its own: the pooler's, on the router's
+    port. On a target, its own Supavisor endpoints are the routers."""
+    if lab_options.target is not None:
+        yield dict(lab_topology.endpoints)
+        return
     with TenantRouter.in_front_of(lab_topology, ROUTES, TENANT) as endpoints:
         yield endpoints
 
@@ -34,7 +38,7 @@ def tenant_routers(lab_topology: Topology) -> Iterator[dict[str, Endpoint]]:
 @pytest.mark.experiment("tenant")
 def test_tenant(cell: Cell, tenant_routers: dict[str, Endpoint], lab_options: LabOptions, record: Recorder) -> None:
     router = tenant_routers[cell.topology]
-    user = router.user + USER_SUFFIXES[cell.case]
+    user = tenant_user(router.user, router.facts.get("tenant"), cell.case)
     # wrong tenants fail at connect; a short limit keeps psycopg_pool from waiting out its retries. The right
     # user gets the matrix's limit (NullPool logs in through the router for every operation, slow on a busy
     # machine), and held cells repeat like the matrix's, so no outcome hangs on one lucky assignment.

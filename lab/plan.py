@@ -11,7 +11,7 @@ experiment the same way; names are checked against every cell the lab has.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from lab.clients import CLIENTS, DRIVERS
@@ -19,7 +19,7 @@ from lab.clients.base import Subject
 from lab.clients.rest import REST_CLIENTS
 from lab.errors import LabError, UnknownName
 from lab.options import LabOptions
-from lab.proxies.tenant import ROUTES, USER_SUFFIXES
+from lab.proxies.tenant import ROUTES, USER_KINDS
 from lab.topology.compose import load
 from lab.workloads import burst, loop_lag, session_state
 from lab.workloads.scenarios import SCENARIOS
@@ -70,8 +70,14 @@ def _latency(topologies: list[str], opts: LabOptions) -> list[Cell]:
 
 
 def _tenant(topologies: list[str], opts: LabOptions) -> list[Cell]:
+    if opts.target is not None:
+        # a target's Supavisor routes by the user name itself: every driver, the right ref, a wrong one, none
+        from lab.topology.backends.target import TargetFile
+
+        routers = [n for n, e in TargetFile.load(opts.target).endpoints.items() if e.pooler == "supavisor"]
+        return [Cell("tenant", c, t, kind, case=kind) for t in routers for kind in USER_KINDS for c in DRIVERS.values()]
     transaction, session = ROUTES
-    cells = [Cell("tenant", c, transaction, kind, case=kind) for kind in USER_SUFFIXES for c in DRIVERS.values()]
+    cells = [Cell("tenant", c, transaction, kind, case=kind) for kind in USER_KINDS for c in DRIVERS.values()]
     return cells + [Cell("tenant", DRIVERS[c], session, "tenant-wrong-ref", case="tenant-wrong-ref")
                     for c in ("asyncpg-default", "psycopg-async-default")]
 
@@ -133,19 +139,19 @@ EXPERIMENTS: dict[str, Callable[[list[str], LabOptions], list[Cell]]] = {
 
 
 #: Scenarios that write nothing that outlives them (--read-only keeps only these).
-READ_ONLY_SCENARIOS = ("repeated-query", "wire-count", "loop-lag", *(f"state-{k}" for k in session_state.KINDS), *USER_SUFFIXES)
+READ_ONLY_SCENARIOS = ("repeated-query", "wire-count", "loop-lag", *(f"state-{k}" for k in session_state.KINDS), *USER_KINDS)
 #: Connections a cell may hold at once on its endpoint; a target endpoint that allows fewer does not run it.
 CONNECTIONS = {"matrix": 5, "session-state": 5, "limits": burst.BURST}
 
 
 def _on_target(cells: dict[str, list[Cell]], target: "TargetFile", opts: LabOptions) -> dict[str, list[Cell]]:
-    """A target runs what is safe on somebody's database: no REST tier (none is started), no tenant router of
-    the lab's, bursts only if the file opts in, never more connections than an endpoint allows."""
+    """A target runs what is safe on somebody's database: no REST tier (none is started), tenant cells only
+    through its own Supavisor endpoints, bursts only if the file opts in, never more connections than an endpoint allows."""
     def fits(c: Cell) -> bool:
         ep = target.endpoints.get(c.topology)
         return ep is not None and CONNECTIONS.get(c.experiment, 1) <= ep.max_connections
 
-    skipped = {"rest", "tenant"} | (set() if target.allow_bursts else {"limits"})
+    skipped = {"rest"} | (set() if target.allow_bursts else {"limits"})
     return {name: [c for c in cs if fits(c)] if name not in skipped else [] for name, cs in cells.items()}
 
 
@@ -172,7 +178,7 @@ class Plan:
         # the lab's vocabulary: every name of the local topology's cells and of this run's, whatever narrows the run
         flat = [c for cells in every.values() for c in cells]
         if target is not None:
-            flat += [c for make in EXPERIMENTS.values() for c in make(local, options)]
+            flat += [c for make in EXPERIMENTS.values() for c in make(local, replace(options, target=None))]
             every = _on_target(every, target, options)
         if options.read_only:
             every = {name: [c for c in cs if c.scenario in READ_ONLY_SCENARIOS] for name, cs in every.items()}

@@ -80,3 +80,17 @@ def test_a_rule_may_allow_several_phases(tmp_path: Path) -> None:
         "phase 'connect', expected 'first query' or 'later query'"
     ]
     assert rule.to_dict()["phase"] == ["first query", "later query"]
+
+
+def test_a_target_pooler_chooses_its_rules() -> None:
+    rules = load(TABLE)
+    supavisor = {"pooler": "supavisor", "pool_mode": "transaction", "pooler_version": None}
+    assert lookup(rules, "asyncpg-default", "transaction", "repeated-query", supavisor).outcome == "any"
+    assert lookup(rules, "asyncpg-default", "tx", "tenant-wrong-ref", supavisor).phase == "connect"
+    undeclared = {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": None}
+    assert lookup(rules, "asyncpg-default", "pgbouncer-transaction", "repeated-query", undeclared).outcome == "any"
+    # only the prepared-statement cells: state probes are held whatever the version
+    declared = {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": "1.18.0"}
+    for facts in (undeclared, declared):
+        assert lookup(rules, "state-probe", "pgbouncer-transaction", "state-set", facts).outcome == "wrong-result"
+    assert lookup(rules, "asyncpg-default", "pgbouncer-transaction", "repeated-query", declared).sqlstate == "26000"

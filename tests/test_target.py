@@ -56,6 +56,9 @@ def test_a_run_against_a_target_carries_its_name_and_writes_no_secret(topology, 
     assert {"matrix", "wire", "session-state", "latency", "loop-lag"} <= experiments, experiments
     assert all(r["topology"]["target"] == "test-target" and r["topology"]["backend"] == "target" for r in rows)
     assert all(r["topology"]["sslmode"] == "require" for r in rows if r["experiment"] == "matrix")
+    # beside what the file declares, what the lab observed there
+    assert all(r["topology"]["server_version"].startswith("15") and r["topology"]["tls_version"].startswith("TLSv1")
+               and r["topology"]["measured_rtt_ms"] > 0 for r in rows if r["experiment"] == "matrix")
     # what the transaction pooler does to asyncpg's named statements shows on the target as it does locally
     tx = next(r for r in rows if r["cell"] == "asyncpg-default-pgbouncer-transaction-repeated-query")
     assert tx["outcome"]["sqlstate"] == "26000" and tx["matches"] is True
@@ -129,3 +132,28 @@ def test_failure_kinds() -> None:
 
     assert failure_kind(E("(ENOTFOUND) tenant/user a.b not found")) == ("tenant routing", "XX000")
     assert failure_kind(OSError('could not translate host name "nope" to address'))[0] == "DNS"
+
+
+def test_tenant_routing_on_a_supavisor_target(topology, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A target endpoint declared as Supavisor (here the lab's router, in front of the local transaction pooler):
+    the tenant cells log in as Supabase's `role.ref`, a wrong ref and no ref, and the refusals are held at connect."""
+    pooler = topology.endpoint("pgbouncer-transaction")
+    with TenantRouter(pooler.host, pooler.port, "realproject") as router:
+        path = tmp_path / "supavisor.toml"
+        path.write_text('name = "fake-supabase"\n\n' + _endpoint("transaction", router.port, "supavisor", "transaction", None,
+                                                                sslmode="disable", user="lab_app.realproject"))
+        results = tmp_path / "results"
+        done = subprocess.run(
+            [sys.executable, "-m", "lab", "run", "--target", str(path), "--read-only", "--network", "none",
+             "--clients", "asyncpg-default,psycopg-async-no-prepare", "--scenarios", "tenant-right-user,tenant-wrong-ref,tenant-no-ref",
+             "--results", str(results)],
+            cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, PASSWORD_ENV: pooler.password},
+        )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    rows = {r["cell"]: r for f in (results / "runs").glob("*.jsonl") for r in map(json.loads, f.read_text().splitlines())}
+    assert len(rows) == 6
+    wrong = rows["asyncpg-default-transaction-tenant-wrong-ref"]
+    assert wrong["outcome"]["sqlstate"] == "XX000" and wrong["outcome"]["phase"] == "connect" and wrong["matches"] is True
+    assert wrong["measures"]["user"] == "lab_app.someoneelse"
+    assert rows["psycopg-async-no-prepare-transaction-tenant-right-user"]["outcome"]["kind"] == "ok"
+    assert rows["asyncpg-default-transaction-tenant-no-ref"]["measures"]["user"] == "lab_app"

@@ -41,7 +41,15 @@ def not_found_message(user: str, tenant: str) -> str:
 
 #: The tenant the lab's routers know, and the user names the tenant experiment logs in with.
 TENANT = "labproject01"
-USER_SUFFIXES = {"tenant-right-user": f".{TENANT}", "tenant-wrong-ref": ".someoneelse", "tenant-no-ref": ""}
+USER_KINDS = ("tenant-right-user", "tenant-wrong-ref", "tenant-no-ref")
+def tenant_user(user: str, tenant: str | None, kind: str) -> str:
+    """The user name a tenant cell logs in with: `<role>.<ref>` with the right ref, a wrong one, or none.
+    `user` may be the plain role (the lab's router, which knows `tenant`) or Supabase's `role.ref` (a target)."""
+    role, _, ref = user.partition(".")
+    ref = tenant or ref
+    return {"tenant-right-user": f"{role}.{ref}", "tenant-wrong-ref": f"{role}.someoneelse", "tenant-no-ref": role}[kind]
+
+
 #: router topology -> the pooler it routes to
 ROUTES = {"tenant-proxy-transaction": "pgbouncer-transaction", "tenant-proxy-session": "pgbouncer-session"}
 

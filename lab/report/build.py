@@ -23,6 +23,8 @@ def build_markdown(data: Rows, out_dir: Path) -> str:
         f"Built {time.strftime('%Y-%m-%d %H:%M:%S %Z')} from {len(data.rows)} result rows of run(s) {', '.join(runs) or '—'} "
         f"({', '.join(str(p) for p in data.sources)}). Every number and verdict below is computed from those rows.",
         "",
+        _covers(data),
+        "",
     ]
     from lab.report.claims import claims_markdown, opening_markdown
 
@@ -42,6 +44,20 @@ def build_markdown(data: Rows, out_dir: Path) -> str:
                   "A missing bar is a configuration that fails through that topology (see the matrix): its latency is not measured. "
                   "sqlalchemy-asyncpg-pgbouncer pays a new connection, with its SCRAM exchange, on every checkout (NullPool).", ""]
     return "\n".join(parts)
+
+
+def _covers(data: Rows) -> str:
+    """Which system the rows measured: the lab's local topology (which backend), or a target the lab did not start."""
+    targets = sorted({str(r.topology["target"]) for r in data.rows if r.topology.get("target")})
+    backends = sorted({str(r.topology.get("backend")) for r in data.rows if r.topology.get("backend") and not r.topology.get("target")})
+    parts = []
+    if targets:
+        declared = sorted({f"{r.topology['name']}: {r.topology.get('pooler') or 'no pooler'} {r.topology.get('pool_mode') or ''} "
+                           f"{r.topology.get('pooler_version') or '(version not declared)'}".strip() for r in data.rows if r.topology.get("target")})
+        parts.append(f"**Target:** {', '.join(targets)}, endpoints the lab did not start (as their file declares them: {'; '.join(declared)}).")
+    if backends:
+        parts.append(f"**Local topology** started by the lab ({', '.join(backends)} backend).")
+    return " ".join(parts)
 
 
 def write_report(sources: list[Path], out_dir: Path) -> tuple[Path, Path]:

@@ -25,6 +25,8 @@ from lab.results.outcome import KINDS, PHASES, Outcome
 #: A rule whose outcome is "any" records the cell without holding it: for cells whose outcome
 #: depends on what earlier clients left on shared server connections, never for a claim's evidence.
 ANY = "any"
+#: pooler_version = "undeclared": the rule applies where nobody said which version runs (a target file without one).
+UNDECLARED = "undeclared"
 FIELDS = {"client", "topology", "scenario", "pooler", "pool_mode", "pooler_version", "client_versions", "outcome", "error_class", "sqlstate", "phase", "reason", "docs"}
 
 
@@ -37,7 +39,7 @@ class Expectation:
     scenario: str = "*"
     pooler: str = "*"  # a glob over the endpoint's pooler: none | pgbouncer | supavisor | pgcat | pgdog
     pool_mode: str | None = None
-    pooler_version: str | None = None  # a PEP 440 specifier, e.g. "<1.21"
+    pooler_version: str | None = None  # a PEP 440 specifier, e.g. "<1.21", or "undeclared"
     client_versions: tuple[tuple[str, str], ...] = ()  # (distribution, specifier): {asyncpg = ">=0.30"} in the file
     error_class: str | None = None
     sqlstate: str | None = None
@@ -52,7 +54,10 @@ class Expectation:
             return False
         if self.pool_mode is not None and facts.get("pool_mode") != self.pool_mode:
             return False
-        if self.pooler_version is not None:
+        if self.pooler_version == UNDECLARED:
+            if facts.get("pooler_version"):
+                return False
+        elif self.pooler_version is not None:
             try:
                 if Version(str(facts.get("pooler_version"))) not in SpecifierSet(self.pooler_version):
                     return False
@@ -124,7 +129,7 @@ def load(path: Path) -> list[Expectation]:
             raw = {**raw, "phase": phases}
         if not str(raw.get("reason", "")).strip():
             raise ConfigError(f"{where}: every rule needs a one-line reason")
-        if raw.get("pooler_version") is not None:
+        if raw.get("pooler_version") not in (None, UNDECLARED):
             try:
                 SpecifierSet(raw["pooler_version"])
             except InvalidSpecifier:

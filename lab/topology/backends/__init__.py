@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from lab.errors import LabError
+from lab.errors import EnvironmentProblem, LabError
 from lab.topology.model import Topology
 from lab.topology.runstate import RunState, reap_stale
 
@@ -92,12 +92,19 @@ def start_for_session(options: "LabOptions", say: Callable[[str], None]) -> Iter
 
 def _target_session(options: "LabOptions", say: Callable[[str], None]) -> Iterator[tuple[Topology, RunState, RunState | None]]:
     """Endpoints the lab did not start: nothing to start or watch; the run's own schema on the target, dropped at the end."""
-    from lab.topology.backends.target import TargetFile, run_schema
+    from lab.topology.backends.target import TargetFile, check, run_schema
     from lab.workloads.scenarios import TABLE
 
     assert options.target is not None and options.run_id is not None
     target = TargetFile.load(options.target)
-    topology = target.topology(options.run_id)
+    checks = check(target)
+    for c in checks:
+        say(f"target {target.name}: {c.line}")
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        raise EnvironmentProblem(f"target {target.name}: " + "; ".join(c.line for c in failed))
+    # rows carry what the lab observed at each endpoint beside what the file declares
+    topology = target.topology(options.run_id, {c.endpoint: c.observed for c in checks})
     own = RunState.create(persistent=False, run_id=options.run_id)  # the session's own helpers: delay proxies
     try:
         with run_schema(target, options.run_id, options.read_only) as table:

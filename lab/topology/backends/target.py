@@ -25,7 +25,7 @@ import time
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -108,9 +108,13 @@ class TargetFile:
         eps = {ep: _endpoint(f"{where}: [endpoints.{ep}]", ep, body, env, need_secrets) for ep, body in raw_eps.items()}
         return cls(name, path, eps, allow)
 
-    def topology(self, run_id: str) -> Topology:
-        return Topology(run_id=run_id, backend="target", endpoints={n: e.endpoint(self.name) for n, e in self.endpoints.items()},
-                        superuser="", superuser_password=Secret(""))
+    def topology(self, run_id: str, observed: dict[str, dict[str, Any]] | None = None) -> Topology:
+        """The endpoints as experiments see them; `observed` (from `check`) adds what the lab saw at each to its facts."""
+        eps = {}
+        for n, e in self.endpoints.items():
+            ep = e.endpoint(self.name)
+            eps[n] = replace(ep, facts={**ep.facts, **(observed or {}).get(n, {})})
+        return Topology(run_id=run_id, backend="target", endpoints=eps, superuser="", superuser_password=Secret(""))
 
     def home(self) -> TargetEndpoint:
         """Where the run's schema is created: the direct endpoint if there is one (DDL through a
@@ -242,6 +246,7 @@ class Check:
     ok: bool
     line: str  # what was found, or what failed and why, in one line
     sqlstate: str | None = None
+    observed: dict[str, Any] = field(default_factory=dict)  # what the lab saw there: server and TLS version, round trip
 
 
 #: libpq hands psycopg a failed startup's FATAL as text only, without its SQLSTATE; these messages name exactly one
@@ -297,8 +302,10 @@ def check(target: TargetFile, rounds: int = 5) -> list[Check]:
                     conn.execute("SELECT 1")
                     times.append((time.perf_counter() - t0) * 1000)
             tls_text = tls or "off"
-            out.append(Check(name, True, f"{name}: ok: PostgreSQL {version}, TLS {tls_text}, round trip {statistics.median(times):.2f} ms "
-                                         f"(median of {rounds}), declared {ep.pooler} {ep.pool_mode}"))
+            rtt = statistics.median(times)
+            out.append(Check(name, True, f"{name}: ok: PostgreSQL {version}, TLS {tls_text}, round trip {rtt:.2f} ms "
+                                         f"(median of {rounds}), declared {ep.pooler} {ep.pool_mode}",
+                             observed={"server_version": version, "tls_version": tls, "measured_rtt_ms": round(rtt, 3)}))
         except psycopg.Error as exc:
             kind, state = failure_kind(exc)
             out.append(Check(name, False, f"{name}: {kind}: {_first_line(exc)}" + (f" [SQLSTATE {state}]" if state else ""), state))
