@@ -16,21 +16,21 @@ from lab.plan import Cell
 from lab.results.measures import LatencyMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Topology
-from lab.workloads.bench import Measurement, measure
+from lab.workloads.bench import Measurement, label, measure
 from lab.workloads.scenarios import insert_returning
 
 ROUNDS = 20
 
 
 @pytest.mark.experiment("latency")
-def test_insert_latency(cell: Cell, lab_topology: Topology, record: Recorder, benchmark) -> None:  # type: ignore[no-untyped-def]
+def test_insert_latency(cell: Cell, lab_topology: Topology, record: Recorder, run_id: str, benchmark) -> None:  # type: ignore[no-untyped-def]
     reason = record.why_not_measured()
     if reason:
         pytest.skip(reason)
     client = cell.client(lab_topology.endpoint(cell.topology).dsn(), 1, timeout=5.0)
     counter = itertools.count()
     m = Measurement(rounds=ROUNDS, warmup=3)
-    benchmark.extra_info.update(client=cell.client.name, topology=cell.topology, facts=record.facts)
+    label(benchmark, cell, run_id, f"insert latency, {cell.topology}", facts=record.facts)
     try:
         measure(benchmark, client, lambda: insert_returning(client, 0, next(counter)), m)
     finally:

@@ -17,7 +17,7 @@ from lab.proxies.network import Network
 from lab.results.measures import NetworkMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Topology
-from lab.workloads.bench import Measurement, measure
+from lab.workloads.bench import Measurement, label, measure
 from lab.workloads.scenarios import insert_returning
 
 
@@ -29,8 +29,8 @@ def rounds_for(rtt_ms: float, client: str) -> int:
 
 
 @pytest.mark.experiment("network")
-def test_insert_over_network(cell: Cell, lab_topology: Topology, lab_network: Network, record: Recorder, benchmark,  # type: ignore[no-untyped-def]
-                             request: pytest.FixtureRequest) -> None:
+def test_insert_over_network(cell: Cell, lab_topology: Topology, lab_network: Network, record: Recorder, run_id: str,  # type: ignore[no-untyped-def]
+                             benchmark, request: pytest.FixtureRequest) -> None:
     rtt_ms, tls = cell.case
     rest = cell.topology == "rest"
     if rest:
@@ -52,8 +52,7 @@ def test_insert_over_network(cell: Cell, lab_topology: Topology, lab_network: Ne
             await insert_returning(client, 0, next(counter))
 
     m = Measurement(rounds=rounds_for(rtt_ms, cell.client.name), warmup=2)
-    benchmark.group = f"insert rtt={rtt_ms:g}ms {'tls' if tls else 'plain'}"
-    benchmark.extra_info.update(client=cell.client.name, topology=cell.topology, rtt_ms=rtt_ms, tls=tls, facts=target.facts)
+    label(benchmark, cell, run_id, f"insert rtt={rtt_ms:g}ms {'tls' if tls else 'plain'}", rtt_ms=rtt_ms, tls=tls, facts=target.facts)
     try:
         measure(benchmark, client, one, m)
     finally:

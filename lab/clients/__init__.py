@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from lab.clients.asyncpg_client import AsyncpgClient, AsyncpgNoCacheClient
+from lab.clients.asyncpg_client import AsyncpgClient, AsyncpgNoCacheClient, AsyncpgUniqueNamesClient
 from lab.clients.base import Client
 from lab.clients.psycopg2_client import Psycopg2Client
-from lab.clients.psycopg_client import PsycopgAsyncClient, PsycopgAsyncNoPrepareClient, PsycopgSyncClient
+from lab.clients.psycopg_client import (
+    PsycopgAsyncClient,
+    PsycopgAsyncNoPrepareClient,
+    PsycopgAsyncPrepareFirstClient,
+    PsycopgSyncClient,
+    PsycopgSyncNoPrepareClient,
+    PsycopgSyncPrepareFirstClient,
+)
 from lab.clients.sqlalchemy_client import (
     SqlalchemyAsyncpgClient,
+    SqlalchemyAsyncpgNoCacheClient,
     SqlalchemyAsyncpgPgbouncerClient,
     SqlalchemyPsycopgClient,
+    SqlalchemyPsycopgNoPrepareClient,
 )
 from lab.clients.rca import RcaAttempt1, RcaAttempt2
 from lab.names import pick
@@ -29,8 +38,21 @@ DRIVERS: dict[str, type[Client]] = {
         SqlalchemyPsycopgClient,
     )
 }
-#: Every client configuration of the matrix: the drivers, and the RCA's attempts 1 and 2 as written.
-CLIENTS: dict[str, type[Client]] = {**DRIVERS, RcaAttempt1.name: RcaAttempt1, RcaAttempt2.name: RcaAttempt2}
+#: Configurations the matrix runs beside the drivers: the fixes the report recommends, each a cell of its own,
+#: and psycopg preparing at the first execution (the setting that makes a name collision show at once).
+FIXES: dict[str, type[Client]] = {
+    cls.name: cls
+    for cls in (
+        PsycopgSyncNoPrepareClient,
+        SqlalchemyPsycopgNoPrepareClient,
+        SqlalchemyAsyncpgNoCacheClient,
+        AsyncpgUniqueNamesClient,
+        PsycopgAsyncPrepareFirstClient,
+        PsycopgSyncPrepareFirstClient,
+    )
+}
+#: Every client configuration of the matrix: the drivers, the fixes, and the RCA's attempts 1 and 2 as written.
+CLIENTS: dict[str, type[Client]] = {**DRIVERS, **FIXES, RcaAttempt1.name: RcaAttempt1, RcaAttempt2.name: RcaAttempt2}
 
 
 def client_class(name: str) -> type[Client]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 
@@ -52,3 +53,34 @@ class AsyncpgNoCacheClient(AsyncpgClient):
     name = "asyncpg-no-cache"
     description = "asyncpg.create_pool(statement_cache_size=0), the setting asyncpg's FAQ gives for PgBouncer"
     connect_kwargs = {"statement_cache_size": 0}
+
+
+class AsyncpgUniqueNamesClient(AsyncpgClient):
+    """What SQLAlchemy's prepared_statement_name_func does, without SQLAlchemy (and its NullPool): every statement
+    prepared under a name of its own, so no two client connections can collide on a name."""
+
+    name = "asyncpg-unique-names"
+    description = "asyncpg.create_pool, every query prepared as conn.prepare(sql, name=<uuid>) and then run, no SQLAlchemy"
+
+    async def fetch(self, sql: str, params: dict[str, Any]) -> Rows:
+        query, args = to_dollar(sql, params)
+        async with self.pool.acquire() as conn:
+            stmt = await conn.prepare(query, name=f"__lab_{uuid4().hex}__")
+            return [tuple(r) for r in await stmt.fetch(*args)]
+
+    async def transaction(self, steps: Sequence[Step]) -> list[Rows]:
+        results: list[Rows] = []
+        async with self.pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                for step in steps:
+                    query, args = to_dollar(*step(results))
+                    stmt = await conn.prepare(query, name=f"__lab_{uuid4().hex}__")
+                    results.append([tuple(r) for r in await stmt.fetch(*args)])
+            except BaseException:
+                await tx.rollback()
+                raise
+            with in_phase("commit"):
+                await tx.commit()
+        return results

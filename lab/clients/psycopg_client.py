@@ -100,6 +100,7 @@ class PsycopgSyncClient(Client):
     name = "psycopg-sync"
     packages = ("psycopg", "psycopg-pool", "psycopg-binary")
     description = "psycopg 3 sync ConnectionPool, default settings, called through a thread pool"
+    connect_kwargs: dict[str, Any] = {}
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -108,7 +109,7 @@ class PsycopgSyncClient(Client):
         self.executor = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix=self.name)
         self.pool = ConnectionPool(
             self.dsn, min_size=self.size, max_size=self.size, open=False, timeout=self.timeout,
-            kwargs={"connect_timeout": max(1, int(self.timeout))},
+            kwargs={"connect_timeout": max(1, int(self.timeout)), **self.connect_kwargs},
         )
 
         def _open() -> None:
@@ -142,6 +143,24 @@ class PsycopgSyncClient(Client):
             await asyncio.get_running_loop().run_in_executor(None, lambda: self.pool.close(timeout=2))
         if getattr(self, "executor", None) is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class PsycopgSyncNoPrepareClient(PsycopgSyncClient):
+    name = "psycopg-sync-no-prepare"
+    description = "psycopg 3 sync ConnectionPool with prepare_threshold=None (never prepares): the fix psycopg's docs give, sync"
+    connect_kwargs = {"prepare_threshold": None}
+
+
+class PsycopgAsyncPrepareFirstClient(PsycopgAsyncClient):
+    name = "psycopg-async-prepare-0"
+    description = "psycopg 3 AsyncConnectionPool with prepare_threshold=0: prepares every query at its first execution"
+    connect_kwargs = {"prepare_threshold": 0}
+
+
+class PsycopgSyncPrepareFirstClient(PsycopgSyncClient):
+    name = "psycopg-sync-prepare-0"
+    description = "psycopg 3 sync ConnectionPool with prepare_threshold=0: prepares every query at its first execution"
+    connect_kwargs = {"prepare_threshold": 0}
 
 
 __all__ = ["PsycopgAsyncClient", "PsycopgAsyncNoPrepareClient", "PsycopgSyncClient", "capture_pool_errors", "psycopg"]

@@ -376,13 +376,15 @@ def _fixes(data: Rows) -> list[str]:
     by_client: dict[str, list[Row]] = {}
     for r in matrix:
         by_client.setdefault(r.client["name"], []).append(r)
-    passes_everywhere = {c for c, rs in by_client.items() if all(r.outcome.kind == "ok" for r in rs if not r.scenario.startswith("rca"))}
+    passes_everywhere = {c for c, rs in by_client.items() if all(r.outcome.kind == "ok" for r in rs)}
     fixes = {
         "asyncpg-default": ("asyncpg-no-cache", "`statement_cache_size=0`"),
         "psycopg-async-default": ("psycopg-async-no-prepare", "`prepare_threshold=None`"),
-        "psycopg-sync": ("psycopg-async-no-prepare", "`prepare_threshold=None` (as for the async connection)"),
-        "sqlalchemy-asyncpg-default": ("sqlalchemy-asyncpg-pgbouncer", "`poolclass=NullPool` and `prepared_statement_name_func` (SQLAlchemy's PgBouncer settings)"),
-        "sqlalchemy-psycopg": ("psycopg-async-no-prepare", "`connect_args={'prepare_threshold': None}`"),
+        "psycopg-sync": ("psycopg-sync-no-prepare", "`prepare_threshold=None`"),
+        "sqlalchemy-asyncpg-default": ("sqlalchemy-asyncpg-no-cache", "`?prepared_statement_cache_size=0` with "
+                                       "`connect_args={'statement_cache_size': 0}`, keeping SQLAlchemy's pool (or its documented "
+                                       "PgBouncer settings, `sqlalchemy-asyncpg-pgbouncer`: NullPool, a connection per checkout)"),
+        "sqlalchemy-psycopg": ("sqlalchemy-psycopg-no-prepare", "`connect_args={'prepare_threshold': None}`"),
     }
     lines = []
     for failing, (fix_client, how) in fixes.items():

@@ -31,6 +31,14 @@ class Measurement:
         return self.samples[self.warmup :]
 
 
+def label(benchmark: Any, cell: Any, run_id: str, group: str, **extra: Any) -> None:
+    """Tie a pytest-benchmark entry to its row: a named group, the run id, the experiment, the cell and the
+    client's package versions, so --benchmark-compare between two runs lines up and a JSON entry finds its row."""
+    benchmark.group = group
+    benchmark.extra_info.update(run_id=run_id, experiment=cell.experiment, cell=cell.id, client=cell.client.name,
+                                packages=cell.client.versions(), topology=cell.topology, **extra)
+
+
 def _settle() -> None:
     gc.collect()
 
