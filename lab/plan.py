@@ -145,14 +145,24 @@ CONNECTIONS = {"matrix": 5, "session-state": 5, "limits": burst.BURST}
 
 
 def _on_target(cells: dict[str, list[Cell]], target: "TargetFile", opts: LabOptions) -> dict[str, list[Cell]]:
-    """A target runs what is safe on somebody's database: no REST tier (none is started), tenant cells only
-    through its own Supavisor endpoints, bursts only if the file opts in, never more connections than an endpoint allows."""
+    """A target runs what is safe on somebody's database: its REST tier only if the file names one (https only),
+    tenant cells only through its own Supavisor endpoints, bursts only if the file opts in, never more connections
+    than an endpoint allows."""
     def fits(c: Cell) -> bool:
         ep = target.endpoints.get(c.topology)
         return ep is not None and CONNECTIONS.get(c.experiment, 1) <= ep.max_connections
 
-    skipped = {"rest"} | (set() if target.allow_bursts else {"limits"})
-    return {name: [c for c in cs if fits(c)] if name not in skipped else [] for name, cs in cells.items()}
+    def rest_fits(c: Cell) -> bool:  # a target's REST tier: https only, and only with a table of the run's own to write
+        return target.rest is not None and not opts.read_only and bool(c.case if c.experiment == "rest" else c.case[1])
+
+    def real_network(c: Cell) -> bool:
+        """On a target the network is real: no delay proxy goes in between (a proxy's address would also fail
+        the certificate's host-name check); the round-trip model takes the measured round trip instead."""
+        return c.experiment != "network" or c.case[0] == 0
+
+    skipped = set() if target.allow_bursts else {"limits"}
+    return {name: [] if name in skipped else [c for c in cs if real_network(c) and (rest_fits(c) if c.topology == "rest" else fits(c))]
+            for name, cs in cells.items()}
 
 
 @dataclass(frozen=True)

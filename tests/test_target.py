@@ -30,13 +30,17 @@ def _endpoint(name: str, port: int, pooler: str, mode: str, version: str | None,
     return "\n".join(lines) + "\n"
 
 
-def _target_of(topology, path: Path) -> Path:  # type: ignore[no-untyped-def]
+def _target_of(topology, path: Path, rest: bool = False) -> Path:  # type: ignore[no-untyped-def]
     eps = []
     for name in ("direct", "pgbouncer-transaction", "pgbouncer-session"):
         ep = topology.endpoint(name)
         pooler = ep.facts.get("pooler") or "none"
         eps.append(_endpoint(name, ep.port, pooler, ep.facts.get("pool_mode") or "none", ep.facts.get("pooler_version")))
-    path.write_text('name = "test-target"\n\n' + "\n".join(eps))
+    text = 'name = "test-target"\n\n' + "\n".join(eps)
+    if rest:  # the local REST tier (nginx over the run's CA, in front of the PostgREST stand-in) as the target's
+        ep = topology.endpoint("rest")
+        text += f'\n[rest]\nurl = "https://127.0.0.1:{ep.tls_port}"\nanon_key_env = "LAB_TEST_ANON_KEY"\nca_file = "{ep.ca_file}"\n'
+    path.write_text(text)
     return path
 
 
@@ -157,3 +161,37 @@ def test_tenant_routing_on_a_supavisor_target(topology, tmp_path: Path) -> None:
     assert wrong["measures"]["user"] == "lab_app.someoneelse"
     assert rows["psycopg-async-no-prepare-transaction-tenant-right-user"]["outcome"]["kind"] == "ok"
     assert rows["asyncpg-default-transaction-tenant-no-ref"]["measures"]["user"] == "lab_app"
+
+
+def test_the_rest_tier_and_the_network_model_on_a_target(topology, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The RCA's attempt 3 and the REST-vs-direct comparison against a target's REST tier, on its own network: a
+    table of the run's own in public (announced to PostgREST, dropped at the end), https only, rows carrying the
+    measured round trip the report's model uses."""
+    password, key = topology.endpoint("direct").password, topology.endpoint("rest").keys["anon"]
+    target = _target_of(topology, tmp_path / "target.toml", rest=True)
+    results = tmp_path / "results"
+    env = {**os.environ, PASSWORD_ENV: password, "LAB_TEST_ANON_KEY": key}
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "run", "--target", str(target), "--clients", "httpx-per-call,httpx-shared,asyncpg-default",
+         "--scenarios", "rca-attempt-3,single-insert", "--results", str(results)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    rows = [json.loads(line) for f in (results / "runs").glob("*.jsonl") for line in f.read_text().splitlines()]
+    rest = [r for r in rows if r["experiment"] == "rest"]
+    assert len(rest) == 2 and all(r["measures"]["tls"] and r["matches"] and r["measures"]["last_status"] == 201 for r in rest)
+    assert rest[0]["measures"]["last_body"][0]["inserted_by"] == "anon"  # the stand-in switched to the JWT's role
+    network = [r for r in rows if r["experiment"] == "network"]
+    assert {r["measures"]["rtt_ms"] for r in network} == {0} and all(r["measures"]["tls"] for r in network if r["topology"]["name"] == "rest")
+    assert all(r["topology"]["measured_rtt_ms"] > 0 for r in network)
+    report = subprocess.run([sys.executable, "-m", "lab", "report", "--rows", str(results / "latest.jsonl"), "--results", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    text = (tmp_path / "report.md").read_text()
+    assert "REST overhead on the target's own network" in text and "**Target:** test-target" in text
+    for where, content in [("the output", done.stdout + done.stderr), *((str(p), p.read_text(errors="replace"))
+                                                                          for p in results.rglob("*") if p.is_file())]:
+        assert password not in content and key not in content, f"a secret is in {where}"
+    with psycopg.connect(topology.endpoint("direct").dsn()) as conn:
+        left = conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'pooler\\_lab\\_%'").fetchone()[0]
+    assert left == 0, "the run's tables were dropped at the end"

@@ -9,6 +9,7 @@ RCA's code does against Supabase.
 from __future__ import annotations
 
 import contextvars
+from contextvars import ContextVar
 import os
 import types
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ import httpx
 from lab.clients.base import package_versions
 from lab.topology.model import Endpoint
 
-TABLE = "lab_items"
+#: The table the REST clients write: lab_items locally; on a target, the table the run created for itself and
+#: dropped at the end (lab.topology.backends.target). Set once per session.
+TABLE: ContextVar[str] = ContextVar("rest_table", default="lab_items")
 
 # --- verbatim from the RCA, attempt 3 / solution 1 (docs/incident.md) ------------------
 RCA_ATTEMPT_3 = '''
@@ -124,7 +127,7 @@ class HttpxPerCall(RestClient):
         self.save_to_supabase_rest = namespace["save_to_supabase_rest"]
 
     async def insert(self, row: dict[str, Any]) -> Reply:
-        ok = await self.save_to_supabase_rest(TABLE, row)
+        ok = await self.save_to_supabase_rest(TABLE.get(), row)
         response = self.observed.last.get()
         return Reply(bool(ok), response.status_code if response else None, _body(response) if response else None)
 
@@ -144,7 +147,7 @@ class HttpxShared(RestClient):
         }
 
     async def insert(self, row: dict[str, Any]) -> Reply:
-        response = await self.client.post(f"/rest/v1/{TABLE}", json=row, headers=self.headers)
+        response = await self.client.post(f"/rest/v1/{TABLE.get()}", json=row, headers=self.headers)
         return Reply(response.status_code == 201, response.status_code, _body(response))
 
     async def close(self) -> None:
@@ -163,7 +166,7 @@ class SupabasePy(RestClient):
 
     async def insert(self, row: dict[str, Any]) -> Reply:
         # postgrest-py raises APIError on an error status; it does not expose a success status
-        response = await self.client.table(TABLE).insert(row).execute()
+        response = await self.client.table(TABLE.get()).insert(row).execute()
         return Reply(True, None, response.data)
 
     async def close(self) -> None:

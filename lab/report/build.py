@@ -9,12 +9,14 @@ import markdown
 
 from lab.report.data import Rows, load_rows, versions_of
 from lab.report.matrix import matrix_markdown
-from lab.report.network import network_markdown, plot_latency, plot_overhead, where_100_200_comes_from
+from lab.report.network import network_markdown, plot_latency, plot_overhead, target_overhead_markdown, where_100_200_comes_from
 
 
 def build_markdown(data: Rows, out_dir: Path) -> str:
     matrix = data.of("matrix")
-    network = data.of("network")
+    all_network = data.of("network")
+    network = [r for r in all_network if not r.topology.get("target")]
+    target_network = [r for r in all_network if r.topology.get("target")]
     rest = data.of("rest")
     runs = sorted({r.run_id for r in data.rows})
     parts = [
@@ -39,6 +41,9 @@ def build_markdown(data: Rows, out_dir: Path) -> str:
     if network:
         parts += ["Where 100–200 ms can come from, by this run's model:", "", where_100_200_comes_from(network)]
         parts += ["Versions: " + "; ".join(versions_of(network)), ""]
+    if target_network:
+        parts += ["## REST overhead on the target's own network (C8)", "", target_overhead_markdown(target_network),
+                  "Versions: " + "; ".join(versions_of(target_network)), ""]
     if latency_png:
         parts += ["## Insert latency by client and topology (RTT 0)", "", f"![latency]({latency_png.name})", "",
                   "A missing bar is a configuration that fails through that topology (see the matrix): its latency is not measured. "

@@ -197,3 +197,35 @@ def plot_latency(rows: list[Row], path: Path) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def target_overhead_markdown(rows: list[Row]) -> str:
+    """On a target the network is real: REST overhead at its measured round-trip times, beside the model's
+    network part (its round trips times the measured round trip of each path). The clients' CPU is not modelled."""
+    version = tls_version(rows)
+    by: dict[tuple[str, str], Row] = {}
+    for r in rows:
+        if r.outcome.kind == "ok" and r.latency_ms and r.measures.tls:
+            by[(r.client["name"], r.topology["name"])] = r
+    direct = by.get(DIRECT_REFERENCE)
+    if direct is None:
+        return "_No direct reference measured on the target (asyncpg-default on an endpoint named `direct`, over TLS)._\n"
+    out = [f"Measured on the target's own network, TLS on both paths ({version or 'TLS version unknown'}). Predicted = the model's "
+           "round trips x the measured round trip of each path (the REST tier's: a TCP handshake; the database's: `SELECT 1`); "
+           "the clients' CPU is not in it. A difference above 10% is flagged.\n",
+           "| REST client | REST ms (median) | direct ms (median) | overhead measured ms | REST RTT ms | DB RTT ms | overhead predicted ms | difference |",
+           "|---|---|---|---|---|---|---|---|"]
+    d_trips = trips("pg", DIRECT_REFERENCE[0], True, version)
+    d_rtt = float(direct.topology.get("measured_rtt_ms") or 0)
+    for (client, topology), r in sorted(by.items()):
+        if topology != "rest":
+            continue
+        r_trips = trips("rest", client, True, version)
+        r_rtt = float(r.topology.get("measured_rtt_ms") or 0)
+        measured = r.latency_ms["median"] - direct.latency_ms["median"]  # type: ignore[index]
+        predicted = (r_trips.total * r_rtt - d_trips.total * d_rtt) if r_trips and d_trips else None
+        diff = (measured - predicted) / abs(predicted) if predicted else None
+        flag = f"{diff:+.0%}" + (" **model and measurement disagree**" if diff is not None and abs(diff) > 0.10 else "") if diff is not None else "—"
+        out.append(f"| {client} | {r.latency_ms['median']:.1f} | {direct.latency_ms['median']:.1f} | {measured:.1f} | {r_rtt:.1f} | {d_rtt:.1f} | "  # type: ignore[index]
+                   f"{predicted:.1f} | {flag} |" if predicted is not None else f"| {client} | ... | | {measured:.1f} | {r_rtt:.1f} | {d_rtt:.1f} | — | — |")
+    return "\n".join(out) + "\n"

@@ -61,7 +61,7 @@ def trips(kind: str, client: str, tls: bool, tls_version: str | None) -> Trips |
     return rest_trips(client, tls, tls_version) if kind == "rest" else PG_TRIPS.get(client)
 
 
-def negotiated_tls(host: str, port: int, ca_file: str) -> str | None:
+def negotiated_tls(host: str, port: int, ca_file: str | None) -> str | None:
     """The TLS version a default client context negotiates with the endpoint (decides the handshake's round trips)."""
     ctx = ssl.create_default_context(cafile=ca_file)
     with socket.create_connection((host, port), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=host) as tls:

@@ -16,6 +16,7 @@ Also like Supabase's gateway (not PostgREST itself), a request must carry an
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -97,6 +98,17 @@ class StandIn:
 
     async def start(self, app: web.Application) -> None:
         self.pool = await asyncpg.create_pool(self.settings.db_uri, min_size=1, max_size=self.settings.pool_size)
+        await self.load_schema()
+        # like PostgREST: `NOTIFY pgrst, 'reload schema'` reloads the schema cache (a new table becomes reachable)
+        self.listener = await asyncpg.connect(self.settings.db_uri)
+        await self.listener.add_listener("pgrst", self._notified)
+
+    def _notified(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        if payload in ("", "reload schema"):
+            asyncio.get_running_loop().create_task(self.load_schema())
+
+    async def load_schema(self) -> None:
+        assert self.pool is not None
         # pg_catalog, as PostgREST's schema cache does: information_schema hides what the
         # authenticator role has no privilege on, and it has none of its own (NOINHERIT)
         rows = await self.pool.fetch(
@@ -106,10 +118,14 @@ class StandIn:
             "ORDER BY c.relname, a.attnum",
             self.settings.schema,
         )
+        columns: dict[str, dict[str, str]] = {}
         for r in rows:
-            self.columns.setdefault(r["table_name"], {})[r["column_name"]] = r["data_type"]
+            columns.setdefault(r["table_name"], {})[r["column_name"]] = r["data_type"]
+        self.columns = columns
 
     async def stop(self, app: web.Application) -> None:
+        if getattr(self, "listener", None) is not None:
+            await self.listener.close()
         if self.pool is not None:
             await self.pool.close()
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 from lab.errors import EnvironmentProblem, LabError
-from lab.topology.model import Topology
+from lab.topology.model import Endpoint, Topology
 from lab.topology.runstate import RunState, reap_stale
 
 if TYPE_CHECKING:
@@ -92,7 +92,8 @@ def start_for_session(options: "LabOptions", say: Callable[[str], None]) -> Iter
 
 def _target_session(options: "LabOptions", say: Callable[[str], None]) -> Iterator[tuple[Topology, RunState, RunState | None]]:
     """Endpoints the lab did not start: nothing to start or watch; the run's own schema on the target, dropped at the end."""
-    from lab.topology.backends.target import TargetFile, check, run_schema
+    from lab.clients.rest import TABLE as REST_TABLE
+    from lab.topology.backends.target import TargetFile, check, rest_table, run_schema
     from lab.workloads.scenarios import TABLE
 
     assert options.target is not None and options.run_id is not None
@@ -107,15 +108,38 @@ def _target_session(options: "LabOptions", say: Callable[[str], None]) -> Iterat
     topology = target.topology(options.run_id, {c.endpoint: c.observed for c in checks})
     own = RunState.create(persistent=False, run_id=options.run_id)  # the session's own helpers: delay proxies
     try:
-        with run_schema(target, options.run_id, options.read_only) as table:
+        with ExitStack() as stack:
+            table = stack.enter_context(run_schema(target, options.run_id, options.read_only))
             say(f"target {target.name}: {', '.join(target.endpoints)}" + (f"; writing to {table}, dropped at the end" if table else "; read-only"))
             if table:
-                say(f"target {target.name}: the run's schema {table.split('.')[0]} is dropped when the run ends")
-            token = TABLE.set(table) if table else None
-            try:
-                yield topology, own, None
-            finally:
-                if token is not None:
-                    TABLE.reset(token)
+                TABLE.set(table)
+            if target.rest is not None and not options.read_only:
+                rest_name = stack.enter_context(rest_table(target, options.run_id))
+                wait_for_rest_table(topology.endpoint("rest"), rest_name)
+                REST_TABLE.set(rest_name)
+                say(f"target {target.name}: REST writes go to public.{rest_name}, dropped at the end")
+            yield topology, own, None
     finally:
         own.stop()
+
+
+def wait_for_rest_table(rest: Endpoint, table: str, timeout: float = 20.0) -> None:
+    """Until the REST tier serves the run's new table (PostgREST reloads its schema cache on NOTIFY, asynchronously)."""
+    import time
+
+    import httpx
+
+    verify = rest.ca_file or True
+    deadline, last = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{rest.url(tls=True)}/rest/v1/{table}", params={"limit": "0"}, verify=verify, timeout=5,
+                          headers={"apikey": rest.keys["anon"], "Authorization": f"Bearer {rest.keys['anon']}"})
+            if r.status_code == 200:
+                return
+            last = f"HTTP {r.status_code}"
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        time.sleep(0.3)
+    raise EnvironmentProblem(f"the target's REST tier does not serve the run's table {table} after {timeout:g}s ({last}): "
+                             "its PostgREST did not reload the schema cache, or anon cannot read public")

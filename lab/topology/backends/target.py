@@ -42,6 +42,7 @@ DEFAULT_MAX_CONNECTIONS = 10
 SCHEMA_PREFIX = "pooler_lab_"
 ENDPOINT_KEYS = {"url", "password_env", "pooler", "pool_mode", "pooler_version", "max_connections", "ca_file"}
 TOP_KEYS = {"name", "endpoints", "rest", "allow_bursts"}
+REST_KEYS = {"url", "anon_key_env", "ca_file"}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
@@ -80,6 +81,7 @@ class TargetFile:
     path: Path
     endpoints: dict[str, TargetEndpoint]
     allow_bursts: bool = False
+    rest: "TargetRest | None" = None
 
     @classmethod
     def load(cls, path: Path, env: dict[str, str] | None = None, need_secrets: bool = True) -> "TargetFile":
@@ -100,13 +102,12 @@ class TargetFile:
         raw_eps = doc.get("endpoints")
         if not isinstance(raw_eps, dict) or not raw_eps:
             raise ConfigError(f"{where}: needs at least one [endpoints.NAME] table")
-        if "rest" in doc:
-            raise ConfigError(f"{where}: [rest] is not supported yet: the REST experiments run against the local topology only")
+        rest = _rest(f"{where}: [rest]", doc["rest"], env, need_secrets) if "rest" in doc else None
         allow = doc.get("allow_bursts", False)
         if not isinstance(allow, bool):
             raise ConfigError(f"{where}: allow_bursts must be true or false")
         eps = {ep: _endpoint(f"{where}: [endpoints.{ep}]", ep, body, env, need_secrets) for ep, body in raw_eps.items()}
-        return cls(name, path, eps, allow)
+        return cls(name, path, eps, allow, rest)
 
     def topology(self, run_id: str, observed: dict[str, dict[str, Any]] | None = None) -> Topology:
         """The endpoints as experiments see them; `observed` (from `check`) adds what the lab saw at each to its facts."""
@@ -114,12 +115,56 @@ class TargetFile:
         for n, e in self.endpoints.items():
             ep = e.endpoint(self.name)
             eps[n] = replace(ep, facts={**ep.facts, **(observed or {}).get(n, {})})
+        if self.rest is not None:
+            ep = self.rest.endpoint(self.name)
+            eps["rest"] = replace(ep, facts={**ep.facts, **(observed or {}).get("rest", {})})
         return Topology(run_id=run_id, backend="target", endpoints=eps, superuser="", superuser_password=Secret(""))
 
     def home(self) -> TargetEndpoint:
         """Where the run's schema is created: the direct endpoint if there is one (DDL through a
         transaction pooler works too, but a session of its own is the plain way)."""
         return self.endpoints.get("direct") or next(iter(self.endpoints.values()))
+
+
+@dataclass(frozen=True)
+class TargetRest:
+    """A Supabase-style REST tier (PostgREST behind a gateway at /rest/v1/), over https only."""
+
+    host: str
+    port: int
+    key: Secret = field(repr=False)
+    ca_file: str | None
+
+    def endpoint(self, target: str) -> Endpoint:
+        facts = {"backend": "target", "target": target, "rest_server": "the target's REST tier (declared)", "stand_in": False,
+                 "gateway": "the target's", "path": "/rest/v1/", "https_only": True}
+        return Endpoint("rest", self.host, self.port, "postgres", "", Secret(""), facts, tls_port=self.port,
+                        keys={"anon": self.key}, ca_file=self.ca_file)
+
+
+def _rest(where: str, body: Any, env: dict[str, str], need_secrets: bool) -> TargetRest:
+    if not isinstance(body, dict):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = set(body) - REST_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(REST_KEYS))}")
+    for key in ("url", "anon_key_env"):
+        if not isinstance(body.get(key), str) or not body[key]:
+            raise ConfigError(f"{where}: `{key}` is required (a string)")
+    url = urlsplit(body["url"])
+    if url.scheme != "https" or not url.hostname or url.path.strip("/") or url.username:
+        raise ConfigError(f"{where}: url must be the project's base URL over https, like https://abcdefghijklmnop.supabase.co")
+    try:
+        port = url.port or 443
+    except ValueError:
+        raise ConfigError(f"{where}: url's port is not a TCP port (1-65535)") from None
+    ca = body.get("ca_file")
+    if ca is not None and (not isinstance(ca, str) or not Path(ca).is_file()):
+        raise ConfigError(f"{where}: ca_file {ca!r} is not a file")
+    key = env.get(body["anon_key_env"])
+    if key is None and need_secrets:
+        raise ConfigError(f"{where}: the environment variable {body['anon_key_env']} (anon_key_env) is not set")
+    return TargetRest(url.hostname, port, Secret(key or ""), ca)
 
 
 def _endpoint(where: str, name: str, body: Any, env: dict[str, str], need_secrets: bool) -> TargetEndpoint:
@@ -208,6 +253,25 @@ def run_schema(target: TargetFile, run_id: str, read_only: bool) -> Iterator[str
 
 
 @contextmanager
+def rest_table(target: TargetFile, run_id: str) -> Iterator[str]:
+    """The table the REST experiments write: the REST tier serves only its exposed schema (public on Supabase),
+    so it is `public.<the run's schema name>`, created for the run, readable and writable (payload only) by anon,
+    announced to PostgREST (`NOTIFY pgrst, 'reload schema'`), and dropped at the end."""
+    table = schema_for(run_id)
+    with _admin(target, "create the run's REST table") as conn:
+        conn.execute(TABLE_DDL.format(schema="public").replace("public.lab_items", f'public."{table}"'))
+        conn.execute(f'GRANT SELECT, INSERT (payload) ON public."{table}" TO anon')
+        conn.execute(f'GRANT USAGE ON SEQUENCE public."{table}_id_seq" TO anon')
+        conn.execute("NOTIFY pgrst, 'reload schema'")
+    try:
+        yield table
+    finally:
+        with _admin(target, f"drop the run's REST table public.{table} (`./pooler-lab target clean FILE` will)") as conn:
+            conn.execute(f'DROP TABLE IF EXISTS public."{table}"')
+            conn.execute("NOTIFY pgrst, 'reload schema'")
+
+
+@contextmanager
 def _admin(target: TargetFile, what: str) -> Iterator[psycopg.Connection]:
     """A connection to the target's home endpoint for the lab's housekeeping; a failure is one line (no DSN, no traceback)."""
     home = target.home()
@@ -235,7 +299,16 @@ def clean(target: TargetFile) -> list[str]:
         ).fetchall()
         for (schema,) in rows:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-    return [r[0] for r in rows]
+        tables = conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' "
+            "AND c.relkind = 'r' AND c.relname LIKE %s AND pg_get_userbyid(c.relowner) = current_user",
+            [SCHEMA_PREFIX.replace("_", r"\_") + "%"],
+        ).fetchall()
+        for (table,) in tables:
+            conn.execute(f'DROP TABLE public."{table}"')
+        if tables:
+            conn.execute("NOTIFY pgrst, 'reload schema'")
+    return [r[0] for r in rows] + [f"public.{t[0]}" for t in tables]
 
 
 # -- target check ----------------------------------------------------------------------
@@ -309,4 +382,26 @@ def check(target: TargetFile, rounds: int = 5) -> list[Check]:
         except psycopg.Error as exc:
             kind, state = failure_kind(exc)
             out.append(Check(name, False, f"{name}: {kind}: {_first_line(exc)}" + (f" [SQLSTATE {state}]" if state else ""), state))
+    if target.rest is not None:
+        out.append(_check_rest(target.rest, rounds))
     return out
+
+
+def _check_rest(rest: TargetRest, rounds: int) -> Check:
+    """The REST tier: the TLS version it negotiates and the round trip (a TCP handshake is one)."""
+    from lab.report.rtt_model import negotiated_tls
+
+    try:
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            socket.create_connection((rest.host, rest.port), timeout=10).close()
+            times.append((time.perf_counter() - t0) * 1000)
+        version = negotiated_tls(rest.host, rest.port, rest.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        kind = "TLS" if isinstance(exc, ssl.SSLError) else "DNS" if isinstance(exc, socket.gaierror) else \
+            "refused" if isinstance(exc, ConnectionRefusedError) else "connect"
+        return Check("rest", False, f"rest: {kind}: {exc}")
+    rtt = statistics.median(times)
+    return Check("rest", True, f"rest: ok: https://{rest.host}:{rest.port}/rest/v1/, TLS {version}, round trip {rtt:.2f} ms (TCP connect, "
+                               f"median of {rounds})", observed={"tls_version": version, "measured_rtt_ms": round(rtt, 3)})
