@@ -141,7 +141,7 @@ EXPERIMENTS: dict[str, Callable[[list[str], LabOptions], list[Cell]]] = {
 #: Scenarios that write nothing that outlives them (--read-only keeps only these).
 READ_ONLY_SCENARIOS = ("repeated-query", "wire-count", "loop-lag", *(f"state-{k}" for k in session_state.KINDS), *USER_KINDS)
 #: Connections a cell may hold at once on its endpoint; a target endpoint that allows fewer does not run it.
-CONNECTIONS = {"matrix": 5, "session-state": 5, "limits": burst.BURST}
+CONNECTIONS = {"matrix": 5, "tenant": 4, "session-state": 5, "limits": burst.BURST}
 
 
 def _on_target(cells: dict[str, list[Cell]], target: "TargetFile", opts: LabOptions) -> dict[str, list[Cell]]:

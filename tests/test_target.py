@@ -195,3 +195,21 @@ def test_the_rest_tier_and_the_network_model_on_a_target(topology, tmp_path: Pat
     with psycopg.connect(topology.endpoint("direct").dsn()) as conn:
         left = conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'pooler\\_lab\\_%'").fetchone()[0]
     assert left == 0, "the run's tables were dropped at the end"
+
+
+def test_a_target_never_gets_more_connections_than_it_allows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.options import LabOptions
+    from lab.plan import CONNECTIONS, Plan
+
+    monkeypatch.setenv("P", "x")
+    path = tmp_path / "t.toml"
+    path.write_text('name = "small"\n' + "".join(
+        f'[endpoints.{n}]\nurl = "postgresql://u.ref@h/db"\npassword_env = "P"\npooler = "{p}"\npool_mode = "{m}"\nmax_connections = {k}\n'
+        for n, p, m, k in (("direct", "none", "none", 2), ("transaction", "supavisor", "transaction", 5))))
+    plan = Plan.build(LabOptions(target=path))
+    for cell in plan.all():
+        limit = {"direct": 2, "transaction": 5}[cell.topology]
+        assert CONNECTIONS.get(cell.experiment, 1) <= limit, cell.id
+    assert not [c for c in plan.all() if c.topology == "direct" and c.experiment in ("matrix", "session-state")]
+    assert plan.of("tenant") and not plan.of("limits") and not plan.of("rest")
+    assert {c.case[0] for c in plan.of("network")} == {0.0}
