@@ -9,6 +9,7 @@ import markdown
 
 from lab.report.data import Rows, load_rows, versions_of
 from lab.report.matrix import matrix_markdown
+from lab.report.oncall import oncall_markdown
 from lab.report.network import network_markdown, plot_latency, plot_overhead, target_overhead_markdown, where_100_200_comes_from
 
 
@@ -27,6 +28,9 @@ def build_markdown(data: Rows, out_dir: Path) -> str:
         "",
         _covers(data),
         "",
+        oncall_markdown(data),
+        _load(data),
+        "",
     ]
     from lab.report.claims import claims_markdown, opening_markdown
 
@@ -36,7 +40,7 @@ def build_markdown(data: Rows, out_dir: Path) -> str:
     if rest:
         parts += ["## The REST tier (C7)", "", matrix_markdown(rest), "Versions: " + "; ".join(versions_of(rest)), ""]
     overhead_png = plot_overhead(network, out_dir / "rest-overhead.png") if network else None
-    latency_png = plot_latency(data.of("latency"), out_dir / "latency.png")
+    latency_png = plot_latency(data.of("latency"), out_dir / "latency.png", matrix)
     parts += ["## REST overhead vs network round-trip time (C8)", "", network_markdown(network, overhead_png)]
     if network:
         parts += ["Where 100–200 ms can come from, by this run's model:", "", where_100_200_comes_from(network)]
@@ -46,9 +50,34 @@ def build_markdown(data: Rows, out_dir: Path) -> str:
                   "Versions: " + "; ".join(versions_of(target_network)), ""]
     if latency_png:
         parts += ["## Insert latency by client and topology (RTT 0)", "", f"![latency]({latency_png.name})", "",
-                  "A missing bar is a configuration that fails through that topology (see the matrix): its latency is not measured. "
+                  "A hatched bar marked `fails` is a configuration that fails through that topology (see the matrix): its latency is not measured. "
                   "sqlalchemy-asyncpg-pgbouncer pays a new connection, with its SCRAM exchange, on every checkout (NullPool).", ""]
     return "\n".join(parts)
+
+
+STYLE = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1b1f24;max-width:1180px;margin:1.5em auto;padding:0 1.2em}
+h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.25em;margin-top:1.8em;border-bottom:2px solid #e4e7eb;padding-bottom:.2em}
+h3{font-size:1.05em;margin-top:1.2em}code{background:#f3f4f6;padding:0 .25em;border-radius:3px;font-size:.92em}
+h2:first-of-type+p+ul{background:#fff8e6;border-left:4px solid #d98e04;padding:.6em 1em .6em 2em}
+table{border-collapse:collapse;font-size:.86em;margin:.6em 0}td,th{border:1px solid #d6d9de;padding:3px 7px;vertical-align:top}
+th{background:#f3f4f6;text-align:left}img{max-width:100%}
+.k-ok{color:#11672b;background:#e3f5e8}.k-fail{color:#8b1a12;background:#fde7e4}.k-wrong{color:#6b3d00;background:#ffe9b8}
+.k-none{color:#777;background:#eee}.k-unexpected{outline:2px solid #c00}
+span[class^=k-]{padding:1px 5px;border-radius:3px;white-space:nowrap;cursor:help}
+@media print{body{max-width:none;font-size:11px}a{color:inherit}h2{break-after:avoid}table{break-inside:auto}}
+"""
+
+
+def _load(data: Rows) -> str:
+    """The machine's load while the rows were recorded: a busy machine makes latencies (not outcomes) less trustworthy."""
+    loads = [(float(r.host["load_1m"]), int(r.host.get("cpus") or 1)) for r in data.rows if r.host.get("load_1m") is not None]
+    if not loads:
+        return "_The rows do not record the machine's load (written by an older lab)._"
+    worst, cpus = max(loads)
+    busy = worst > 0.75 * cpus
+    return (f"Machine load while these rows were recorded: 1-minute load average up to {worst:.2f} on {cpus} cores"
+            + (" — **busy: treat latencies and the model comparison with care**." if busy else " (not busy)."))
 
 
 def _covers(data: Rows) -> str:
@@ -72,10 +101,6 @@ def write_report(sources: list[Path], out_dir: Path) -> tuple[Path, Path]:
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     md_path.write_text(md)
     body = markdown.markdown(md, extensions=["tables"])
-    html_path.write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>pooler-lab report</title>"
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:3px 6px}"
-        "img{max-width:100%}</style></head><body>" + body + "</body></html>"
-    )
+    html_path.write_text("<!doctype html><html><head><meta charset='utf-8'><title>pooler-lab report</title>"
+                         f"<style>{STYLE}</style></head><body>" + body + "</body></html>")
     return md_path, html_path

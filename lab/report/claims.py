@@ -67,6 +67,20 @@ def _is_tenant_error(r: Row) -> bool:
     return "tenant" in text and "not found" in text or "tenant identifier" in text
 
 
+def doc_name(url: str) -> str:
+    """A link's name a reader can scan: the site and the page (or repository and issue), not a number."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.netloc.removeprefix("www.").removeprefix("docs.")
+    path = [p for p in parts.path.split("/") if p]
+    if host == "github.com" and len(path) >= 2:
+        tail = f" #{path[3]}" if len(path) >= 4 and path[2] in ("issues", "pull") else f" {path[-1]}" if len(path) > 2 else ""
+        return f"{path[1]}{tail}"
+    page = (path[-1] if path else "").removesuffix(".html")
+    return f"{host.split('.')[0]} {page}{' #' + parts.fragment if parts.fragment else ''}".strip()
+
+
 def _docs(rows: list[Row]) -> list[str]:
     seen: dict[str, None] = {}
     for r in rows:
@@ -347,7 +361,7 @@ def _row_refs(rows: list[Row], limit: int = 6) -> str:
 def claims_markdown(data: Rows) -> str:
     out = ["| id | claim | verdict | what the rows show | rows | versions | docs |", "|---|---|---|---|---|---|---|"]
     for v in verdicts(data):
-        docs = " ".join(f"[{i + 1}]({d})" for i, d in enumerate(v.docs[:4])) or "—"
+        docs = ", ".join(f"[{doc_name(d)}]({d})" for d in v.docs[:4]) or "—"
         versions = "; ".join(versions_of(v.rows)[:8]) or "—"
         out.append(f"| {v.claim} | {CLAIMS[v.claim]} | **{v.verdict}** | {v.finding} | {_row_refs(v.rows)} | {versions} | {docs} |")
     return "\n".join(out)

@@ -42,7 +42,8 @@ class Row:
     measures: Measures | None = None  # the experiment's own measurements (lab.results.measures)
     selection: dict[str, list[str]] | None = None  # the names the run was narrowed to, if it was
     recorded_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    host: dict[str, str] = field(default_factory=lambda: {"python": platform.python_version(), "machine": platform.machine()})
+    host: dict[str, Any] = field(default_factory=lambda: {"python": platform.python_version(), "machine": platform.machine(),
+                                                          "load_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()})
     schema: int = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:

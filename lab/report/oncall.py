@@ -1,0 +1,115 @@
+"""The report's first lines, for the engineer on call: for every failure the rows show, symptom -> cause -> fix.
+
+Each line is computed from rows: the symptom is what the application saw (SQLSTATE and
+message), the cause is the first sentence of the expectation rule the cell was held to,
+and a fix is named only where a cell of the same run shows it working (its cell id is
+given). No fix that no cell tested.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from lab.report.data import Rows
+from lab.results.rows import Row
+
+#: failing configuration -> (the configuration that fixes it, what to change), in order of preference; the matrix runs each
+FIXES: dict[str, tuple[tuple[str, str], ...]] = {
+    "asyncpg-default": (("asyncpg-no-cache", "`statement_cache_size=0`"),),
+    "sqlalchemy-asyncpg-default": (("sqlalchemy-asyncpg-no-cache", "`?prepared_statement_cache_size=0` and `connect_args={'statement_cache_size': 0}`"),
+                                   ("sqlalchemy-asyncpg-pgbouncer", "NullPool with `prepared_statement_name_func`")),
+    "psycopg-async-default": (("psycopg-async-no-prepare", "`prepare_threshold=None`"),),
+    "psycopg-async-prepare-0": (("psycopg-async-no-prepare", "`prepare_threshold=None`"),),
+    "psycopg-sync": (("psycopg-sync-no-prepare", "`prepare_threshold=None`"),),
+    "psycopg-sync-prepare-0": (("psycopg-sync-no-prepare", "`prepare_threshold=None`"),),
+    "sqlalchemy-psycopg": (("sqlalchemy-psycopg-no-prepare", "`connect_args={'prepare_threshold': None}`"),),
+    "asyncpg-unique-names": (("asyncpg-no-cache", "`statement_cache_size=0` (unique names alone do not help)"),),
+    # the RCA's attempts: the same pool without the startup parameter the pooler refuses
+    "rca-attempt-1": (("asyncpg-no-cache", "drop `server_settings={'jit': 'off'}` (and, through the transaction pooler, "
+                                           "`statement_cache_size=0`)"),),
+    "rca-attempt-2": (("psycopg-async-no-prepare", "drop `kwargs={'options': '-c jit=off'}` (and, through the transaction "
+                                                   "pooler, `prepare_threshold=None`)"),),
+}
+
+
+@dataclass(frozen=True)
+class Line:
+    symptom: str
+    cause: str
+    fix: str
+    failing: tuple[str, ...]  # the cells that show the symptom
+
+
+def _symptom(r: Row) -> str:
+    o = r.outcome
+    if o.kind == "wrong-result":
+        return f"a wrong result, silently ({o.detail or 'the value another statement returned'})"
+    if o.kind == "timeout":
+        return "no answer within the cell's time limit"
+    where = f" at {o.phase}" if o.phase else ""
+    if o.detail and "PoolTimeout" in (o.error_class or ""):  # the pool's wrapper, and what it wrapped
+        return f"`{o.error_class}` (its cause: {o.detail.split(': ', 1)[-1][:120]}){where}"
+    return f"`{o.sqlstate or o.error_class} {(o.message or '')[:140]}`{where}"
+
+
+def _cause(r: Row) -> str:
+    reason = str((r.expected or {}).get("reason") or "")
+    return reason.split(". ")[0].rstrip(".") + "." if reason else "no rule explains it (an unexpected outcome)."
+
+
+def _ok_cells(rows: list[Row], client: str, topology: str) -> list[Row]:
+    return [r for r in rows if r.client["name"] == client and r.topology["name"] == topology and r.outcome.kind == "ok"]
+
+
+def lines(data: Rows) -> list[Line]:
+    matrix, tenant = data.of("matrix"), data.of("tenant")
+    out: list[Line] = []
+    # the tenant error: the user name, not the driver
+    refused = [r for r in tenant if r.outcome.kind == "error" and r.scenario != "tenant-right-user"]
+    working = [r for r in tenant if r.scenario == "tenant-right-user" and r.outcome.kind == "ok"]
+    if refused:
+        fix = (f"connect as `<role>.<project-ref>`, the pooler's user name format: with it, `{working[0].client['name']}` works "
+               f"(cell {working[0].cell})") if working else "connect as `<role>.<project-ref>` (no cell here shows it working)"
+        out.append(Line(_symptom(refused[0]), _cause(refused[0]), fix, tuple(r.cell for r in refused)))
+    # the matrix's failures, grouped by what the application saw
+    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for r in matrix:
+        if r.outcome.kind != "ok":
+            key = r.outcome.sqlstate or r.outcome.error_class or r.outcome.kind
+            groups[(r.outcome.kind, key)].append(r)
+    for (_, _), rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        fixes = []
+        for client in dict.fromkeys(r.client["name"] for r in rows):
+            topologies = {r.topology["name"] for r in rows if r.client["name"] == client}
+            for fix, how in FIXES.get(client, ()):
+                backing = [c for t in sorted(topologies) for c in _ok_cells(matrix, fix, t)]
+                if backing and len({c.topology["name"] for c in backing}) == len(topologies):
+                    fixes.append(f"{client}: {how} (`{fix}` passes there: {backing[0].cell}"
+                                 + (f" and {len(backing) - 1} more cells" if len(backing) > 1 else "") + ")")
+                    break
+        session = [r for r in matrix if r.topology.get("pool_mode") == "session" and r.client["name"] in {x.client["name"] for x in rows}
+                   and r.outcome.kind == "ok"]
+        fix = "; ".join(fixes) or "no configuration of this run fixes it"
+        if session and not rows[0].client["name"].startswith("rca"):
+            fix += f"; or the session pooler ({len(session)} cells of the same clients pass there)"
+        out.append(Line(_symptom(rows[0]), _cause(rows[0]), fix, tuple(r.cell for r in rows)))
+    # a pool exhausted by a burst
+    pool_only = [r for r in data.of("limits") if r.client["name"] == "pool-only" and r.outcome.kind != "ok"]
+    hybrid = [r for r in data.of("limits") if r.client["name"] == "rca-hybrid" and r.outcome.kind == "ok"]
+    if pool_only:
+        fix = (f"a REST fallback when the pool is exhausted completed every insert (cell {hybrid[0].cell}), or a larger pool"
+               if hybrid else "a larger pool (no cell here shows a fallback working)")
+        out.append(Line(_symptom(pool_only[0]), _cause(pool_only[0]), fix, tuple(r.cell for r in pool_only)))
+    return out
+
+
+def oncall_markdown(data: Rows) -> str:
+    found = lines(data)
+    if not found:
+        return "## What broke, why, and what to change\n\nNo cell of these rows failed.\n"
+    out = ["## What broke, why, and what to change", "",
+           "One line per failure these rows show: what the application saw → why → what fixes it, with the cell that shows the fix working.", ""]
+    for line in found:
+        out.append(f"- **{line.symptom}** ({len(line.failing)} cells) → {line.cause} → **Fix:** {line.fix}.")
+    return "\n".join(out) + "\n"
