@@ -99,6 +99,8 @@ def network_markdown(rows: list[Row], plot: Path | None) -> str:
     ]
     for p in points:
         diff = f"{p.error:+.0%}" if p.error is not None else "—"
+        if p.error is not None and abs(p.error) > 0.10:
+            diff += " ⚠ model and measurement differ by more than 10%"
         pred = f"{p.predicted_ms:.1f}" if p.predicted_ms is not None else "—"
         med = typical.get((p.client, p.tls, p.rtt_ms))
         out.append(f"| {p.client} | {'on' if p.tls else 'off'} | {p.rtt_ms:g} | {p.rest_ms:.1f} | {p.direct_ms:.1f} | {p.measured_ms:.1f} | {pred} | {diff} | "
