@@ -23,10 +23,14 @@ class AsyncpgClient(Client):
             self.dsn, min_size=self.size, max_size=self.size, timeout=self.timeout, **self.connect_kwargs
         )
 
+    async def _run(self, conn: Any, query: str, args: list[Any]) -> Rows:
+        """One statement on one connection, as this configuration sends it."""
+        return [tuple(r) for r in await conn.fetch(query, *args)]
+
     async def fetch(self, sql: str, params: dict[str, Any]) -> Rows:
         query, args = to_dollar(sql, params)
         async with self.pool.acquire() as conn:
-            return [tuple(r) for r in await conn.fetch(query, *args)]
+            return await self._run(conn, query, args)
 
     async def transaction(self, steps: Sequence[Step]) -> list[Rows]:
         results: list[Rows] = []
@@ -36,7 +40,7 @@ class AsyncpgClient(Client):
             try:
                 for step in steps:
                     query, args = to_dollar(*step(results))
-                    results.append([tuple(r) for r in await conn.fetch(query, *args)])
+                    results.append(await self._run(conn, query, args))
             except BaseException:
                 await tx.rollback()
                 raise
@@ -62,25 +66,6 @@ class AsyncpgUniqueNamesClient(AsyncpgClient):
     name = "asyncpg-unique-names"
     description = "asyncpg.create_pool, every query prepared as conn.prepare(sql, name=<uuid>) and then run, no SQLAlchemy"
 
-    async def fetch(self, sql: str, params: dict[str, Any]) -> Rows:
-        query, args = to_dollar(sql, params)
-        async with self.pool.acquire() as conn:
-            stmt = await conn.prepare(query, name=f"__lab_{uuid4().hex}__")
-            return [tuple(r) for r in await stmt.fetch(*args)]
-
-    async def transaction(self, steps: Sequence[Step]) -> list[Rows]:
-        results: list[Rows] = []
-        async with self.pool.acquire() as conn:
-            tx = conn.transaction()
-            await tx.start()
-            try:
-                for step in steps:
-                    query, args = to_dollar(*step(results))
-                    stmt = await conn.prepare(query, name=f"__lab_{uuid4().hex}__")
-                    results.append([tuple(r) for r in await stmt.fetch(*args)])
-            except BaseException:
-                await tx.rollback()
-                raise
-            with in_phase("commit"):
-                await tx.commit()
-        return results
+    async def _run(self, conn: Any, query: str, args: list[Any]) -> Rows:
+        stmt = await conn.prepare(query, name=f"__lab_{uuid4().hex}__")
+        return [tuple(r) for r in await stmt.fetch(*args)]
