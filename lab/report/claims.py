@@ -128,8 +128,12 @@ def c2(data: Rows) -> Verdict:
     lost = [r for r in rows if r.measures.state == "lost"]
     moved = [r for r in rows if not r.measures.same_backend]
     kinds = ", ".join(f"{r.scenario.removeprefix('state-')}: {r.measures.state}" for r in rows)
+    kept = [r.scenario.removeprefix("state-") for r in rows if r.measures.state == "kept"]
     verdict = HOLDS if len(lost) == len(rows) else CONDITIONAL
-    return Verdict("C2", verdict, f"Through the transaction pooler, with the later transaction on another backend ({len(moved)}/{len(rows)} cells): {kinds}.", rows, _docs(rows))
+    extra = (f" It does keep what it tracks: {', '.join(kept)} (parameters the server reports, which the pooler sets again on the "
+             "next server connection); everything else set on a connection is lost or leaks to other clients.") if kept else ""
+    return Verdict("C2", verdict, f"Through the transaction pooler, with the later transaction on another backend ({len(moved)}/{len(rows)} cells): "
+                   f"{kinds}.{extra}", rows, _docs(rows))
 
 
 def c3(data: Rows) -> Verdict:

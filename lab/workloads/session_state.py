@@ -54,6 +54,14 @@ def _check_lock(conn: psycopg.Connection) -> tuple[bool, str]:
     return value == 1, f"{value} advisory lock(s) held by this backend"
 
 
+def _check_shown(parameter: str, want: str) -> Callable[[psycopg.Connection], tuple[bool, str]]:
+    def check(conn: psycopg.Connection) -> tuple[bool, str]:
+        value = conn.execute(f"SHOW {parameter}").fetchone()[0]
+        return value == want, f"{parameter} = {value}"
+
+    return check
+
+
 KINDS = {
     k.name: k
     for k in (
@@ -62,6 +70,11 @@ KINDS = {
         StateKind("temp-table", "CREATE TEMP TABLE lab_state_tmp (x int); INSERT INTO lab_state_tmp VALUES (1)", _check_temp),
         StateKind("advisory-lock", "SELECT pg_advisory_lock(4242)", _check_lock),
         StateKind("listen-notify", "LISTEN lab_state_chan", lambda conn: (False, "")),  # checked by delivery, below
+        # parameters the server reports (ParameterStatus) and a pooler may track and restore on the next server
+        # connection, beside statement_timeout ("set"), which it does not
+        StateKind("timezone", "SET TimeZone = 'Asia/Tokyo'", _check_shown("TimeZone", "Asia/Tokyo")),
+        StateKind("application-name", "SET application_name = 'lab-state-probe'", _check_shown("application_name", "lab-state-probe")),
+        StateKind("datestyle", "SET DateStyle = 'SQL, DMY'", _check_shown("DateStyle", "SQL, DMY")),
     )
 }
 
