@@ -16,6 +16,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports. Each socket stays bound until all are picked: asked one at
+    a time, the kernel may hand the same just-released port out twice, and two services of
+    one run then race for it (seen: the REST stand-in's probe answered by a PgBouncer)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(s)
+            s.bind((HOST, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def ensure_free(port: int, what: str) -> None:
     """Fail with a message naming the port and its would-be owner, before a server fails obscurely."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

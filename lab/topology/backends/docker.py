@@ -22,7 +22,7 @@ from lab.paths import COMPOSE_DIR
 from lab.topology.compose import ENV_FILE, COMPOSE_FILE, load
 from lab.topology.render import Credentials, Placement, api_keys, render, write_compose_secrets
 from lab.errors import MissingDependency
-from lab.topology.ports import HOST, free_port
+from lab.topology.ports import HOST, free_ports
 from lab.topology.runstate import RunState
 from lab.topology.services import endpoint_facts, pgbouncer_version, server_version
 from lab.topology.backends import Backend
@@ -121,7 +121,8 @@ class DockerBackend(Backend):
         rendered = state.directory / "config"
         render(topo, Placement.docker(topo), creds, rendered)
         secrets = write_compose_secrets(creds, rendered)
-        host_ports = {var: free_port() for svc in topo.services for var in PORT_VARIABLES.get(svc, [])}
+        variables = [var for svc in topo.services for var in PORT_VARIABLES.get(svc, [])]
+        host_ports = dict(zip(variables, free_ports(len(variables))))
         with open(secrets, "a") as f:
             f.writelines(f"{var}={port}\n" for var, port in host_ports.items())
         project = f"pooler-lab-{state.run_id}".lower()

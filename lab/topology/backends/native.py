@@ -11,6 +11,7 @@ service whose binary no registry here provides (PostgREST) runs the module its
 from __future__ import annotations
 
 import glob
+import http.client
 import os
 import re
 import shlex
@@ -30,7 +31,7 @@ from lab.paths import COMPOSE_DIR, write_private
 from lab.topology.compose import ComposeTopology, Service, load
 from lab.topology.render import Credentials, Placement, api_keys, render
 from lab.errors import MissingDependency, StartupError
-from lab.topology.ports import HOST, ensure_free, free_port
+from lab.topology.ports import HOST, ensure_free, free_ports
 from lab.topology.processes import RunAs, Server, give_to, run, run_as, run_as_self
 from lab.topology.runstate import RunState
 from lab.topology.services import endpoint_facts, server_version
@@ -92,7 +93,9 @@ def wait_ready(server: Server, probe: Callable[[], object], what: str, timeout: 
             raise StartupError(f"{what} exited during start-up (code {server.popen.returncode}); its log ends:\n{server.log_tail()}")
         try:
             return probe()
-        except (psycopg.Error, OSError, urllib.error.URLError) as exc:
+        # HTTPException: something else answered on the port (another process won it);
+        # keep polling, so that our server's own exit and log become the error.
+        except (psycopg.Error, OSError, urllib.error.URLError, http.client.HTTPException) as exc:
             last = exc
             time.sleep(0.1)
     raise StartupError(f"{what} not ready after {timeout:.0f}s (last error: {last}); its log ends:\n{server.log_tail()}")
@@ -243,9 +246,11 @@ class NativeBackend(Backend):
         return binary
 
     def _ports(self, topo: ComposeTopology) -> tuple[dict[str, int], dict[str, int]]:
-        tls_ports = {s.name: free_port() for s in topo.services.values() if len(s.container_ports) > 1}
+        tls_names = [s.name for s in topo.services.values() if len(s.container_ports) > 1]
+        picked = iter(free_ports(len(tls_names) + len(topo.services)))
+        tls_ports = {name: next(picked) for name in tls_names}
         if not self.fixed_ports:
-            return {name: free_port() for name in topo.services}, tls_ports
+            return {name: next(picked) for name in topo.services}, tls_ports
         fixed = {
             "direct": int(topo.settings["LAB_DIRECT_PORT"]),
             "pgbouncer-transaction": int(topo.settings["LAB_TRANSACTION_PORT"]),
@@ -253,7 +258,7 @@ class NativeBackend(Backend):
         }
         ports = {}
         for svc in topo.services.values():
-            port = fixed.get(svc.topology) or free_port()
+            port = fixed.get(svc.topology) or next(picked)
             ensure_free(port, f"{svc.name} ({svc.topology})")
             ports[svc.name] = port
         return ports, tls_ports
