@@ -21,7 +21,7 @@ from lab.errors import LabError, UnknownName
 from lab.options import LabOptions
 from lab.proxies.tenant import ROUTES, USER_KINDS
 from lab.topology.compose import load
-from lab.workloads import burst, loop_lag, session_state
+from lab.workloads import apps, burst, loop_lag, session_state
 from lab.workloads.scenarios import SCENARIOS
 
 if TYPE_CHECKING:
@@ -62,6 +62,12 @@ def _matrix(topologies: list[str], opts: LabOptions) -> list[Cell]:
         for client in CLIENTS.values()
         if client.workloads is None or scenario.name in client.workloads
     ]
+
+
+def _apps(topologies: list[str], opts: LabOptions) -> list[Cell]:
+    """Every client configuration that runs the workloads, as two application processes: at once, and one after the other."""
+    return [Cell("apps", client, t, mode, case=at_once)
+            for mode, at_once in apps.MODES.items() for t in topologies for client in CLIENTS.values() if client.workloads is None]
 
 
 def _latency(topologies: list[str], opts: LabOptions) -> list[Cell]:
@@ -127,6 +133,7 @@ def _network(topologies: list[str], opts: LabOptions) -> list[Cell]:
 
 EXPERIMENTS: dict[str, Callable[[list[str], LabOptions], list[Cell]]] = {
     "matrix": _matrix,
+    "apps": _apps,
     "latency": _latency,
     "tenant": _tenant,
     "wire": _wire,
@@ -139,9 +146,9 @@ EXPERIMENTS: dict[str, Callable[[list[str], LabOptions], list[Cell]]] = {
 
 
 #: Scenarios that write nothing that outlives them (--read-only keeps only these).
-READ_ONLY_SCENARIOS = ("repeated-query", "wire-count", "loop-lag", *(f"state-{k}" for k in session_state.KINDS), *USER_KINDS)
+READ_ONLY_SCENARIOS = ("repeated-query", *apps.MODES, "wire-count", "loop-lag", *(f"state-{k}" for k in session_state.KINDS), *USER_KINDS)
 #: Connections a cell may hold at once on its endpoint; a target endpoint that allows fewer does not run it.
-CONNECTIONS = {"matrix": 5, "tenant": 4, "session-state": 5, "limits": burst.BURST}
+CONNECTIONS = {"matrix": 5, "apps": apps.APPS * apps.POOL_SIZE, "tenant": 4, "session-state": 5, "limits": burst.BURST}
 
 
 def _on_target(cells: dict[str, list[Cell]], target: "TargetFile", opts: LabOptions) -> dict[str, list[Cell]]:

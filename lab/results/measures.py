@@ -126,10 +126,22 @@ class NetworkMeasures(Measures):
     path: str  # "rest" | "pg"
 
 
+@dataclass(frozen=True)
+class AppsMeasures(Measures):
+    experiment = "apps"
+    processes: int
+    at_once: bool  # True: started together, pools open before any works; False: each after the previous exited
+    failed_app: int | None  # 1-based, in start order; None when every process passed
+    apps: list[dict[str, Any]]  # per process: app, pid, ops_done, outcome
+    workers_per_app: int
+    ops_per_worker: int
+    client_pool_size: int
+
+
 BY_EXPERIMENT: dict[str, type[Measures]] = {
     cls.experiment: cls
     for cls in (MatrixMeasures, TenantMeasures, WireMeasures, StateMeasures, BurstMeasures, LoopLagMeasures, RestMeasures,
-                LatencyMeasures, NetworkMeasures)
+                LatencyMeasures, NetworkMeasures, AppsMeasures)
 }
 
 

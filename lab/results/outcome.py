@@ -29,13 +29,15 @@ class Outcome:
     phase: Phase | None = None
     iteration: int | None = None  # 0-based repeat of the scenario in which it happened
     detail: str | None = None  # the underlying cause when a wrapper hid it, or what was wrong
+    expected: str | None = None  # wrong-result: what the query had to return (repr) ...
+    received: str | None = None  # ... and what came back instead
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Outcome":
-        return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     def summary(self) -> str:
         if self.kind != "error":
@@ -69,7 +71,12 @@ def in_phase(phase: Phase) -> Iterator[None]:
 
 
 class WrongResult(Exception):
-    """A query returned, but not what it must have returned."""
+    """A query returned, but not what it must have returned: `what` was asked, `got` came back
+    instead of `want`. Both values go into the row, so a reader sees whose answer arrived."""
+
+    def __init__(self, what: str, got: object = None, want: object = None) -> None:
+        super().__init__(what if got is None and want is None else f"{what}: got {got!r}, expected {want!r}")
+        self.what, self.got, self.want = what, got, want
 
 
 def _qualname(exc: BaseException) -> str:
@@ -111,7 +118,9 @@ def classify(exc: BaseException, phase: Phase | None = None, iteration: int | No
     while isinstance(exc, PhaseError):  # the innermost mark is the most precise; the lab's wrapper is never the error
         phase, exc = exc.phase, exc.cause
     if isinstance(exc, WrongResult):
-        return Outcome("wrong-result", phase=phase, iteration=iteration, detail=first_line(str(exc)))
+        shown = exc.got is not None or exc.want is not None
+        return Outcome("wrong-result", phase=phase, iteration=iteration, detail=first_line(str(exc)),
+                       expected=repr(exc.want) if shown else None, received=repr(exc.got) if shown else None)
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and not _sqlstate(exc):
         return Outcome("timeout", phase=phase, iteration=iteration, detail=first_line(str(exc)) or None)
     chain = _chain(exc)

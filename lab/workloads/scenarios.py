@@ -33,21 +33,31 @@ class Scenario:
 
 def _expect(what: str, got: object, want: object) -> None:
     if got != want:
-        raise WrongResult(f"{what}: got {got!r}, expected {want!r}")
+        raise WrongResult(what, got, want)
+
+
+# In repeated-query and transaction each worker sends SQL text of its own (its number is a constant and an alias in the
+# statement), and the answer carries that number back. A statement that a pooler runs on
+# a server connection where another client prepared a statement of the same name but
+# with another worker's text then returns an answer that is plausible but wrong, which a
+# shared SQL text would hide.
 
 
 async def repeated_query(client: Client, worker: int, op: int) -> None:
     n = worker * 1000 + op
-    rows = await client.fetch("SELECT CAST(:n AS integer) * 2 AS doubled", {"n": n})
-    _expect("SELECT n * 2", rows, [(2 * n,)])
+    rows = await client.fetch(f"SELECT CAST(:n AS integer) * 2 + {worker} AS doubled_w{worker}", {"n": n})
+    _expect(f"worker {worker}'s SELECT n * 2 + {worker}", rows, [(2 * n + worker,)])
 
 
 async def insert_returning(client: Client, worker: int, op: int) -> None:
+    # The RCA's insert: one SQL text that every worker sends, as an application's hot
+    # statement is (psycopg prepares it after 5 executions on a connection; a text per
+    # worker would keep it under that threshold and hide the failure).
     payload = f"insert-w{worker}-op{op}"
     rows = await client.fetch(f"INSERT INTO {TABLE.get()} (payload) VALUES (:payload) RETURNING id, payload", {"payload": payload})
     if len(rows) != 1 or not isinstance(rows[0][0], int):
-        raise WrongResult(f"INSERT ... RETURNING: got {rows!r}, expected one row with an integer id")
-    _expect("returned payload", rows[0][1], payload)
+        raise WrongResult(f"worker {worker}'s INSERT ... RETURNING", rows, "one row with an integer id")
+    _expect(f"worker {worker}'s returned payload", rows[0][1], payload)
 
 
 async def transaction(client: Client, worker: int, op: int) -> None:
@@ -61,7 +71,7 @@ async def transaction(client: Client, worker: int, op: int) -> None:
         return f"UPDATE {table} SET payload = :payload WHERE id = :id RETURNING id", {"payload": payload + "-updated", "id": done[0][0][0]}
 
     def read_back(done: list[Rows]) -> tuple[str, dict]:
-        return f"SELECT payload, txid_current() = txid_current() FROM {table} WHERE id = :id", {"id": done[0][0][0]}
+        return f"SELECT payload AS payload_w{worker}, txid_current() = txid_current() FROM {table} WHERE id = :id", {"id": done[0][0][0]}
 
     results = await client.transaction([insert, update, read_back])
     _expect("UPDATE in the same transaction", results[1], [(results[0][0][0],)])
@@ -73,11 +83,11 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario(
             "repeated-query",
-            "SELECT CAST($n AS integer) * 2, 4 workers x 15 on a pool of 4: each connection reuses the statement",
+            "SELECT CAST($n AS integer) * 2 + w, each worker w its own SQL text, 4 workers x 15 on a pool of 4: each connection reuses the statement",
             repeated_query,
             ops_per_worker=15,
         ),
-        Scenario("insert-returning", "INSERT ... RETURNING id, payload, 4 workers x 10", insert_returning, ops_per_worker=10),
+        Scenario("insert-returning", "INSERT ... RETURNING id, payload, one SQL text for all workers, 4 workers x 10", insert_returning, ops_per_worker=10),
         Scenario("transaction", "INSERT, UPDATE, SELECT in one transaction, 4 workers x 16", transaction, ops_per_worker=16),
     )
 }

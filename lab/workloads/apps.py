@@ -1,0 +1,203 @@
+"""Applications in separate OS processes sharing one topology: a second instance at once, or the
+same application restarted (process 1 runs and exits, then process 2 starts).
+
+In one process, whatever a driver keeps per process is shared by every client
+connection: asyncpg names its prepared statements from one process-wide counter
+(`_uid` in asyncpg/connection.py, `__asyncpg_stmt_N__`), so two connections of one
+process never pick the same name. A second process starts that counter again, and
+through a transaction pooler its statements meet the first process's on the same
+server connections. Every process here starts from a fork server that has imported
+the drivers but never used them, so its driver state is a fresh process's, and a cell
+costs milliseconds of start-up instead of a Python start.
+
+Each application runs `repeated-query` with SQL text of its own (its number is part of
+the statement's constant), so a statement run under another process's name shows as a
+wrong answer, not a plausible one. Each cell starts on fresh server connections (the
+test ends the application user's server backends first): what a cell shows comes from
+its own two processes, not from the cells before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import psycopg
+
+from lab.clients import CLIENTS
+from lab.clients.base import Client
+from lab.results.outcome import Outcome
+from lab.workloads.harness import run_cell
+from lab.workloads.scenarios import Scenario, repeated_query
+
+#: scenario name -> whether the processes live at the same time
+MODES: dict[str, bool] = {"apps-at-once": True, "app-restart": False}
+APPS = 2
+#: each application is a lone client: one connection, one worker. Through a transaction pooler a lone
+#: client keeps getting the same server connection (PgBouncer reuses idle ones last-in, first-out), so
+#: whatever fails here fails because of the other process, not because of its own pool.
+WORKERS = 1
+POOL_SIZE = 1
+#: psycopg prepares a statement at its 5th execution: 6 operations reach it
+OPS_PER_WORKER = 6
+#: how long a process waits for its turn before it goes on alone (the other one is stuck or gone)
+TURN_WAIT_S = 5.0
+
+
+@dataclass(frozen=True)
+class AppResult:
+    app: int  # 1-based, in start order
+    pid: int
+    outcome: Outcome
+    ops_done: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"app": self.app, "pid": self.pid, "ops_done": self.ops_done, "outcome": self.outcome.summary()}
+
+
+class Turns:
+    """Processes that run at once take turns, one whole step each (opening the pool, then each operation):
+    app 1's, app 2's, app 1's next... Their statements then meet on the same server connection in the same order on every run, on a
+    quiet machine or a busy one; left to the scheduler, which process prepares a name first changes from run
+    to run, and so does the outcome. A process that ends (passed or failed) stops taking part."""
+
+    def __init__(self, ctx: multiprocessing.context.BaseContext, n: int) -> None:
+        self.n = n
+        self.mine = [ctx.Semaphore(1 if i == 0 else 0) for i in range(n)]
+        self.done = ctx.Array("b", n)
+
+    def _next(self, i: int) -> int:
+        return (i + 1) % self.n
+
+    def wait(self, i: int) -> None:
+        if not self.done[self._next(i)]:
+            self.mine[i].acquire(timeout=TURN_WAIT_S)
+
+    def pass_on(self, i: int) -> None:
+        self.mine[self._next(i)].release()
+
+    def finish(self, i: int) -> None:
+        self.done[i] = 1
+        self.pass_on(i)
+
+
+def _app_main(client_name: str, dsn: str, app: int, turns: Turns | None, timeout: float, out: Connection) -> None:
+    """The child: one application process, its own pool, its own SQL, one outcome sent back."""
+    client_cls = CLIENTS[client_name]
+    me = app - 1
+
+    async def operation(client: Client, worker: int, op: int) -> None:
+        if turns is not None:
+            await asyncio.to_thread(turns.wait, me)
+        try:
+            await repeated_query(client, app * 10 + worker, op)  # app 1: worker 10's SQL; app 2: worker 20's
+        finally:
+            if turns is not None:
+                turns.pass_on(me)
+
+    class InTurn(client_cls):  # type: ignore[misc, valid-type]
+        """Opening takes a turn too: drivers run statements of their own at connect (SQLAlchemy's dialects do)."""
+
+        async def open(self) -> None:
+            if turns is not None:
+                await asyncio.to_thread(turns.wait, me)
+            try:
+                await super().open()
+            finally:
+                if turns is not None:
+                    turns.pass_on(me)
+
+    scenario = Scenario(f"app-{app}", "repeated-query with SQL of this process's own", operation, WORKERS, OPS_PER_WORKER)
+    try:
+        result = asyncio.run(run_cell(lambda: InTurn(dsn, POOL_SIZE, timeout=max(0.5, timeout / 3)), scenario, 1, timeout))
+    finally:
+        if turns is not None:
+            turns.finish(me)
+    out.send((result.outcome.to_dict(), len(result.latencies_s)))
+    out.close()
+
+
+_context: multiprocessing.context.ForkServerContext | None = None
+
+
+def _ctx() -> multiprocessing.context.ForkServerContext:
+    global _context
+    if _context is None:
+        _context = multiprocessing.get_context("forkserver")
+        _context.set_forkserver_preload(["lab.workloads.apps"])
+    return _context
+
+
+class _App:
+    """One application process, started from the fork server."""
+
+    def __init__(self, client: str, dsn: str, app: int, turns: Turns | None, timeout: float) -> None:
+        ctx = _ctx()
+        self.app, self.timeout = app, timeout
+        self.receive, send = ctx.Pipe(duplex=False)
+        # the DSN travels through the fork server's socket, never through argv (which `ps` shows)
+        self.process = ctx.Process(target=_app_main, args=(client, dsn, app, turns, timeout, send), name=f"pooler-lab-app-{app}",
+                                   daemon=True)
+        self.process.start()
+        send.close()
+
+    def result(self) -> AppResult:
+        pid = self.process.pid or 0
+        try:
+            if self.receive.poll(self.timeout + TURN_WAIT_S + 5):
+                outcome, ops = self.receive.recv()
+                return AppResult(self.app, pid, Outcome.from_dict(outcome), ops)
+            return AppResult(self.app, pid, Outcome("timeout", detail=f"process {self.app} sent no outcome"), 0)
+        except EOFError:
+            self.process.join(5)
+            return AppResult(self.app, pid, Outcome("error", error_class="ProcessExit",
+                                                    message=f"process {self.app} exited with code {self.process.exitcode} "
+                                                            "before it sent an outcome"), 0)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        self.process.join(2)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(2)
+        self.receive.close()
+
+
+def run_apps(client: str, dsn: str, at_once: bool, timeout: float) -> list[AppResult]:
+    """APPS processes of one client configuration against `dsn`: alive together and taking turns, or each
+    started after the previous one exited. One result per process, in start order."""
+    if at_once:
+        turns = Turns(_ctx(), APPS)
+        apps = [_App(client, dsn, i + 1, turns, timeout) for i in range(APPS)]
+        try:
+            return [a.result() for a in apps]
+        finally:
+            for a in apps:
+                a.stop()
+    return [_App(client, dsn, i + 1, None, timeout).result() for i in range(APPS)]
+
+
+def fresh_server_connections(admin_dsn: str, user: str, wait_s: float = 5.0) -> int:
+    """End every server backend of `user`, so the poolers open new ones: a cell then starts with no prepared
+    statement that an earlier cell left on a server connection. The number ended."""
+    with psycopg.connect(admin_dsn, autocommit=True, prepare_threshold=None) as conn:
+        ended = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s", [user]).fetchone()
+        deadline = time.monotonic() + wait_s
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", [user]).fetchone()[0]:  # type: ignore[index]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"backends of {user} still there {wait_s:g}s after pg_terminate_backend")
+            time.sleep(0.01)
+    return int(ended[0]) if ended else 0
+
+
+def outcome_of(results: list[AppResult]) -> tuple[Outcome, int | None]:
+    """The cell's outcome: the first process (in start order) that failed, and which one; ok if none did."""
+    for r in results:
+        if r.outcome.kind != "ok":
+            return r.outcome, r.app
+    return results[0].outcome, None
