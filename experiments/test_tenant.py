@@ -8,10 +8,13 @@ transaction mode, and at which phase each appears.
 
 from __future__ import annotations
 
+import asyncio
+import warnings
 from collections.abc import Iterator
 
 import pytest
 
+from lab.clients.base import Client
 from lab.options import LabOptions
 from lab.plan import Cell
 from lab.proxies.tenant import ROUTES, TENANT, TenantRouter, tenant_user
@@ -25,24 +28,46 @@ WORKLOAD = SCENARIOS["repeated-query"]
 
 
 @pytest.fixture(scope="session")
-def tenant_routers(lab_topology: Topology, lab_options: LabOptions) -> Iterator[dict[str, Endpoint]]:
+def tenant_routers(lab_topology: Topology, lab_options: LabOptions) -> Iterator[dict[str, tuple[Endpoint, TenantRouter | None]]]:
     """Locally, one router of the lab's per pooler, each an endpoint of its own: the pooler's, on the router's
     port. On a target, its own Supavisor endpoints are the routers."""
     if lab_options.target is not None:
-        yield dict(lab_topology.endpoints)
+        yield {name: (e, None) for name, e in lab_topology.endpoints.items()}
         return
-    with TenantRouter.in_front_of(lab_topology, ROUTES, TENANT) as endpoints:
-        yield endpoints
+    with TenantRouter.in_front_of(lab_topology, ROUTES, TENANT) as routed:
+        yield routed
 
 
 @pytest.mark.experiment("tenant")
-def test_tenant(cell: Cell, tenant_routers: dict[str, Endpoint], lab_options: LabOptions, record: Recorder) -> None:
-    router = tenant_routers[cell.topology]
+def test_tenant(cell: Cell, tenant_routers: dict[str, tuple[Endpoint, TenantRouter | None]], lab_options: LabOptions,
+                record: Recorder) -> None:
+    router, proxy = tenant_routers[cell.topology]
     user = tenant_user(router.user, router.facts.get("tenant"), cell.case)
     # wrong tenants fail at connect; a short limit keeps psycopg_pool from waiting out its retries. The right
     # user gets the matrix's limit (NullPool logs in through the router for every operation, slow on a busy
     # machine), and held cells repeat like the matrix's, so no outcome hangs on one lucky assignment.
     timeout = lab_options.cell_timeout if cell.case == "tenant-right-user" else min(2.0, lab_options.cell_timeout)
+    seen = len(proxy.dropped) if proxy else 0
     result = run_cell_sync(cell.client, router.dsn(user=user), WORKLOAD, repeats=lab_options.repeats, timeout=timeout)
-    record(result.outcome, TenantMeasures(user=user, workload=WORKLOAD.name, cell_timeout_s=timeout), result.latencies_s,
-           facts=router.facts)
+    dropped = sorted({p for d in proxy.dropped[seen:] for p in d}) if proxy else None
+    jit = _server_setting(cell.client, router.dsn(user=user), "jit") if cell.client.name.startswith("rca") else None
+    record(result.outcome, TenantMeasures(user=user, workload=WORKLOAD.name, cell_timeout_s=timeout, server_jit=jit,
+                                          dropped_startup_parameters=dropped), result.latencies_s, facts=router.facts)
+
+
+def _server_setting(client_cls: type[Client], dsn: str, name: str) -> str | None:
+    """What the server says a setting is, asked through a pool built as the configuration builds it (the RCA's
+    attempts ask for jit=off); None if that pool cannot connect or answer."""
+    async def ask() -> str | None:
+        client = client_cls(dsn, 1, timeout=2.0)
+        try:
+            await client.open()
+            return str((await client.fetch(f"SHOW {name}", {}))[0][0])
+        except Exception:  # noqa: BLE001 - a pool that cannot connect has no setting to report; the cell's outcome says why
+            return None
+        finally:
+            await client.close()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return asyncio.run(ask())

@@ -19,7 +19,7 @@ from lab.paths import RESULTS_DIR
 
 DEFAULT_CELL_TIMEOUT = 10.0
 DEFAULT_REPEATS = 2
-DEFAULT_RTTS = (0.0, 5.0, 20.0, 50.0)
+DEFAULT_RTTS = (0.0, 50.0)
 BACKENDS = ("auto", "native", "docker", "attach")
 NETWORK_MODES = ("reference", "all", "none")
 SSLMODES = ("disable", "require", "verify-full")

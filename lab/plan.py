@@ -66,8 +66,8 @@ def _matrix(topologies: list[str], opts: LabOptions) -> list[Cell]:
 
 def _apps(topologies: list[str], opts: LabOptions) -> list[Cell]:
     """Every client configuration that runs the workloads, as two application processes: at once, and one after the other."""
-    return [Cell("apps", client, t, mode, case=at_once)
-            for mode, at_once in apps.MODES.items() for t in topologies for client in CLIENTS.values() if client.workloads is None]
+    return [Cell("apps", client, t, name, case=mode)
+            for name, mode in apps.MODES.items() for t in topologies for client in CLIENTS.values() if client.workloads is None]
 
 
 def _latency(topologies: list[str], opts: LabOptions) -> list[Cell]:
@@ -81,11 +81,14 @@ def _tenant(topologies: list[str], opts: LabOptions) -> list[Cell]:
         from lab.topology.backends.target import TargetFile
 
         routers = [n for n, e in TargetFile.load(opts.target).endpoints.items() if e.pooler == "supavisor"]
-        return [Cell("tenant", c, t, kind, case=kind) for t in routers for kind in USER_KINDS for c in DRIVERS.values()]
+        return [Cell("tenant", c, t, kind, case=kind) for t in routers for kind in USER_KINDS for c in DRIVERS.values()] + \
+            [Cell("tenant", CLIENTS[a], t, "tenant-right-user", case="tenant-right-user") for t in routers for a in RCA_ATTEMPTS]
     transaction, session = ROUTES
     cells = [Cell("tenant", c, transaction, kind, case=kind) for kind in USER_KINDS for c in DRIVERS.values()]
-    return cells + [Cell("tenant", DRIVERS[c], session, "tenant-wrong-ref", case="tenant-wrong-ref")
-                    for c in ("asyncpg-default", "psycopg-async-default")]
+    # the RCA's attempts through a Supavisor-like router: their startup parameters are accepted and dropped there
+    attempts = [Cell("tenant", CLIENTS[a], t, "tenant-right-user", case="tenant-right-user") for t in ROUTES for a in RCA_ATTEMPTS]
+    return cells + attempts + [Cell("tenant", DRIVERS[c], session, "tenant-wrong-ref", case="tenant-wrong-ref")
+                               for c in ("asyncpg-default", "psycopg-async-default")]
 
 
 def _wire(topologies: list[str], opts: LabOptions) -> list[Cell]:
@@ -111,6 +114,9 @@ def _loop_lag(topologies: list[str], opts: LabOptions) -> list[Cell]:
 def _rest(topologies: list[str], opts: LabOptions) -> list[Cell]:
     return [Cell("rest", c, "rest", "rca-attempt-3", f"{'https' if tls else 'http'}-rca-attempt-3", tls)
             for c in REST_CLIENTS.values() for tls in (False, True)]
+
+
+RCA_ATTEMPTS = ("rca-attempt-1", "rca-attempt-2")
 
 
 #: The PostgreSQL paths the network benchmarks measure by default: the RCA's driver straight to

@@ -86,3 +86,12 @@ def test_expectation_rules_are_checked_before_bring_up(tmp_path: Path) -> None:
     bad.write_text('[[rule]]\nclient = 5\noutcome = "ok"\nreason = "r"\n')
     with pytest.raises(ConfigError, match="client = 5 must be a string"):
         load(bad)
+
+
+def test_ports_of_one_run_are_distinct() -> None:
+    """Picked one at a time, the kernel may hand a just-released port out twice (two services of a run then race for it)."""
+    from lab.topology.ports import free_ports
+
+    for _ in range(20):
+        ports = free_ports(12)
+        assert len(set(ports)) == 12

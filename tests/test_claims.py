@@ -48,4 +48,4 @@ def test_attempt_verdict_reads_the_transaction_cell() -> None:
     err = _row("matrix", "rca-attempt-1", "pgbouncer-transaction", "repeated-query",
                Outcome("error", "asyncpg.ProtocolViolationError", "08P01", "unsupported startup parameter: jit", "connect"), "transaction")
     v = c5(Rows([err], []))
-    assert v.verdict == HOLDS and "not with 'Tenant or user not found'" in v.finding
+    assert v.verdict == HOLDS and "never with 'Tenant or user not found'" in v.finding

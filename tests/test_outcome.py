@@ -72,6 +72,15 @@ def test_timeout_and_wrong_result() -> None:
     assert out == Outcome("wrong-result", phase="later query", iteration=2, detail="SELECT n * 2: got [(3,)], expected [(4,)]")
 
 
+def test_wrong_result_carries_what_was_asked_and_what_came() -> None:
+    out = classify(PhaseError("later query", WrongResult("worker 10's SELECT", [(20022,)], [(20012,)])))
+    assert (out.kind, out.expected, out.received) == ("wrong-result", "[(20012,)]", "[(20022,)]")
+    assert Outcome.from_dict(out.to_dict()) == out
+    # rows written before the fields existed still read
+    assert Outcome.from_dict({"kind": "ok", "error_class": None, "sqlstate": None, "message": None, "phase": None,
+                              "iteration": None, "detail": None}) == Outcome("ok")
+
+
 def test_first_line_and_summary() -> None:
     assert first_line("  a\nb ") == "a"
     o = Outcome("error", "asyncpg.X", "26000", 'prepared statement "s" does not exist', "later query")

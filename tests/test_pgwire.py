@@ -72,3 +72,27 @@ def test_startup_and_error_round_trip() -> None:
     server = Framer("server")
     err = server.feed(error_response("FATAL", "XX000", "(ENOTFOUND) tenant/user x.y not found"))[0]
     assert err.kind == "ErrorResponse" and error_fields(err)["C"] == "XX000"
+
+
+def test_supavisor_options_parsing_follows_its_source() -> None:
+    """The examples of Supavisor's StartupOptions.parse doc (lib/supavisor/protocol/startup_options.ex), and its escapes."""
+    from lab.proxies.tenant import parse_options
+
+    assert parse_options("-c search_path=public -c work_mem=64MB") == {"search_path": "public", "work_mem": "64MB"}
+    assert parse_options("--search_path=public") == {"search_path": "public"}
+    assert parse_options("-c search_path=schemaA,\\ schemaB stray -c") == {"search_path": "schemaA, schemaB"}
+    assert parse_options("-c jit=off") == {"jit": "off"}
+
+
+def test_the_router_forwards_what_supavisor_forwards() -> None:
+    """Supavisor's db_handler.ex send_startup: user, database (and the application_name SET in session mode); the rest
+    is accepted, never refused, never forwarded."""
+    from lab.proxies.tenant import supavisor_startup
+
+    asked = {"user": "lab_app.ref", "database": "postgres", "jit": "off", "options": "-c jit=off", "application_name": "bot",
+             "client_encoding": "UTF8"}
+    sent, dropped = supavisor_startup(asked, "lab_app", session=False)
+    assert sent == {"user": "lab_app", "database": "postgres"}
+    assert dropped == ["application_name", "client_encoding", "jit", "options(jit)"]
+    sent, dropped = supavisor_startup(asked, "lab_app", session=True)
+    assert sent == {"user": "lab_app", "database": "postgres", "application_name": "bot"}

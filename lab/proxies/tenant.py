@@ -16,6 +16,13 @@ Supavisor sends, as its source defines it:
 Older Supavisor releases sent the same XX000 FATAL as "Tenant or user not found",
 the text in the RCA. The response delay is off by default (`delay_s`) so a matrix
 run does not wait 2.5 s per refused client; rows record it.
+
+Startup parameters are handled as Supavisor handles them (`supavisor_startup`), not
+passed through: Supavisor never refuses an unknown startup parameter, reads `user`,
+`database`, `application_name`, `search_path` and a few keys of `options` itself, and
+opens its server connections with a startup message of its own. So the RCA's
+`server_settings={'jit': 'off'}` and `options='-c jit=off'` connect through it, and
+have no effect on the server.
 """
 
 from __future__ import annotations
@@ -32,6 +39,15 @@ if TYPE_CHECKING:
     from lab.topology.model import Endpoint, Topology
 
 SUPAVISOR_SOURCE = "https://github.com/supabase/supavisor/blob/main/lib/supavisor/errors/tenant_or_user_not_found_error.ex"
+#: the Supavisor commit whose startup handling `supavisor_startup` follows (2026-08-20)
+SUPAVISOR_COMMIT = "03e5cc5697904df3b98b2e4a587bbbd5bc054157"
+STARTUP_SOURCES = tuple(f"https://github.com/supabase/supavisor/blob/{SUPAVISOR_COMMIT}/lib/supavisor/{path}" for path in (
+    "protocol/client.ex",  # decode_startup_packet: any key accepted; only `user` is required
+    "protocol/startup_options.ex",  # `options`: -c name=value and --name=value, backslash escapes as pg_split_opts
+    "client_handler/protocol_helpers.ex",  # extract_and_validate_user_info: search_path, options' jit and client_tls
+    "db_handler.ex",  # send_startup: the server gets user, database, application_name and options(search_path) only
+    "client_handler.ex",  # maybe_set_application_name: the client's application_name is SET in session mode only
+))
 SQLSTATE = "XX000"
 
 
@@ -56,13 +72,59 @@ ROUTES = {"tenant-proxy-transaction": "pgbouncer-transaction", "tenant-proxy-ses
 NO_IDENTIFIER_MESSAGE = "(ENOIDENTIFIER) no tenant identifier provided (external_id or sni_hostname required)"
 
 
+def parse_options(value: str) -> dict[str, str]:
+    """Supavisor's StartupOptions.parse: `-c name=value` and `--name=value` settings of an `options` string,
+    tokenized on whitespace with backslash escapes; anything else is skipped."""
+    tokens: list[str] = []
+    current: list[str] | None = None
+    chars = iter(value)
+    for ch in chars:
+        if ch == "\\":
+            nxt = next(chars, "")
+            current = (current or []) + [nxt]
+        elif ch.isspace():
+            if current is not None:
+                tokens.append("".join(current))
+            current = None
+        else:
+            current = (current or []) + [ch]
+    if current is not None:
+        tokens.append("".join(current))
+    settings: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        pair = tokens[i + 1] if tokens[i] == "-c" and i + 1 < len(tokens) else tokens[i][2:] if tokens[i].startswith("--") else None
+        i += 2 if tokens[i] == "-c" else 1
+        if pair and "=" in pair:
+            name, setting = pair.split("=", 1)
+            settings[name] = setting
+    return settings
+
+
+def supavisor_startup(params: Mapping[str, str], role: str, session: bool) -> tuple[dict[str, str], list[str]]:
+    """The startup message Supavisor sends the server for a client's startup parameters, and the client's
+    parameters it drops. The server gets `user`, `database` and, in session mode, the client's
+    `application_name` (SET after connecting there; sent here as the parameter PgBouncer tracks). Every
+    other parameter (`jit`, `DateStyle`, `options`...) is read or ignored, never refused, never forwarded.
+    Supavisor passes `search_path` on inside `options`; PgBouncer 1.18 behind this router refuses
+    `options`, so the router drops it too, and lists it among the dropped."""
+    out = {"user": role, "database": params.get("database") or role}
+    if session and params.get("application_name"):
+        out["application_name"] = params["application_name"]
+    dropped = sorted(k for k in params if k not in out)
+    if "options" in params:
+        dropped = [d for d in dropped if d != "options"] + [f"options({', '.join(sorted(parse_options(params['options']))) or params['options']})"]
+    return out, dropped
+
+
 class TenantRouter(ThreadedProxy):
     """Routes `<user>.<tenant>` to the pooler as `<user>`; refuses every other tenant."""
 
-    def __init__(self, target_host: str, target_port: int, tenant: str, delay_s: float = 0.0) -> None:
+    def __init__(self, target_host: str, target_port: int, tenant: str, delay_s: float = 0.0, session: bool = False) -> None:
         super().__init__(target_host, target_port)
-        self.tenant, self.delay_s = tenant, delay_s
+        self.tenant, self.delay_s, self.session = tenant, delay_s, session
         self.refused: list[str] = []
+        self.dropped: list[list[str]] = []  # per routed client: the startup parameters not forwarded
 
     def __enter__(self) -> "TenantRouter":
         super().__enter__()
@@ -70,17 +132,21 @@ class TenantRouter(ThreadedProxy):
 
     @classmethod
     @contextmanager
-    def in_front_of(cls, topology: "Topology", routes: Mapping[str, str], tenant: str) -> Iterator[dict[str, "Endpoint"]]:
-        """A router per route (router topology -> pooler topology); yields the routers' endpoints."""
+    def in_front_of(cls, topology: "Topology", routes: Mapping[str, str], tenant: str) -> Iterator[dict[str, tuple["Endpoint", "TenantRouter"]]]:
+        """A router per route (router topology -> pooler topology); yields each router's endpoint and the router."""
         with ExitStack() as stack:
             endpoints = {}
+            routers = []
             for name, pooler in routes.items():
                 target = topology.endpoint(pooler)
-                router = stack.enter_context(cls(target.host, target.port, tenant))
+                router = stack.enter_context(cls(target.host, target.port, tenant, session=target.facts.get("pool_mode") == "session"))
+                routers.append(router)
                 endpoints[name] = target.via(
                     router.port, topology=name, plain=True, routes_to=pooler, tenant=tenant, refusal_delay_s=router.delay_s,
-                    tenant_router="lab.proxies.tenant (stand-in for Supavisor's tenant routing)")
-            yield endpoints
+                    tenant_router="lab.proxies.tenant (stand-in for Supavisor's tenant routing)",
+                    startup_parameters=f"as Supavisor {SUPAVISOR_COMMIT[:8]}: user, database"
+                                       f"{', application_name' if router.session else ''} forwarded; any other accepted and dropped")
+            yield {name: (endpoints[name], r) for name, r in zip(endpoints, routers)}
 
     async def _refuse(self, writer: asyncio.StreamWriter, text: str) -> None:
         self.refused.append(text)
@@ -124,6 +190,8 @@ class TenantRouter(ThreadedProxy):
         except OSError:
             client_w.close()
             return
-        server_w.write(startup_message({**params, "user": role}) + bytes(framer.buffer))
+        forwarded, dropped = supavisor_startup(params, role, self.session)
+        self.dropped.append(dropped)
+        server_w.write(startup_message(forwarded) + bytes(framer.buffer))
         await server_w.drain()
         await asyncio.gather(self.pipe(client_r, server_w), self.pipe(server_r, client_w))

@@ -37,6 +37,13 @@ def build_markdown(data: Rows, out_dir: Path) -> str:
     parts += [opening_markdown(data), "", "## Claims", "", claims_markdown(data), ""]
     parts += ["## The compatibility matrix", "", matrix_markdown(matrix) if matrix else "_No matrix rows._", ""]
     parts += ["Versions: " + "; ".join(versions_of(matrix)), ""]
+    apps = data.of("apps")
+    if apps:
+        parts += ["## Two application processes", "",
+                  "Each client configuration as two OS processes on one topology, each a lone client (one connection) with SQL of its own: "
+                  "alive at once (`apps-at-once`: their first queries in transactions that overlap, so each prepares on a server "
+                  "connection of its own, then one query each in turn), or the second started after the first exited (`app-restart`). "
+                  "A wrong result is process 1 given process 2's answer; an error is process 2's (the row's measures name the process).", "", matrix_markdown(apps), "Versions: " + "; ".join(versions_of(apps)), ""]
     if rest:
         parts += ["## The REST tier (C7)", "", matrix_markdown(rest), "Versions: " + "; ".join(versions_of(rest)), ""]
     overhead_png = plot_overhead(network, out_dir / "rest-overhead.png") if network else None

@@ -175,19 +175,29 @@ def c4(data: Rows) -> Verdict:
 
 
 def _attempt(data: Rows, claim: str, attempt: str) -> Verdict:
+    """The attempt on PgBouncer (the matrix) and through the Supavisor-like router (the tenant experiment), said apart:
+    PgBouncer refuses the startup parameter; Supavisor accepts and drops it, and the prepared-statement failure follows."""
     rows = _pick(data, "matrix", client=attempt)
+    routed = _pick(data, "tenant", client=attempt)
     if not rows:
         return Verdict(claim, MISSING, f"no {attempt} rows")
     by_topology = {r.topology["name"]: r for r in rows}
-    tx = [r for r in rows if r.topology.get("pool_mode") == "transaction"]
+    tx = [r for r in rows + routed if r.topology.get("pool_mode") == "transaction"]
     if not tx:
         return Verdict(claim, MISSING, "no transaction-pooler cell")
     fails_tx = all(r.outcome.kind == "error" for r in tx)
-    tenant = any(_is_tenant_error(r) for r in rows)
+    tenant = any(_is_tenant_error(r) for r in rows + routed)
     parts = [f"{t}: {_fmt(r)}" + (f" (cause: {r.outcome.detail})" if r.outcome.detail else "") for t, r in by_topology.items()]
+    finding = "On PgBouncer — " + "; ".join(parts) + "."
+    if routed:
+        jit = sorted({str(r.measures.server_jit) for r in routed})
+        finding += (" Through a Supavisor-like router (startup handling as Supavisor's source has it) — "
+                    + "; ".join(f"{r.topology['name']}: {_fmt(r)}" for r in routed)
+                    + f": it connects, the startup parameter is dropped, not refused (the server's jit stays {'/'.join(jit)}),"
+                    " and what fails is the driver's prepared statements through the transaction pooler.")
     verdict = HOLDS if fails_tx else FAILS
-    note = "" if tenant else " It fails, but not with 'Tenant or user not found': PgBouncer refuses the startup parameter the attempt adds, in session mode as well."
-    return Verdict(claim, verdict, "; ".join(parts) + "." + note, rows, _docs(rows))
+    note = "" if tenant else " It fails, but never with 'Tenant or user not found'."
+    return Verdict(claim, verdict, finding + note, rows + routed, _docs(rows + routed))
 
 
 def c5(data: Rows) -> Verdict:
@@ -268,15 +278,20 @@ def c10(data: Rows) -> Verdict:
         return Verdict("C10", MISSING, "session-pooler rows missing")
     kept = all(r.measures.state == "kept" for r in state)
     workload_ok = all(r.outcome.kind == "ok" for r in matrix if not r.scenario.startswith("rca"))
-    rca = [r for r in matrix if r.scenario.startswith("rca")]
+    rca = [r for r in _pick(data, "matrix", pool_mode="session") if r.client["name"].startswith("rca")]
     rca_fail = [r for r in rca if r.outcome.kind == "error"]
+    routed = [r for r in _pick(data, "tenant", pool_mode="session") if r.client["name"].startswith("rca")]
     verdict = HOLDS if kept and workload_ok and not rca_fail else CONDITIONAL if kept and workload_ok else FAILS
     finding = (f"Session state through the session pooler: {'all kept' if kept else 'not all kept'} ({len(state)} kinds). "
                f"asyncpg / psycopg 3 workloads: {'all ok' if workload_ok else 'failures'}.")
     if rca_fail:
-        finding += (" But the RCA's own pools fail there too, at connect: " + "; ".join(_fmt(r) for r in rca_fail)
+        finding += (" But on PgBouncer the RCA's own pools fail there too, at connect: " + "; ".join(_fmt(r) for r in rca_fail)
                     + " — PgBouncer in any mode refuses startup parameters it does not track.")
-    return Verdict("C10", verdict, finding, state + matrix, _docs(state + matrix))
+    if routed:
+        finding += (" Through a Supavisor-like router in session mode the same pools " + ("work" if all(r.outcome.kind == "ok" for r in routed)
+                    else "fail") + ": " + "; ".join(f"{r.client['name']}: {_fmt(r)}" for r in routed)
+                    + " (Supavisor drops the parameter instead of refusing it).")
+    return Verdict("C10", verdict, finding, state + matrix + rca + routed, _docs(state + matrix + rca + routed))
 
 
 def c11(data: Rows) -> Verdict:

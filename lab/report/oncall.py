@@ -44,7 +44,8 @@ class Line:
 def _symptom(r: Row) -> str:
     o = r.outcome
     if o.kind == "wrong-result":
-        return f"a wrong result, silently ({o.detail or 'the value another statement returned'})"
+        got = f"expected {o.expected}, got {o.received}" if o.expected is not None else (o.detail or "the value another statement returned")
+        return f"a wrong result, silently ({got})"
     if o.kind == "timeout":
         return "no answer within the cell's time limit"
     where = f" at {o.phase}" if o.phase else ""
@@ -72,9 +73,24 @@ def lines(data: Rows) -> list[Line]:
         fix = (f"connect as `<role>.<project-ref>`, the pooler's user name format: with it, `{working[0].client['name']}` works "
                f"(cell {working[0].cell})") if working else "connect as `<role>.<project-ref>` (no cell here shows it working)"
         out.append(Line(_symptom(refused[0]), _cause(refused[0]), fix, tuple(r.cell for r in refused)))
-    # the matrix's failures, grouped by what the application saw
+    # the matrix's failures, then the second application's, grouped by what the application saw
+    out += _grouped(matrix, matrix, "")
+    out += _grouped(data.of("apps"), data.of("apps"), "in the second of two application processes (at once or after a restart): ")
+    # a pool exhausted by a burst
+    pool_only = [r for r in data.of("limits") if r.client["name"] == "pool-only" and r.outcome.kind != "ok"]
+    hybrid = [r for r in data.of("limits") if r.client["name"] == "rca-hybrid" and r.outcome.kind == "ok"]
+    if pool_only:
+        fix = (f"a REST fallback when the pool is exhausted completed every insert (cell {hybrid[0].cell}), or a larger pool"
+               if hybrid else "a larger pool (no cell here shows a fallback working)")
+        out.append(Line(_symptom(pool_only[0]), _cause(pool_only[0]), fix, tuple(r.cell for r in pool_only)))
+    return out
+
+
+def _grouped(failing_in: list[Row], backing_in: list[Row], prefix: str) -> list[Line]:
+    """One line per (outcome, SQLSTATE) among `failing_in`'s failures; a fix only where `backing_in` shows it passing."""
+    out: list[Line] = []
     groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
-    for r in matrix:
+    for r in failing_in:
         if r.outcome.kind != "ok":
             key = r.outcome.sqlstate or r.outcome.error_class or r.outcome.kind
             groups[(r.outcome.kind, key)].append(r)
@@ -83,24 +99,17 @@ def lines(data: Rows) -> list[Line]:
         for client in dict.fromkeys(r.client["name"] for r in rows):
             topologies = {r.topology["name"] for r in rows if r.client["name"] == client}
             for fix, how in FIXES.get(client, ()):
-                backing = [c for t in sorted(topologies) for c in _ok_cells(matrix, fix, t)]
+                backing = [c for t in sorted(topologies) for c in _ok_cells(backing_in, fix, t)]
                 if backing and len({c.topology["name"] for c in backing}) == len(topologies):
                     fixes.append(f"{client}: {how} (`{fix}` passes there: {backing[0].cell}"
                                  + (f" and {len(backing) - 1} more cells" if len(backing) > 1 else "") + ")")
                     break
-        session = [r for r in matrix if r.topology.get("pool_mode") == "session" and r.client["name"] in {x.client["name"] for x in rows}
+        session = [r for r in backing_in if r.topology.get("pool_mode") == "session" and r.client["name"] in {x.client["name"] for x in rows}
                    and r.outcome.kind == "ok"]
         fix = "; ".join(fixes) or "no configuration of this run fixes it"
         if session and not rows[0].client["name"].startswith("rca"):
             fix += f"; or the session pooler ({len(session)} cells of the same clients pass there)"
-        out.append(Line(_symptom(rows[0]), _cause(rows[0]), fix, tuple(r.cell for r in rows)))
-    # a pool exhausted by a burst
-    pool_only = [r for r in data.of("limits") if r.client["name"] == "pool-only" and r.outcome.kind != "ok"]
-    hybrid = [r for r in data.of("limits") if r.client["name"] == "rca-hybrid" and r.outcome.kind == "ok"]
-    if pool_only:
-        fix = (f"a REST fallback when the pool is exhausted completed every insert (cell {hybrid[0].cell}), or a larger pool"
-               if hybrid else "a larger pool (no cell here shows a fallback working)")
-        out.append(Line(_symptom(pool_only[0]), _cause(pool_only[0]), fix, tuple(r.cell for r in pool_only)))
+        out.append(Line(prefix + _symptom(rows[0]), _cause(rows[0]), fix, tuple(r.cell for r in rows)))
     return out
 
 

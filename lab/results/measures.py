@@ -45,6 +45,10 @@ class TenantMeasures(Measures):
     user: str
     workload: str
     cell_timeout_s: float
+    #: the RCA's attempts: the server's jit setting as their pool sees it (they ask for off); None where not asked
+    server_jit: str | None = None
+    #: the startup parameters the router did not forward, per routed client connection of the cell
+    dropped_startup_parameters: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,7 @@ class NetworkMeasures(Measures):
 class AppsMeasures(Measures):
     experiment = "apps"
     processes: int
-    at_once: bool  # True: started together, pools open before any works; False: each after the previous exited
+    mode: str  # crossed: both alive, first queries in overlapping transactions, then one step each in turn; one-after-another
     failed_app: int | None  # 1-based, in start order; None when every process passed
     apps: list[dict[str, Any]]  # per process: app, pid, ops_done, outcome
     workers_per_app: int

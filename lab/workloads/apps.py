@@ -30,12 +30,12 @@ import psycopg
 
 from lab.clients import CLIENTS
 from lab.clients.base import Client
-from lab.results.outcome import Outcome
-from lab.workloads.harness import run_cell
-from lab.workloads.scenarios import Scenario, repeated_query
+from lab.results.outcome import Outcome, WrongResult
+from lab.workloads.harness import op_timeout, run_cell
+from lab.workloads.scenarios import Scenario
 
-#: scenario name -> whether the processes live at the same time
-MODES: dict[str, bool] = {"apps-at-once": True, "app-restart": False}
+#: scenario name -> how the processes run: both alive, crossed then taking turns (`_crossed_first`), or one after the other
+MODES: dict[str, str] = {"apps-at-once": "crossed", "app-restart": "one-after-another"}
 APPS = 2
 #: each application is a lone client: one connection, one worker. Through a transaction pooler a lone
 #: client keeps getting the same server connection (PgBouncer reuses idle ones last-in, first-out), so
@@ -85,19 +85,57 @@ class Turns:
         self.pass_on(i)
 
 
-def _app_main(client_name: str, dsn: str, app: int, turns: Turns | None, timeout: float, out: Connection) -> None:
+async def own_query(client: Client, worker: int, op: int) -> None:
+    """repeated-query with SQL text of this worker's own: its number is a constant and an alias in the statement,
+    and the answer carries it back, so another process's statement under the same name shows as a wrong value."""
+    n = worker * 1000 + op
+    rows = await client.fetch(f"SELECT CAST(:n AS integer) * 2 + {worker} AS doubled_w{worker}", {"n": n})
+    if rows != [(2 * n + worker,)]:
+        raise WrongResult(f"worker {worker}'s SELECT n * 2 + {worker}", rows, [(2 * n + worker,)])
+
+
+def _app_main(client_name: str, dsn: str, app: int, turns: Turns | None, crossed: bool, timeout: float, out: Connection) -> None:
     """The child: one application process, its own pool, its own SQL, one outcome sent back."""
     client_cls = CLIENTS[client_name]
     me = app - 1
 
+    own = app * 10  # app 1 asks worker 10's SQL, app 2 worker 20's
+
     async def operation(client: Client, worker: int, op: int) -> None:
+        if crossed and op == 0:
+            await _crossed_first(client, own + worker)
+            return
         if turns is not None:
             await asyncio.to_thread(turns.wait, me)
         try:
-            await repeated_query(client, app * 10 + worker, op)  # app 1: worker 10's SQL; app 2: worker 20's
+            await own_query(client, own + worker, op)
         finally:
             if turns is not None:
                 turns.pass_on(me)
+
+    async def _crossed_first(client: Client, worker: int) -> None:
+        """Both processes run their first query inside a transaction that stays open until the other one has run
+        its own: each statement is then prepared on a server connection of its own (the other is pinned). App 1
+        commits first, app 2 last, so the server connection app 2 used is the one PgBouncer hands out next
+        (last in, first out): app 1's second query runs there, under the name app 2 gave its own statement."""
+        assert turns is not None
+        n = worker * 1000
+
+        def first(_: list) -> tuple[str, dict]:
+            turns.wait(me)
+            return f"SELECT CAST(:n AS integer) * 2 + {worker} AS doubled_w{worker}", {"n": n}
+
+        def hold(_: list) -> tuple[str, dict]:
+            turns.pass_on(me)  # my statement is prepared; the other process's turn
+            turns.wait(me)
+            return "SELECT 1", {}
+
+        try:
+            results = await client.transaction([first, hold])
+        finally:
+            turns.pass_on(me)  # committed (or failed): the other process's turn
+        if results[0] != [(2 * n + worker,)]:
+            raise WrongResult(f"worker {worker}'s SELECT n * 2 + {worker}", results[0], [(2 * n + worker,)])
 
     class InTurn(client_cls):  # type: ignore[misc, valid-type]
         """Opening takes a turn too: drivers run statements of their own at connect (SQLAlchemy's dialects do)."""
@@ -111,9 +149,9 @@ def _app_main(client_name: str, dsn: str, app: int, turns: Turns | None, timeout
                 if turns is not None:
                     turns.pass_on(me)
 
-    scenario = Scenario(f"app-{app}", "repeated-query with SQL of this process's own", operation, WORKERS, OPS_PER_WORKER)
+    scenario = Scenario(f"app-{app}", "repeated-query with SQL of this process's own", operation, WORKERS, OPS_PER_WORKER, stagger=False)
     try:
-        result = asyncio.run(run_cell(lambda: InTurn(dsn, POOL_SIZE, timeout=max(0.5, timeout / 3)), scenario, 1, timeout))
+        result = asyncio.run(run_cell(lambda: InTurn(dsn, POOL_SIZE, timeout=op_timeout(timeout)), scenario, 1, timeout))
     finally:
         if turns is not None:
             turns.finish(me)
@@ -135,12 +173,12 @@ def _ctx() -> multiprocessing.context.ForkServerContext:
 class _App:
     """One application process, started from the fork server."""
 
-    def __init__(self, client: str, dsn: str, app: int, turns: Turns | None, timeout: float) -> None:
+    def __init__(self, client: str, dsn: str, app: int, turns: Turns | None, timeout: float, crossed: bool = False) -> None:
         ctx = _ctx()
         self.app, self.timeout = app, timeout
         self.receive, send = ctx.Pipe(duplex=False)
         # the DSN travels through the fork server's socket, never through argv (which `ps` shows)
-        self.process = ctx.Process(target=_app_main, args=(client, dsn, app, turns, timeout, send), name=f"pooler-lab-app-{app}",
+        self.process = ctx.Process(target=_app_main, args=(client, dsn, app, turns, crossed, timeout, send), name=f"pooler-lab-app-{app}",
                                    daemon=True)
         self.process.start()
         send.close()
@@ -168,18 +206,18 @@ class _App:
         self.receive.close()
 
 
-def run_apps(client: str, dsn: str, at_once: bool, timeout: float) -> list[AppResult]:
-    """APPS processes of one client configuration against `dsn`: alive together and taking turns, or each
-    started after the previous one exited. One result per process, in start order."""
-    if at_once:
-        turns = Turns(_ctx(), APPS)
-        apps = [_App(client, dsn, i + 1, turns, timeout) for i in range(APPS)]
-        try:
-            return [a.result() for a in apps]
-        finally:
-            for a in apps:
-                a.stop()
-    return [_App(client, dsn, i + 1, None, timeout).result() for i in range(APPS)]
+def run_apps(client: str, dsn: str, mode: str, timeout: float) -> list[AppResult]:
+    """APPS processes of one client configuration against `dsn`, run as MODES says. One result per process,
+    in start order."""
+    if mode == "one-after-another":
+        return [_App(client, dsn, i + 1, None, timeout).result() for i in range(APPS)]
+    turns = Turns(_ctx(), APPS)
+    apps = [_App(client, dsn, i + 1, turns, timeout, crossed=mode == "crossed") for i in range(APPS)]
+    try:
+        return [a.result() for a in apps]
+    finally:
+        for a in apps:
+            a.stop()
 
 
 def fresh_server_connections(admin_dsn: str, user: str, wait_s: float = 5.0) -> int:

@@ -40,7 +40,8 @@ async def _iteration(client: Any, scenario: Scenario, latencies: list[float]) ->
             # into a steady cycle in which each client connection happens to get the
             # same server connection every time, and a transaction-mode failure
             # appears or not depending on that start-up accident.
-            await asyncio.sleep(STAGGER_S[(w * 7 + op * 3) % len(STAGGER_S)])
+            if scenario.stagger:
+                await asyncio.sleep(STAGGER_S[(w * 7 + op * 3) % len(STAGGER_S)])
             t0 = time.perf_counter()
             try:
                 await scenario.operation(client, w, op)
@@ -103,7 +104,14 @@ def run_cell_sync(client_cls: type[Client], dsn: str, scenario: Scenario, repeat
                   timeout: float = DEFAULT_CELL_TIMEOUT, pool_size: int = POOL_SIZE) -> CellResult:
     """A driver configuration's cell: a pool of `pool_size` connections to `dsn`, new for each iteration."""
     # per-operation limit below the cell's, so a wait inside a driver ends as that driver's own error where it has one
-    return run_sync(lambda: client_cls(dsn, pool_size, timeout=max(0.5, timeout / 3)), scenario, repeats, timeout)
+    return run_sync(lambda: client_cls(dsn, pool_size, timeout=op_timeout(timeout)), scenario, repeats, timeout)
+
+
+def op_timeout(cell_timeout: float) -> float:
+    """The limit a client waits for one connection or operation: a tenth of the cell's (1 s by default), so a pool
+    that can never connect (the RCA's attempt 2 through PgBouncer) ends as the pool's own PoolTimeout well inside
+    the cell's limit. Every pool here is as large as its workers need, so a healthy cell never waits for one."""
+    return max(0.5, cell_timeout / 10)
 
 
 def run_sync(make_client: Callable[[], Any], scenario: Scenario, repeats: int = DEFAULT_REPEATS,
