@@ -1,4 +1,5 @@
-"""Tenant routing (claim C1): every client through a Supavisor-style router in front of PgBouncer,
+"""Tenant routing (claim C1): every client through a Supavisor-style router in front of PgBouncer (the
+`tenant_routers` fixture of lab.pytest_plugin),
 with the right user name (`lab_app.<ref>`), a wrong project ref, and no ref at all.
 
 The router answers unknown tenants with Supavisor's own FATAL XX000 error (lab.proxies.tenant
@@ -10,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Iterator
 
 import pytest
 
 from lab.clients.base import Client
 from lab.options import LabOptions
 from lab.plan import Cell
-from lab.proxies.tenant import ROUTES, TENANT, TenantRouter, tenant_user
+from lab.proxies.tenant import TenantRouter, tenant_user
 from lab.results.measures import TenantMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Endpoint, Topology
@@ -25,17 +25,6 @@ from lab.workloads.harness import run_cell_sync
 from lab.workloads.scenarios import SCENARIOS
 
 WORKLOAD = SCENARIOS["repeated-query"]
-
-
-@pytest.fixture(scope="session")
-def tenant_routers(lab_topology: Topology, lab_options: LabOptions) -> Iterator[dict[str, tuple[Endpoint, TenantRouter | None]]]:
-    """Locally, one router of the lab's per pooler, each an endpoint of its own: the pooler's, on the router's
-    port. On a target, its own Supavisor endpoints are the routers."""
-    if lab_options.target is not None:
-        yield {name: (e, None) for name, e in lab_topology.endpoints.items()}
-        return
-    with TenantRouter.in_front_of(lab_topology, ROUTES, TENANT) as routed:
-        yield routed
 
 
 @pytest.mark.experiment("tenant")

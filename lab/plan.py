@@ -19,7 +19,7 @@ from lab.clients.base import Subject
 from lab.clients.rest import REST_CLIENTS
 from lab.errors import LabError, UnknownName
 from lab.options import LabOptions
-from lab.proxies.tenant import ROUTES, USER_KINDS
+from lab.proxies.tenant import OTHER_REGION, ROUTES, USER_KINDS
 from lab.topology.compose import load
 from lab.workloads import apps, burst, loop_lag, session_state
 from lab.workloads.scenarios import SCENARIOS
@@ -91,6 +91,24 @@ def _tenant(topologies: list[str], opts: LabOptions) -> list[Cell]:
                                for c in ("asyncpg-default", "psycopg-async-default")]
 
 
+#: one client configuration per way of connecting: the configurations left out (asyncpg-no-cache,
+#: psycopg-async-no-prepare) connect exactly as the one of their family here does
+AUTH_CLIENTS = ("asyncpg-default", "psycopg-async-default", "psycopg-sync", "psycopg2-executor", "sqlalchemy-asyncpg-default",
+                "sqlalchemy-asyncpg-pgbouncer", "sqlalchemy-psycopg")
+AUTH_KINDS = ("auth-wrong-password", "auth-unknown-user", "auth-wrong-region")
+
+
+def _auth(topologies: list[str], opts: LabOptions) -> list[Cell]:
+    """Logins that must fail: a wrong password and an unknown user direct, through each PgBouncer and through the
+    tenant router; the right user at a router of another region, which does not host the lab's tenant."""
+    if opts.target is not None:
+        return []  # never on somebody's database: failed logins count towards a pooler's ban (Supavisor bans addresses)
+    routers = [t for t in ROUTES if ROUTES[t] == "pgbouncer-transaction"]
+    places = [t for t in topologies] + routers
+    cells = [Cell("auth", DRIVERS[c], t, kind, case=kind) for kind in AUTH_KINDS[:2] for t in places for c in AUTH_CLIENTS]
+    return cells + [Cell("auth", DRIVERS[c], t, AUTH_KINDS[2], case=AUTH_KINDS[2]) for t in OTHER_REGION for c in AUTH_CLIENTS]
+
+
 def _wire(topologies: list[str], opts: LabOptions) -> list[Cell]:
     return [Cell("wire", c, t, "wire-count") for t in topologies for c in DRIVERS.values()]
 
@@ -142,6 +160,7 @@ EXPERIMENTS: dict[str, Callable[[list[str], LabOptions], list[Cell]]] = {
     "apps": _apps,
     "latency": _latency,
     "tenant": _tenant,
+    "auth": _auth,
     "wire": _wire,
     "session-state": _session_state,
     "limits": _limits,

@@ -24,10 +24,11 @@ from lab.options import LabOptions
 from lab.paths import EXPECTATIONS_FILE
 from lab.plan import Cell, Plan
 from lab.proxies.network import Network
+from lab.proxies.tenant import OTHER_REGION, OTHER_TENANT, ROUTES, TENANT, TenantRouter
 from lab.results.expectations import Expectation, check_names, load
 from lab.results.recorder import Recorder
 from lab.results.rows import RowWriter
-from lab.topology.model import Topology
+from lab.topology.model import Endpoint, Topology
 from lab.topology.runstate import RunState, new_run_id
 
 OPTIONS = pytest.StashKey[LabOptions]()
@@ -145,6 +146,19 @@ def rest_trust(lab_run: LabRun):  # type: ignore[no-untyped-def]
             os.environ.pop("SSL_CERT_FILE", None)
         else:
             os.environ["SSL_CERT_FILE"] = before
+
+
+@pytest.fixture(scope="session")
+def tenant_routers(lab_topology: Topology, lab_options: LabOptions) -> Iterator[dict[str, tuple[Endpoint, TenantRouter | None]]]:
+    """Locally, the lab's Supavisor-style routers, each an endpoint of its own (the pooler's, on the router's port),
+    with the router for what it saw: one per pooler for the lab's tenant, and one of another region. On a target,
+    its own Supavisor endpoints are the routers."""
+    if lab_options.target is not None:
+        yield {name: (e, None) for name, e in lab_topology.endpoints.items()}
+        return
+    with TenantRouter.in_front_of(lab_topology, ROUTES, TENANT) as routed, \
+            TenantRouter.in_front_of(lab_topology, OTHER_REGION, OTHER_TENANT) as elsewhere:
+        yield {**routed, **elsewhere}
 
 
 @pytest.fixture(scope="session")

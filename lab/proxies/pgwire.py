@@ -46,6 +46,10 @@ class Message:
     def cstrings(self) -> list[str]:
         return [s.decode("utf-8", "replace") for s in self.body.split(b"\0")]
 
+    def encode(self) -> bytes:
+        """The message as it crossed the wire (typed messages only)."""
+        return self.type + struct.pack("!i", len(self.body) + 4) + self.body
+
 
 @dataclass
 class Framer:

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
-from lab.proxies.pgwire import Framer, error_response, startup_message, startup_params
+from lab.proxies.pgwire import Framer, auth_code, error_fields, error_response, startup_message, startup_params
 from lab.proxies.base import ThreadedProxy
 
 if TYPE_CHECKING:
@@ -68,8 +68,21 @@ def tenant_user(user: str, tenant: str | None, kind: str) -> str:
 
 #: router topology -> the pooler it routes to
 ROUTES = {"tenant-proxy-transaction": "pgbouncer-transaction", "tenant-proxy-session": "pgbouncer-session"}
+#: a router of another region: the same kind of pooler behind it, but it hosts another tenant, so it answers the
+#: lab's project as Supabase's pooler of another region answers a project it does not host
+OTHER_REGION = {"tenant-proxy-other-region": "pgbouncer-transaction"}
+OTHER_TENANT = "otherregion01"
 
 NO_IDENTIFIER_MESSAGE = "(ENOIDENTIFIER) no tenant identifier provided (external_id or sni_hostname required)"
+#: Supavisor looks the user up with the tenant's auth_query before any password exchange; no row is this error
+#: (lib/supavisor/auth_query.ex, errors/auth_query_error.ex), sent as XX000 with its code (error.ex)
+UNKNOWN_USER_MESSAGE = "(EAUTHQUERY) user not found in the database"
+
+
+def wrong_password_message(role: str) -> str:
+    """errors/wrong_password_error.ex: sent as FATAL 28P01 without the code prefix, PostgreSQL's own wording;
+    `user` is the role part of the user name (client_handler/auth_methods/scram.ex: context.db_user)."""
+    return f'password authentication failed for user "{role}"'
 
 
 def parse_options(value: str) -> dict[str, str]:
@@ -120,9 +133,11 @@ def supavisor_startup(params: Mapping[str, str], role: str, session: bool) -> tu
 class TenantRouter(ThreadedProxy):
     """Routes `<user>.<tenant>` to the pooler as `<user>`; refuses every other tenant."""
 
-    def __init__(self, target_host: str, target_port: int, tenant: str, delay_s: float = 0.0, session: bool = False) -> None:
+    def __init__(self, target_host: str, target_port: int, tenant: str, delay_s: float = 0.0, session: bool = False,
+                 roles: frozenset[str] | None = None) -> None:
         super().__init__(target_host, target_port)
         self.tenant, self.delay_s, self.session = tenant, delay_s, session
+        self.roles = roles  # the roles the tenant's auth_query would find; None: every role
         self.refused: list[str] = []
         self.dropped: list[list[str]] = []  # per routed client: the startup parameters not forwarded
 
@@ -139,7 +154,8 @@ class TenantRouter(ThreadedProxy):
             routers = []
             for name, pooler in routes.items():
                 target = topology.endpoint(pooler)
-                router = stack.enter_context(cls(target.host, target.port, tenant, session=target.facts.get("pool_mode") == "session"))
+                router = stack.enter_context(cls(target.host, target.port, tenant, session=target.facts.get("pool_mode") == "session",
+                                                 roles=frozenset({target.user, topology.superuser} - {""})))
                 routers.append(router)
                 endpoints[name] = target.via(
                     router.port, topology=name, plain=True, routes_to=pooler, tenant=tenant, refusal_delay_s=router.delay_s,
@@ -185,6 +201,9 @@ class TenantRouter(ThreadedProxy):
         if tenant != self.tenant:
             await self._refuse(client_w, not_found_message(role, tenant))
             return
+        if self.roles is not None and role not in self.roles:
+            await self._refuse(client_w, UNKNOWN_USER_MESSAGE)
+            return
         try:
             server_r, server_w = await asyncio.open_connection(*self.target)
         except OSError:
@@ -194,4 +213,36 @@ class TenantRouter(ThreadedProxy):
         self.dropped.append(dropped)
         server_w.write(startup_message(forwarded) + bytes(framer.buffer))
         await server_w.drain()
-        await asyncio.gather(self.pipe(client_r, server_w), self.pipe(server_r, client_w))
+        upstream = asyncio.ensure_future(self.pipe(client_r, server_w))  # the client's SASL messages, then the rest
+        if await self._authentication(server_r, client_w, role):
+            await asyncio.gather(upstream, self.pipe(server_r, client_w))
+        else:
+            upstream.cancel()
+            server_w.close()
+
+    async def _authentication(self, server_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, role: str) -> bool:
+        """The pooler's side of the login, passed on until AuthenticationOk; a refused password is answered as
+        Supavisor answers it (28P01, PostgreSQL's wording), where PgBouncer 1.18 says 08P01 'SASL authentication
+        failed'. False when the login ended there."""
+        framer = Framer("server", started=True)
+        try:
+            while data := await server_r.read(65536):
+                messages = framer.feed(data)
+                for i, msg in enumerate(messages):
+                    if msg.kind == "ErrorResponse":
+                        code = error_fields(msg).get("C", "")
+                        refused = code in ("28P01", "28000") or (code == "08P01" and "authentication" in error_fields(msg).get("M", ""))
+                        client_w.write(error_response("FATAL", "28P01", wrong_password_message(role)) if refused else msg.encode())
+                        await client_w.drain()
+                        client_w.close()
+                        return False
+                    client_w.write(msg.encode())
+                    if auth_code(msg) == 0:  # AuthenticationOk: the rest is the session's, passed on unread
+                        client_w.write(b"".join(m.encode() for m in messages[i + 1:]) + bytes(framer.buffer))
+                        await client_w.drain()
+                        return True
+                await client_w.drain()
+        except (ConnectionError, OSError):
+            pass
+        client_w.close()
+        return False

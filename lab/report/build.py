@@ -44,6 +44,13 @@ def build_markdown(data: Rows, out_dir: Path) -> str:
                   "alive at once (`apps-at-once`: their first queries in transactions that overlap, so each prepares on a server "
                   "connection of its own, then one query each in turn), or the second started after the first exited (`app-restart`). "
                   "A wrong result is process 1 given process 2's answer; an error is process 2's (the row's measures name the process).", "", matrix_markdown(apps), "Versions: " + "; ".join(versions_of(apps)), ""]
+    auth = data.of("auth")
+    if auth:
+        parts += ["## Logins that fail", "",
+                  "What the application sees for a wrong password, an unknown user, and the right user at a pooler of another "
+                  "region, per way of connecting (hover a cell for the full message). asyncpg reports the SQLSTATE; libpq-based "
+                  "clients report none during start-up, so their message is the server's or pooler's text.", "",
+                  matrix_markdown(auth), "Versions: " + "; ".join(versions_of(auth)), ""]
     if rest:
         parts += ["## The REST tier (C7)", "", matrix_markdown(rest), "Versions: " + "; ".join(versions_of(rest)), ""]
     overhead_png = plot_overhead(network, out_dir / "rest-overhead.png") if network else None

@@ -118,7 +118,12 @@ def c1(data: Rows) -> Verdict:
         f"a prepared-statement error at a later query ({'; '.join(right_failures) or 'none'}). The tenant error comes from the user name, "
         f"not from the pool mode or the driver."
     )
-    return Verdict("C1", verdict, finding, wrong + right, _docs(wrong + right))
+    elsewhere = [r for r in data.of("auth") if r.scenario == "auth-wrong-region"]
+    if elsewhere:
+        same = all(_is_tenant_error(r) or "not found" in (r.outcome.message or "") + (r.outcome.detail or "") for r in elsewhere)
+        finding += (f" The right user name and password at a pooler of another region get {'the same' if same else 'a'} tenant error in "
+                    f"{len(elsewhere)} of {len(elsewhere)} cells: the address is the other cause.")
+    return Verdict("C1", verdict, finding, wrong + right + elsewhere, _docs(wrong + right + elsewhere))
 
 
 def c2(data: Rows) -> Verdict:

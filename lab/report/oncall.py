@@ -73,6 +73,13 @@ def lines(data: Rows) -> list[Line]:
         fix = (f"connect as `<role>.<project-ref>`, the pooler's user name format: with it, `{working[0].client['name']}` works "
                f"(cell {working[0].cell})") if working else "connect as `<role>.<project-ref>` (no cell here shows it working)"
         out.append(Line(_symptom(refused[0]), _cause(refused[0]), fix, tuple(r.cell for r in refused)))
+    # the same tenant error with the right user name: the address is another region's pooler
+    elsewhere = [r for r in data.of("auth") if r.scenario == "auth-wrong-region" and r.outcome.kind == "error"]
+    if elsewhere:
+        fix = (f"connect to the pooler address your project is hosted on (the same user works there: cell {working[0].cell})"
+               if working else "connect to the pooler address your project is hosted on (no cell here shows it working)")
+        out.append(Line("with the right `<role>.<project-ref>` and password: " + _symptom(elsewhere[0]), _cause(elsewhere[0]), fix,
+                        tuple(r.cell for r in elsewhere)))
     # the matrix's failures, then the second application's, grouped by what the application saw
     out += _grouped(matrix, matrix, "")
     out += _grouped(data.of("apps"), data.of("apps"), "in the second of two application processes (at once or after a restart): ")

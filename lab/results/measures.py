@@ -52,6 +52,14 @@ class TenantMeasures(Measures):
 
 
 @dataclass(frozen=True)
+class AuthMeasures(Measures):
+    experiment = "auth"
+    user: str  # the user name sent (a role, or role.tenant through a router)
+    password: str  # "right" | "wrong": never the password itself
+    pool_wait_s: float  # how long the client's pool waited for a connection before giving up
+
+
+@dataclass(frozen=True)
 class WireMeasures(Measures):
     experiment = "wire"
     queries: int
@@ -145,7 +153,7 @@ class AppsMeasures(Measures):
 BY_EXPERIMENT: dict[str, type[Measures]] = {
     cls.experiment: cls
     for cls in (MatrixMeasures, TenantMeasures, WireMeasures, StateMeasures, BurstMeasures, LoopLagMeasures, RestMeasures,
-                LatencyMeasures, NetworkMeasures, AppsMeasures)
+                LatencyMeasures, NetworkMeasures, AppsMeasures, AuthMeasures)
 }
 
 
