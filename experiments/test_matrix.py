@@ -1,9 +1,14 @@
 """Every client configuration x topology x scenario: observe the outcome, record it, hold it to the table.
+Beside the outcome, what the server and the pooler saw (lab.topology.server_view): the errors they logged
+that the client did not raise, and the prepared statements the cell left on a transaction pooler's server
+connections, counted after each repeat (a leak grows with them).
 
     pytest experiments/test_matrix.py -k 'asyncpg-default and transaction'
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,15 +17,37 @@ from lab.plan import Cell
 from lab.results.measures import MatrixMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Topology
+from lab.topology.server_view import LogWindow, PreparedCensus, summarize
 from lab.workloads.harness import POOL_SIZE, run_cell_sync
 
 
+@pytest.fixture(scope="module")
+def censuses(lab_topology: Topology) -> Iterator[dict[str, PreparedCensus]]:
+    """One census per transaction pooler the lab started (never on a target: its pool is shared with others)."""
+    found = {}
+    if lab_topology.superuser:
+        for name, e in lab_topology.endpoints.items():
+            if e.facts.get("pool_mode") == "transaction" and e.facts.get("pool_size"):
+                found[name] = PreparedCensus(e.dsn(), int(e.facts["pool_size"]))
+    yield found
+    for census in found.values():
+        census.close()
+
+
 @pytest.mark.experiment("matrix")
-def test_matrix(cell: Cell, lab_topology: Topology, lab_options: LabOptions, record: Recorder) -> None:
+def test_matrix(cell: Cell, lab_topology: Topology, lab_options: LabOptions, record: Recorder,
+                censuses: dict[str, PreparedCensus]) -> None:
     scenario = cell.case
-    result = run_cell_sync(cell.client, lab_topology.endpoint(cell.topology).dsn(), scenario,
-                           repeats=lab_options.repeats, timeout=lab_options.cell_timeout)
+    endpoint = lab_topology.endpoint(cell.topology)
+    census = censuses.get(cell.topology)
+    before = census.count() if census else None
+    after: list[int] = []
+    window = LogWindow(lab_topology.run_id, ["postgres", *([endpoint.facts["service"]] if endpoint.facts.get("pooler") else [])]).open()
+    result = run_cell_sync(cell.client, endpoint.dsn(), scenario, repeats=lab_options.repeats, timeout=lab_options.cell_timeout,
+                           after_iteration=(lambda: after.append(census.count())) if census else None)
+    log, unraised = summarize(window.events(), result.outcome.sqlstate, result.outcome.message)
     record(result.outcome, MatrixMeasures(
         repeats=lab_options.repeats, iterations_run=result.iterations, cell_timeout_s=lab_options.cell_timeout,
         workers=scenario.workers, ops_per_worker=scenario.ops_per_worker, client_pool_size=POOL_SIZE,
-        elapsed_s=round(result.elapsed_s, 3)), result.latencies_s)
+        elapsed_s=round(result.elapsed_s, 3), server_log=log, unraised_errors=unraised,
+        prepared_before=before, prepared_after=after if census else None), result.latencies_s)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from lab.clients import CLIENTS, DRIVERS
@@ -44,6 +45,12 @@ class Cell:
 
     def __str__(self) -> str:
         return self.id
+
+
+def client_limits(profiles: tuple[str, ...] = ()) -> dict[str, str]:
+    """Topologies that only some client configurations run against (the lab.clients label, a glob): the
+    pooler that ignores the RCA's startup parameters is there for the RCA's attempts, not for every cell."""
+    return {s.topology: s.labels["lab.clients"] for s in load(profiles=profiles).services.values() if s.labels.get("lab.clients")}
 
 
 def topology_names(profiles: tuple[str, ...] = ()) -> list[str]:
@@ -181,6 +188,8 @@ def _on_target(cells: dict[str, list[Cell]], target: "TargetFile", opts: LabOpti
     tenant cells only through its own Supavisor endpoints, bursts only if the file opts in, never more connections
     than an endpoint allows."""
     def fits(c: Cell) -> bool:
+        if getattr(c.client, "local_only", False):  # needs a role only the lab's own topology has
+            return False
         ep = target.endpoints.get(c.topology)
         return ep is not None and CONNECTIONS.get(c.experiment, 1) <= ep.max_connections
 
@@ -217,6 +226,9 @@ class Plan:
             target = TargetFile.load(options.target)
             topologies = list(target.endpoints)
         every = {name: make(topologies, options) for name, make in EXPERIMENTS.items()}
+        limits = client_limits(options.profiles) if target is None else {}
+        every = {name: [c for c in cs if c.topology not in limits or fnmatchcase(c.client.name, limits[c.topology])]
+                 for name, cs in every.items()}
         # the lab's vocabulary: every name of the local topology's cells and of this run's, whatever narrows the run
         flat = [c for cells in every.values() for c in cells]
         if target is not None:

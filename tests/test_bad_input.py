@@ -26,7 +26,7 @@ def test_unknown_client_lists_valid_ones() -> None:
 
 
 def test_unknown_topology_lists_valid_ones() -> None:
-    with pytest.raises(UnknownName, match="valid topologies: direct, pgbouncer-session, pgbouncer-transaction, rest, tenant-proxy-session"):
+    with pytest.raises(UnknownName, match="valid topologies: direct, pgbouncer-session, pgbouncer-transaction, pgbouncer-transaction-ignoring, rest, tenant-proxy-other-region, tenant-proxy-session"):
         Plan.build(LabOptions(topologies=("supavisor",)))
 
 

@@ -28,7 +28,7 @@ def test_every_mounted_file_is_rendered_without_placeholders(tmp_path: Path) -> 
     compose = yaml.safe_load((COMPOSE_DIR / "docker-compose.yml").read_text())
     mounts = [v for svc in compose["services"].values() if not svc.get("profiles") for v in svc.get("volumes", []) if "/tls:" not in v]
     templates = {k: p for k, p in written.items() if not k.startswith("tls/")}
-    assert len(templates) == len(mounts) == 7
+    assert len(templates) == len(mounts) == 9
     assert {"tls/ca.crt", "tls/server.crt", "tls/server.key"} <= set(written)
     for path in templates.values():
         text = path.read_text()

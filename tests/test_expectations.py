@@ -17,6 +17,8 @@ FACTS = {
     "direct": {"pool_mode": None, "pooler_version": None},
     "pgbouncer-transaction": {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": "1.18.0"},
     "pgbouncer-session": {"pooler": "pgbouncer", "pool_mode": "session", "pooler_version": "1.18.0"},
+    "pgbouncer-transaction-ignoring": {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": "1.18.0",
+                                       "pooler_settings": "ignore_startup_parameters = jit, options"},
 }
 
 
@@ -34,6 +36,10 @@ def test_known_failures_are_expected_on_pgbouncer_118_only() -> None:
     # PgBouncer 1.21+ tracks prepared statements: the 1.18 failure is not expected of it
     newer = lookup(rules, "asyncpg-default", "pgbouncer-prepared-transaction", "repeated-query", {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": "1.24.1"})
     assert newer.outcome == "ok" and "max_prepared_statements" in newer.reason
+    # the same binary with the setting at 0 is held to 1.18's rules: the setting, not the version, decides
+    off = lookup(rules, "asyncpg-default", "pgbouncer-prepared-off-transaction", "repeated-query",
+                 {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": "1.24.1", "pooler_settings": "max_prepared_statements = 0"})
+    assert (off.outcome, off.sqlstate) == ("error", "26000")
     # and a pooler version nobody has looked at in a mode nobody has described fails loudly
     with pytest.raises(LookupError):
         lookup(rules, "asyncpg-default", "pgbouncer-statement", "repeated-query", {"pooler": "pgbouncer", "pool_mode": "statement", "pooler_version": "1.24.1"})

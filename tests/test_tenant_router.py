@@ -13,7 +13,7 @@ from lab.proxies.tenant import OTHER_REGION, OTHER_TENANT, ROUTES, TENANT, Tenan
 
 def _connect(dsn: str, **kwargs: object) -> object:
     async def go() -> object:
-        conn = await asyncpg.connect(dsn, timeout=5, **kwargs)
+        conn = await asyncpg.connect(dsn, timeout=5, statement_cache_size=0, **kwargs)  # nothing named: no leftover can collide
         try:
             return await conn.fetchval("SHOW jit")
         finally:

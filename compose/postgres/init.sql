@@ -11,6 +11,10 @@ GRANT USAGE ON SCHEMA public TO anon, service_role;
 -- from part of max_connections, and Supabase applications are not superusers either.
 CREATE ROLE ${APP_USER} LOGIN PASSWORD '${APP_PASSWORD}';
 GRANT CREATE, USAGE ON SCHEMA public TO ${APP_USER};
+-- The same rights, and jit = off as a role setting: what the RCA asked of a startup parameter, set where no
+-- pooler has to pass it on (the rca-attempt-*-alter-role configurations log in as it).
+CREATE ROLE ${JIT_OFF_USER} LOGIN PASSWORD '${APP_PASSWORD}' IN ROLE ${APP_USER};
+ALTER ROLE ${JIT_OFF_USER} SET jit = off;
 -- as Supabase's own user may: a schema of its own (what a run against a target creates, and drops)
 GRANT CREATE ON DATABASE postgres TO ${APP_USER};
 

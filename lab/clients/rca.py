@@ -7,11 +7,16 @@ prepared-statement failures that come after the connection.
 
 from __future__ import annotations
 
+from typing import ClassVar
+from urllib.parse import quote, urlsplit, urlunsplit
+
 import asyncpg
 from psycopg_pool import AsyncConnectionPool
 
 from lab.clients.asyncpg_client import AsyncpgClient
 from lab.clients.psycopg_client import PsycopgAsyncClient, capture_pool_errors
+from lab.results.outcome import WrongResult
+from lab.topology.render import JIT_OFF_USER
 
 
 class RcaAttempt1(AsyncpgClient):
@@ -50,3 +55,51 @@ class RcaAttempt2(PsycopgAsyncClient):
             )
             # ---
         self.pool = pool
+
+
+def _as_role(dsn: str, role: str) -> str:
+    """The same DSN, logging in as `role` (same password)."""
+    url = urlsplit(dsn)
+    creds, _, host = url.netloc.rpartition("@")
+    password = creds.partition(":")[2]
+    return urlunsplit(url._replace(netloc=f"{quote(role, safe='')}:{password}@{host}"))
+
+
+class _AlterRole:
+    """The RCA's pool without its startup parameter, logging in as a role that has `ALTER ROLE ... SET jit = off`
+    (compose/postgres/init.sql): the setting then needs no pooler to pass it on. Opening checks that the server
+    applied it, so a cell passes only if jit really is off."""
+
+    #: the role exists only in the lab's own topology, not on a target
+    local_only: ClassVar[bool] = True
+
+    async def _jit_is_off(self) -> None:
+        """Asked on a connection of its own that prepares nothing (statement_cache_size=0), so the check itself
+        cannot meet the transaction pooler's prepared-statement failures; the pool's own queries are the workload's."""
+        conn = await asyncpg.connect(_as_role(self.dsn, JIT_OFF_USER), statement_cache_size=0, timeout=5)  # type: ignore[attr-defined]
+        try:
+            jit = await conn.fetchval("SHOW jit")
+        finally:
+            await conn.close()
+        if jit != "off":
+            raise WrongResult(f"SHOW jit as {JIT_OFF_USER}", jit, "off")
+
+
+class RcaAttempt1AlterRole(_AlterRole, RcaAttempt1):
+    name = "rca-attempt-1-alter-role"
+    description = f"asyncpg.create_pool(min_size=1, max_size=5) as {JIT_OFF_USER} (ALTER ROLE ... SET jit = off), no server_settings"
+
+    async def open(self) -> None:
+        self.pool = await asyncpg.create_pool(_as_role(self.dsn, JIT_OFF_USER), min_size=1, max_size=5)
+        await self._jit_is_off()
+
+
+class RcaAttempt2AlterRole(_AlterRole, RcaAttempt2):
+    name = "rca-attempt-2-alter-role"
+    description = f"AsyncConnectionPool(min_size=1, max_size=5) as {JIT_OFF_USER} (ALTER ROLE ... SET jit = off), no options"
+
+    async def open(self) -> None:
+        self.pool = AsyncConnectionPool(_as_role(self.dsn, JIT_OFF_USER), min_size=1, max_size=5, open=False, timeout=self.timeout)
+        with capture_pool_errors():
+            await self.pool.open(wait=True, timeout=self.timeout)
+        await self._jit_is_off()

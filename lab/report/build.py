@@ -10,6 +10,7 @@ import markdown
 from lab.report.data import Rows, load_rows, versions_of
 from lab.report.matrix import matrix_markdown
 from lab.report.oncall import oncall_markdown
+from lab.report.serverside import serverside_markdown
 from lab.report.network import network_markdown, plot_latency, plot_overhead, target_overhead_markdown, where_100_200_comes_from
 
 
@@ -37,6 +38,8 @@ def build_markdown(data: Rows, out_dir: Path) -> str:
     parts += [opening_markdown(data), "", "## Claims", "", claims_markdown(data), ""]
     parts += ["## The compatibility matrix", "", matrix_markdown(matrix) if matrix else "_No matrix rows._", ""]
     parts += ["Versions: " + "; ".join(versions_of(matrix)), ""]
+    if matrix:
+        parts += ["### What the server and the pooler saw", "", serverside_markdown(matrix)]
     apps = data.of("apps")
     if apps:
         parts += ["## Two application processes", "",

@@ -186,7 +186,7 @@ def _attempt(data: Rows, claim: str, attempt: str) -> Verdict:
     routed = _pick(data, "tenant", client=attempt)
     if not rows:
         return Verdict(claim, MISSING, f"no {attempt} rows")
-    by_topology = {r.topology["name"]: r for r in rows}
+    by_topology = {r.topology["name"]: r for r in rows if "ignore_startup_parameters" not in str(r.topology.get("pooler_settings") or "")}
     tx = [r for r in rows + routed if r.topology.get("pool_mode") == "transaction"]
     if not tx:
         return Verdict(claim, MISSING, "no transaction-pooler cell")
@@ -200,9 +200,17 @@ def _attempt(data: Rows, claim: str, attempt: str) -> Verdict:
                     + "; ".join(f"{r.topology['name']}: {_fmt(r)}" for r in routed)
                     + f": it connects, the startup parameter is dropped, not refused (the server's jit stays {'/'.join(jit)}),"
                     " and what fails is the driver's prepared statements through the transaction pooler.")
+    ignoring = [r for r in rows if "ignore_startup_parameters" in str(r.topology.get("pooler_settings") or "")]
+    if ignoring:
+        finding += (" With PgBouncer's ignore_startup_parameters covering it: "
+                    + "; ".join(f"{r.topology['name']}: {_fmt(r)}" for r in ignoring) + " (it connects; the parameter is dropped).")
+    alter = _pick(data, "matrix", client=f"{attempt}-alter-role")
+    if alter:
+        finding += (" With jit=off as a role setting (ALTER ROLE) instead: "
+                    + "; ".join(f"{r.topology['name']}: {_fmt(r)}" for r in alter) + ".")
     verdict = HOLDS if fails_tx else FAILS
     note = "" if tenant else " It fails, but never with 'Tenant or user not found'."
-    return Verdict(claim, verdict, finding + note, rows + routed, _docs(rows + routed))
+    return Verdict(claim, verdict, finding + note, rows + routed + alter, _docs(rows + routed + alter))
 
 
 def c5(data: Rows) -> Verdict:

@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from lab.report.data import Rows
+from lab.report.serverside import leak_of
 from lab.results.rows import Row
 
 #: failing configuration -> (the configuration that fixes it, what to change), in order of preference; the matrix runs each
@@ -108,8 +109,11 @@ def _grouped(failing_in: list[Row], backing_in: list[Row], prefix: str) -> list[
             for fix, how in FIXES.get(client, ()):
                 backing = [c for t in sorted(topologies) for c in _ok_cells(backing_in, fix, t)]
                 if backing and len({c.topology["name"] for c in backing}) == len(topologies):
+                    leak = leak_of(backing_in, fix)
                     fixes.append(f"{client}: {how} (`{fix}` passes there: {backing[0].cell}"
-                                 + (f" and {len(backing) - 1} more cells" if len(backing) > 1 else "") + ")")
+                                 + (f" and {len(backing) - 1} more cells" if len(backing) > 1 else "") + ")"
+                                 + (f", but leaves {'/'.join(map(str, leak.per_repeat))} more prepared statements on the pooler's "
+                                    f"server connections with each repeat" if leak else ""))
                     break
         session = [r for r in backing_in if r.topology.get("pool_mode") == "session" and r.client["name"] in {x.client["name"] for x in rows}
                    and r.outcome.kind == "ok"]

@@ -27,7 +27,7 @@ from lab.results.outcome import KINDS, PHASES, Outcome
 ANY = "any"
 #: pooler_version = "undeclared": the rule applies where nobody said which version runs (a target file without one).
 UNDECLARED = "undeclared"
-FIELDS = {"client", "topology", "scenario", "pooler", "pool_mode", "pooler_version", "client_versions", "outcome", "error_class", "sqlstate", "phase", "reason", "docs"}
+FIELDS = {"client", "topology", "scenario", "pooler", "pool_mode", "pooler_version", "prepared_statements", "client_versions", "outcome", "error_class", "sqlstate", "phase", "reason", "docs"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,9 @@ class Expectation:
     pooler: str = "*"  # a glob over the endpoint's pooler: none | pgbouncer | supavisor | pgcat | pgdog
     pool_mode: str | None = None
     pooler_version: str | None = None  # a PEP 440 specifier, e.g. "<1.21", or "undeclared"
+    #: "tracked" | "not tracked": whether the pooler tracks protocol-level prepared statements (PgBouncer 1.21+ with
+    #: max_prepared_statements > 0; lab.topology.services.prepared_statements); a rule with it needs the fact known
+    prepared_statements: str | None = None
     client_versions: tuple[tuple[str, str], ...] = ()  # (distribution, specifier): {asyncpg = ">=0.30"} in the file
     error_class: str | None = None
     sqlstate: str | None = None
@@ -54,6 +57,14 @@ class Expectation:
             return False
         if self.pool_mode is not None and facts.get("pool_mode") != self.pool_mode:
             return False
+        if self.prepared_statements is not None:
+            known = facts.get("prepared_statements")
+            if "prepared_statements" not in facts:  # facts written before the lab recorded it: derived the same way
+                from lab.topology.services import prepared_statements
+
+                known = prepared_statements(facts.get("pooler"), facts.get("pooler_version"), facts.get("pooler_settings"))
+            if known != self.prepared_statements:
+                return False
         if self.pooler_version == UNDECLARED:
             if facts.get("pooler_version"):
                 return False
@@ -114,6 +125,8 @@ def load(path: Path) -> list[Expectation]:
         unknown = set(raw) - FIELDS
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(FIELDS))}")
+        if raw.get("prepared_statements") not in (None, "tracked", "not tracked"):
+            raise ConfigError(f"{where}: prepared_statements must be \"tracked\" or \"not tracked\"")
         for name in ("client", "topology", "scenario", "pooler", "pool_mode", "pooler_version", "error_class", "sqlstate", "reason"):
             if name in raw and not isinstance(raw[name], str):
                 raise ConfigError(f"{where}: {name} = {raw[name]!r} must be a string")

@@ -20,6 +20,11 @@ from lab.errors import ConfigError
 from lab.topology.tls import make_certificates
 
 
+#: the application's role again, with `ALTER ROLE ... SET jit = off`: the RCA's setting as a role setting, which
+#: no pooler has to pass on (the rca-attempt-*-alter-role configurations log in as it, with the app's password)
+JIT_OFF_USER = "lab_app_jit_off"
+
+
 @dataclass(frozen=True, repr=False)
 class Credentials:
     """Per-run passwords: nothing the lab starts has a password known before the run. Its repr names no secret."""
@@ -50,6 +55,7 @@ class Credentials:
             "SUPERUSER_PASSWORD": self.superuser_password,
             "APP_USER": self.app_user,
             "APP_PASSWORD": self.app_password,
+            "JIT_OFF_USER": JIT_OFF_USER,
             "AUTHENTICATOR_USER": self.authenticator_user,
             "AUTHENTICATOR_PASSWORD": self.authenticator_password,
         }

@@ -64,9 +64,11 @@ async def run_cell(
     scenario: Scenario,
     repeats: int = DEFAULT_REPEATS,
     timeout: float = DEFAULT_CELL_TIMEOUT,
+    after_iteration: Callable[[], None] | None = None,
 ) -> CellResult:
     """The first failure of any iteration is the cell's outcome; ok only if every iteration was.
-    Each iteration gets a new client from make_client: what one pool learnt does not carry over."""
+    Each iteration gets a new client from make_client: what one pool learnt does not carry over.
+    `after_iteration` runs once each iteration's client is closed (the prepared-statement census)."""
     result = CellResult(OK)
     started = time.perf_counter()
     client: Client | None = None
@@ -83,6 +85,8 @@ async def run_cell(
                 finally:
                     await _close(client)
                     client = None
+                    if after_iteration is not None:
+                        after_iteration()
     except TimeoutError:
         result.outcome = Outcome(
             "timeout", iteration=result.iterations - 1, detail=f"no outcome within the cell limit of {timeout:g}s"
@@ -101,10 +105,11 @@ async def _close(client: Any) -> None:
 
 
 def run_cell_sync(client_cls: type[Client], dsn: str, scenario: Scenario, repeats: int = DEFAULT_REPEATS,
-                  timeout: float = DEFAULT_CELL_TIMEOUT, pool_size: int = POOL_SIZE) -> CellResult:
+                  timeout: float = DEFAULT_CELL_TIMEOUT, pool_size: int = POOL_SIZE,
+                  after_iteration: Callable[[], None] | None = None) -> CellResult:
     """A driver configuration's cell: a pool of `pool_size` connections to `dsn`, new for each iteration."""
     # per-operation limit below the cell's, so a wait inside a driver ends as that driver's own error where it has one
-    return run_sync(lambda: client_cls(dsn, pool_size, timeout=op_timeout(timeout)), scenario, repeats, timeout)
+    return run_sync(lambda: client_cls(dsn, pool_size, timeout=op_timeout(timeout)), scenario, repeats, timeout, after_iteration)
 
 
 def op_timeout(cell_timeout: float) -> float:
@@ -115,8 +120,8 @@ def op_timeout(cell_timeout: float) -> float:
 
 
 def run_sync(make_client: Callable[[], Any], scenario: Scenario, repeats: int = DEFAULT_REPEATS,
-             timeout: float = DEFAULT_CELL_TIMEOUT) -> CellResult:
+             timeout: float = DEFAULT_CELL_TIMEOUT, after_iteration: Callable[[], None] | None = None) -> CellResult:
     with warnings.catch_warnings():
         # psycopg_pool warns that the RCA's attempt 2 opens in the constructor; that is the point.
         warnings.simplefilter("ignore", DeprecationWarning)
-        return asyncio.run(run_cell(make_client, scenario, repeats, timeout))
+        return asyncio.run(run_cell(make_client, scenario, repeats, timeout, after_iteration))

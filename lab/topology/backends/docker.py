@@ -34,6 +34,8 @@ PORT_VARIABLES = {
     "pgbouncer-transaction": ["LAB_TRANSACTION_PORT"],
     "pgbouncer-session": ["LAB_SESSION_PORT"],
     "pgbouncer-prepared": ["LAB_PREPARED_PORT"],
+    "pgbouncer-prepared-off": ["LAB_PREPARED_OFF_PORT"],
+    "pgbouncer-ignoring": ["LAB_IGNORING_PORT"],
     "postgrest": ["LAB_POSTGREST_PORT"],
     "nginx": ["LAB_REST_HTTP_PORT", "LAB_REST_HTTPS_PORT"],
     "supavisor": ["LAB_SUPAVISOR_PORT"],

@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import psycopg
 
 from lab.errors import ConfigError, EnvironmentProblem
+from lab.topology.services import prepared_statements
 from lab.topology.model import Endpoint, Secret, Topology
 
 POOLERS = ("none", "pgbouncer", "supavisor", "pgcat", "pgdog", "other")
@@ -68,6 +69,7 @@ class TargetEndpoint:
             "pool_mode": None if self.pool_mode == "none" else self.pool_mode,
             "pooler_version": self.pooler_version, "declared": True, "sslmode": self.sslmode,
             "max_connections_allowed": self.max_connections,
+            "prepared_statements": prepared_statements(self.pooler, self.pooler_version, None),
         }
         return Endpoint(self.name, self.host, self.port, self.database, self.user, self.password, facts,
                         ca_file=self.ca_file, sslmode=self.sslmode)

@@ -9,11 +9,14 @@ row says the same things whichever backend produced it.
 
 from __future__ import annotations
 
+import re
+
 import signal
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from packaging.version import InvalidVersion, Version
 
 from lab.topology.compose import Service
 
@@ -59,10 +62,29 @@ def pgbouncer_version(host: str, port: int, user: str, password: str) -> str:
     return text.split()[-1] if text else "unknown"
 
 
+def prepared_statements(pooler: str | None, version: str | None, settings: str | None) -> str | None:
+    """Whether a PgBouncer tracks protocol-level named prepared statements: "tracked" from 1.21 with
+    max_prepared_statements > 0 (the default is 0 in 1.21 and 200 from 1.22), "not tracked" before 1.21 or with 0;
+    None where that cannot be known (no version declared, or not a PgBouncer). Expectation rules key on it, so a
+    1.24 with the setting at 0 is held to the same rules as 1.18."""
+    if pooler != "pgbouncer" or not version:
+        return None
+    try:
+        v = Version(version)
+    except InvalidVersion:
+        return None
+    if v < Version("1.21"):
+        return "not tracked"
+    m = re.search(r"max_prepared_statements\s*=\s*(\d+)", settings or "")
+    limit = int(m.group(1)) if m else (0 if v < Version("1.22") else 200)
+    return "tracked" if limit > 0 else "not tracked"
+
+
 def endpoint_facts(svc: Service, base: dict[str, Any], pooler_version: str | None = None) -> dict[str, Any]:
     """The facts every row through this service carries: the same keys whichever backend started it."""
     facts: dict[str, Any] = {"service": svc.name, **base}
     if svc.role == "server":
         return {**facts, "pooler": None, "pool_mode": None}
+    settings = svc.labels.get("lab.pgbouncer_settings") or None
     return {**facts, "pooler": "pgbouncer", "pooler_version": pooler_version, "pool_mode": svc.pool_mode, "pool_size": svc.pool_size,
-            "pooler_settings": svc.labels.get("lab.pgbouncer_settings") or None}
+            "pooler_settings": settings, "prepared_statements": prepared_statements("pgbouncer", pooler_version, settings)}

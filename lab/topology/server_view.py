@@ -1,0 +1,115 @@
+"""What the server and the pooler saw during a cell, beside what the client raised.
+
+A client can swallow an error the server reported (a driver that retries a statement
+it believes was invalidated), and a configuration can pass while it leaves prepared
+statements behind on the pooler's server connections. Two views, both read from the
+real servers:
+
+- `LogWindow`: the WARNING/ERROR/FATAL lines PostgreSQL and the pooler appended to
+  their logs while the cell ran (PostgreSQL's with their SQLSTATE: the lab's
+  log_line_prefix ends with %e). Native runs only: Docker keeps its logs elsewhere.
+- `PreparedCensus`: the prepared statements on every server connection of a
+  transaction pooler. pg_prepared_statements shows one session's own statements, so
+  the census holds one transaction per server connection of the pool at once (each
+  pins a different one) and adds their counts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from lab.topology.logins import log_path
+
+_PG = re.compile(r"\] \S*@\S* (?P<state>[0-9A-Z]{5}) (?P<level>WARNING|ERROR|FATAL|PANIC):\s+(?P<message>.*)")
+_PGBOUNCER = re.compile(r" (?P<level>WARNING|ERROR|FATAL) (?P<message>.*)")
+#: PgBouncer's per-connection prefix (C-0x55d..: db/user@127.0.0.1:40000), per run noise
+_CONNECTION = re.compile(r"^[CS]-0x[0-9a-f]+: \S+ ")
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    source: str  # "postgres" or the pooler's service name
+    level: str
+    sqlstate: str | None
+    message: str
+
+    def key(self) -> tuple[str, str, str | None, str]:
+        return (self.source, self.level, self.sqlstate, self.message)
+
+
+class LogWindow:
+    """The lines each service appended to its log between `open()` and `events()`."""
+
+    def __init__(self, run_id: str, services: list[str]) -> None:
+        self.paths = {s: log_path(run_id, s) for s in services}
+        self.offsets: dict[str, int] = {}
+
+    def open(self) -> "LogWindow":
+        self.offsets = {s: _size(p) for s, p in self.paths.items() if p.exists()}
+        return self
+
+    def events(self) -> list[LogEvent] | None:
+        """None where no log could be read (a Docker run, a target)."""
+        if not self.offsets:
+            return None
+        out = []
+        for service, start in self.offsets.items():
+            with self.paths[service].open("rb") as f:
+                f.seek(start)
+                text = f.read().decode("utf-8", "replace")
+            for line in text.splitlines():
+                m = (_PG if service == "postgres" else _PGBOUNCER).search(line)
+                if m:
+                    message = _CONNECTION.sub("", m["message"].strip())
+                    out.append(LogEvent(service, m["level"], m.groupdict().get("state"), message))
+        return out
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def summarize(events: list[LogEvent] | None, raised_sqlstate: str | None, raised_message: str | None) -> tuple[list[dict[str, Any]] | None, int | None]:
+    """The events as distinct (source, level, SQLSTATE, message) with counts, and how many of them the client did not
+    raise: every one but those with the SQLSTATE (or, without one, the message) of the client's own error."""
+    if events is None:
+        return None, None
+    counts = Counter(e.key() for e in events)
+    rows = [{"source": s, "level": lv, "sqlstate": st, "message": msg[:200], "count": n} for (s, lv, st, msg), n in counts.items()]
+
+    def raised(e: LogEvent) -> bool:
+        if raised_sqlstate and e.sqlstate == raised_sqlstate:
+            return True
+        return bool(raised_message) and bool(e.message) and (raised_message in e.message or e.message in raised_message)
+
+    return rows[:12], sum(1 for e in events if not raised(e) and e.level != "WARNING")
+
+
+class PreparedCensus:
+    """Counts the prepared statements on a transaction pooler's server connections, through the pooler."""
+
+    def __init__(self, dsn: str, server_connections: int) -> None:
+        self.connections = [psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5) for _ in range(server_connections)]
+
+    def count(self) -> int:
+        total = 0
+        try:
+            for conn in self.connections:  # each opens a transaction and keeps its server connection until the rollback
+                total += int(conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0])  # type: ignore[index]
+        finally:
+            for conn in self.connections:
+                conn.rollback()
+        return total
+
+    def close(self) -> None:
+        for conn in self.connections:
+            conn.close()
