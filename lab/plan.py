@@ -121,8 +121,10 @@ def _wire(topologies: list[str], opts: LabOptions) -> list[Cell]:
 
 
 def _session_state(topologies: list[str], opts: LabOptions) -> list[Cell]:
-    return [Cell("session-state", session_state.PROBE, t, f"state-{k}", k, case=kind)
+    kept = [Cell("session-state", session_state.PROBE, t, f"state-{k}", k, case=kind)
             for t in topologies for k, kind in session_state.KINDS.items()]
+    return kept + [Cell("session-state", session_state.PROBE, t, f"leak-{k}", f"leak-{k}", case=session_state.KINDS[k])
+                   for t in topologies for k in session_state.LEAK_KINDS]
 
 
 def _limits(topologies: list[str], opts: LabOptions) -> list[Cell]:
@@ -178,7 +180,8 @@ EXPERIMENTS: dict[str, Callable[[list[str], LabOptions], list[Cell]]] = {
 
 
 #: Scenarios that write nothing that outlives them (--read-only keeps only these).
-READ_ONLY_SCENARIOS = ("repeated-query", *apps.MODES, "wire-count", "loop-lag", *(f"state-{k}" for k in session_state.KINDS), *USER_KINDS)
+READ_ONLY_SCENARIOS = ("repeated-query", *apps.MODES, "wire-count", "loop-lag", *(f"state-{k}" for k in session_state.KINDS),
+                       *(f"leak-{k}" for k in session_state.LEAK_KINDS), *USER_KINDS)
 #: Connections a cell may hold at once on its endpoint; a target endpoint that allows fewer does not run it.
 CONNECTIONS = {"matrix": 5, "apps": apps.APPS * apps.POOL_SIZE, "tenant": 4, "session-state": 5, "limits": burst.BURST}
 

@@ -127,7 +127,9 @@ def c1(data: Rows) -> Verdict:
 
 
 def c2(data: Rows) -> Verdict:
-    rows = _pick(data, "session-state", pool_mode="transaction")
+    every = _pick(data, "session-state", pool_mode="transaction")
+    rows = [r for r in every if r.scenario.startswith("state-")]
+    leaks = [r for r in every if r.scenario.startswith("leak-")]
     if not rows:
         return Verdict("C2", MISSING, "no session-state rows through the transaction pooler")
     lost = [r for r in rows if r.measures.state == "lost"]
@@ -137,8 +139,13 @@ def c2(data: Rows) -> Verdict:
     verdict = HOLDS if len(lost) == len(rows) else CONDITIONAL
     extra = (f" It does keep what it tracks: {', '.join(kept)} (parameters the server reports, which the pooler sets again on the "
              "next server connection); everything else set on a connection is lost or leaks to other clients.") if kept else ""
+    if leaks:
+        leaked = [r.scenario.removeprefix("leak-") for r in leaks if r.measures.state == "leaked"]
+        extra += (f" Another client on the same server connection sees {', '.join(leaked) or 'none'} of what one client set "
+                  f"({len(leaked)} of {len(leaks)} settings leak: PgBouncer sets a tracked parameter again only where the next client "
+                  "has a value of its own).")
     return Verdict("C2", verdict, f"Through the transaction pooler, with the later transaction on another backend ({len(moved)}/{len(rows)} cells): "
-                   f"{kinds}.{extra}", rows, _docs(rows))
+                   f"{kinds}.{extra}", rows + leaks, _docs(rows + leaks))
 
 
 def c3(data: Rows) -> Verdict:
@@ -285,7 +292,7 @@ def c9(data: Rows) -> Verdict:
 
 
 def c10(data: Rows) -> Verdict:
-    state = _pick(data, "session-state", pool_mode="session")
+    state = [r for r in _pick(data, "session-state", pool_mode="session") if r.scenario.startswith("state-")]
     matrix = [r for r in _pick(data, "matrix", pool_mode="session") if r.client["name"].startswith(("asyncpg", "psycopg"))]
     if not state or not matrix:
         return Verdict("C10", MISSING, "session-pooler rows missing")

@@ -88,7 +88,7 @@ class WireMeasures(Measures):
 @dataclass(frozen=True)
 class StateMeasures(Measures):
     experiment = "session-state"
-    state: str  # "kept" | "lost"
+    state: str  # "kept" | "lost"; leak-* cells: "leaked" | "not leaked"
     seen: str
     backend_pids: list[int]
     same_backend: bool

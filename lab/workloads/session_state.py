@@ -75,8 +75,14 @@ KINDS = {
         StateKind("timezone", "SET TimeZone = 'Asia/Tokyo'", _check_shown("TimeZone", "Asia/Tokyo")),
         StateKind("application-name", "SET application_name = 'lab-state-probe'", _check_shown("application_name", "lab-state-probe")),
         StateKind("datestyle", "SET DateStyle = 'SQL, DMY'", _check_shown("DateStyle", "SQL, DMY")),
+        StateKind("standard-conforming-strings", "SET standard_conforming_strings = off",
+                  _check_shown("standard_conforming_strings", "off")),
+        StateKind("client-encoding", "SET client_encoding = 'LATIN1'", _check_shown("client_encoding", "LATIN1")),
     )
 }
+#: the kinds a second client may find on its server connection: settings (a pooler tracks some and sets the
+#: client's own again; statement_timeout it does not)
+LEAK_KINDS = ("set", "timezone", "application-name", "datestyle", "standard-conforming-strings", "client-encoding")
 
 
 @dataclass
@@ -114,6 +120,42 @@ class BusyPool:
         self.stop.set()
         for t in self.threads:
             t.join(5)
+
+
+def leak_probe(kind: StateKind, dsn: str, pooled: bool) -> StateResult:
+    """Client A sets the state in a transaction of its own and stays connected; client B, another client
+    connection, looks for it. Through a transaction pooler B retries until a transaction of its runs on A's
+    server connection (pg_backend_pid, in the same transaction as the look), so "not seen" is observed there;
+    direct and through a session pooler B can never have A's server connection while A is connected.
+    A leak is a wrong result: B sees a setting it never made."""
+    result = StateResult(Outcome("ok"))
+    try:
+        with psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5) as a, \
+                psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5) as b:
+            first = a.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+            a.execute(kind.set_sql)
+            a.commit()
+            result.pids.append(first)
+            for attempt in range(1, MOVE_ATTEMPTS + 1):
+                result.attempts = attempt
+                pid = b.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+                if pooled and pid != first and attempt < MOVE_ATTEMPTS:
+                    b.commit()
+                    time.sleep(0.002)
+                    continue
+                result.pids.append(pid)
+                seen, result.seen = kind.check(b)
+                result.kept = seen  # here: A's state seen by B
+                b.commit()
+                break
+        if result.kept:
+            raise WrongResult(f"another client's state leaked: {result.seen}")
+        result.outcome = Outcome("ok", detail=f"not seen: {result.seen}")
+    except Exception as exc:  # noqa: BLE001 - every failure is this cell's outcome
+        if result.kept is None:
+            result.seen = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        result.outcome = classify(exc)
+    return result
 
 
 def probe(kind: StateKind, dsn: str, notify_dsn: str, pooled: bool) -> StateResult:
