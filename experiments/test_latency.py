@@ -3,12 +3,14 @@
 Only cells whose insert-returning workload is expected to succeed are measured: a
 configuration that fails through a topology has no latency worth reporting, and
 timing a lucky single connection would hide the failure. Those are skipped with the
-rule that says why. Each benchmark also records a result row (experiment "latency").
+rule that says why. Each benchmark also records a result row (experiment "latency"), with the same
+INSERT timed in a plain loop beside it: the lab's own overhead on the measurement.
 """
 
 from __future__ import annotations
 
 import itertools
+import statistics
 
 import pytest
 
@@ -17,7 +19,7 @@ from lab.results.measures import LatencyMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Topology
 from lab.workloads.bench import Measurement, label, measure
-from lab.workloads.scenarios import insert_returning
+from lab.workloads.scenarios import TABLE, insert_returning
 
 ROUNDS = 20
 
@@ -31,7 +33,12 @@ def test_insert_latency(cell: Cell, lab_topology: Topology, record: Recorder, ru
     counter = itertools.count()
     m = Measurement(rounds=ROUNDS, warmup=3)
     label(benchmark, cell, run_id, f"insert latency, {cell.topology}", facts=record.facts)
+    sql = f"INSERT INTO {TABLE.get()} (payload) VALUES (:payload) RETURNING id, payload"
     try:
-        measure(benchmark, client, lambda: insert_returning(client, 0, next(counter)), m)
+        measure(benchmark, client, lambda: insert_returning(client, 0, next(counter)), m,
+                bare=lambda: client.fetch(sql, {"payload": f"bare-{next(counter)}"}))
     finally:
-        record(m.outcome, LatencyMeasures(rounds=ROUNDS, warmup_rounds=m.warmup, client_pool_size=1, rtt_ms=0, tls=False), m.timed)
+        bare = statistics.median(m.bare) * 1000 if m.bare else None
+        overhead = round((statistics.median(m.timed) * 1000 / bare - 1) * 100, 1) if bare and m.timed else None
+        record(m.outcome, LatencyMeasures(rounds=ROUNDS, warmup_rounds=m.warmup, client_pool_size=1, rtt_ms=0, tls=False,
+                                          bare_median_ms=round(bare, 4) if bare else None, harness_overhead_pct=overhead), m.timed)

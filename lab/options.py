@@ -117,6 +117,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("rtts", "comma-separated injected round-trip times in ms for the network benchmarks", DEFAULT_RTTS, parse=rtts),
     Option("network", "network benchmarks: REST clients plus reference PostgreSQL paths, every client, or none", "reference",
            choices=NETWORK_MODES),
+    Option("cost", "the price of each fix: queries/s and latency at client concurrency 1, 8 and 32 for every configuration "
+           "that works, beside pgbench -S (adds about a minute)", False, flag=True),
     Option("profiles", "compose profiles to start too, e.g. prepared (PgBouncer 1.21+ with max_prepared_statements)", (), parse=names),
     Option("baseline", "result file to diff this run against at the end; a changed cell fails the run"),
     Option("results", "directory result rows and benchmark JSON are written to", RESULTS_DIR, parse=Path),
@@ -140,6 +142,7 @@ class LabOptions:
     repeats: int = DEFAULT_REPEATS
     rtts: tuple[float, ...] = DEFAULT_RTTS
     network: str = "reference"
+    cost: bool = False
     profiles: tuple[str, ...] = ()
     baseline: str | None = None
     results: Path = field(default=RESULTS_DIR)

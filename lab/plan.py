@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from lab.clients import CLIENTS, DRIVERS
-from lab.clients.base import Subject
+from lab.clients.base import Configuration, Subject
 from lab.clients.rest import REST_CLIENTS
 from lab.errors import LabError, UnknownName
 from lab.options import LabOptions
@@ -75,6 +75,20 @@ def _apps(topologies: list[str], opts: LabOptions) -> list[Cell]:
     """Every client configuration that runs the workloads, as two application processes: at once, and one after the other."""
     return [Cell("apps", client, t, name, case=mode)
             for name, mode in apps.MODES.items() for t in topologies for client in CLIENTS.values() if client.workloads is None]
+
+
+PGBENCH = Configuration("pgbench-S", "pgbench -S (built-in select-only script), simple protocol: the ceiling", ())
+
+
+def _cost(topologies: list[str], opts: LabOptions) -> list[Cell]:
+    """--cost: every configuration that runs the workloads, at each concurrency, and pgbench -S, per local topology
+    (never on a target: it is a load test). Configurations expected to fail through a topology are skipped there."""
+    if not opts.cost or opts.target is not None:
+        return []
+    from lab.workloads.throughput import CONCURRENCY
+
+    subjects: list[Subject] = [PGBENCH, *(c for c in CLIENTS.values() if c.workloads is None)]
+    return [Cell("cost", c, t, "select-by-key", f"c{n}", n, judged=False) for t in topologies for c in subjects for n in CONCURRENCY]
 
 
 def _latency(topologies: list[str], opts: LabOptions) -> list[Cell]:
@@ -176,6 +190,7 @@ EXPERIMENTS: dict[str, Callable[[list[str], LabOptions], list[Cell]]] = {
     "loop-lag": _loop_lag,
     "rest": _rest,
     "network": _network,
+    "cost": _cost,
 }
 
 

@@ -82,3 +82,17 @@ def test_cells_missing_from_the_current_run_count_unless_it_was_narrowed(tmp_pat
     narrowed.selection = {"clients": ["asyncpg-default"]}
     done = _diff(base, _write(tmp_path, "narrowed", [narrowed]))
     assert done.returncode == 0 and "the run was narrowed" in done.stdout
+
+
+def test_what_a_rule_leaves_open_is_not_a_change() -> None:
+    """A rule that names no SQLSTATE (psycopg's 26000 or 42P05, by the server connection a query got) holds the
+    failure, not its code: a different code is no change. A rule that names one still catches a different one."""
+    from dataclasses import replace
+
+    open_rule = {"outcome": "error", "sqlstate": None, "error_class": None, "phase": "later query"}
+    other = Outcome("error", "psycopg.DuplicatePreparedStatement", "42P05", "prepared statement \"_pg3_0\" already exists", "later query")
+    before = replace(_row("a", FAIL), expected=open_rule)
+    after = replace(_row("a", other), expected=open_rule)
+    assert not diff_rows([before], [after]).changes
+    held = {**open_rule, "sqlstate": "26000"}
+    assert diff_rows([replace(before, expected=held)], [replace(after, expected=held)]).changes

@@ -85,6 +85,13 @@ class Client(ABC):
     def __init__(self, dsn: str, size: int, timeout: float) -> None:
         self.dsn, self.size, self.timeout = dsn, size, timeout
 
+    @classmethod
+    def most_connections(cls, size: int, concurrency: int) -> int:
+        """The most connections this configuration opens with `concurrency` callers when asked for a pool of `size`:
+        its own pool's limit where it keeps its own (SQLAlchemy's pool_size + max_overflow), one per caller with
+        NullPool. A session pooler holds one server connection per client connection, so it decides what fits there."""
+        return size
+
     @abstractmethod
     async def open(self) -> None:
         """Create the pool and open `size` connections, so work spreads over several."""

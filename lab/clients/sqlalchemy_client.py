@@ -18,6 +18,11 @@ from lab.results.outcome import in_phase
 
 
 class SqlalchemyAsyncpgClient(Client):
+    #: pool_size=5, max_overflow=10 (below): up to 15 connections, whatever the caller asked for
+    @classmethod
+    def most_connections(cls, size: int, concurrency: int) -> int:
+        return 15
+
     name = "sqlalchemy-asyncpg-default"
     packages = ("sqlalchemy", "asyncpg")
     description = "create_async_engine('postgresql+asyncpg://...', pool_size=5, max_overflow=10), the RCA's solution 5"
@@ -75,6 +80,10 @@ class SqlalchemyAsyncpgClient(Client):
 
 
 class SqlalchemyAsyncpgPgbouncerClient(SqlalchemyAsyncpgClient):
+    @classmethod
+    def most_connections(cls, size: int, concurrency: int) -> int:
+        return concurrency  # NullPool: one connection per checkout
+
     name = "sqlalchemy-asyncpg-pgbouncer"
     description = (
         "create_async_engine with poolclass=NullPool and prepared_statement_name_func=uuid names, "

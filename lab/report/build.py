@@ -11,6 +11,7 @@ from lab.report.data import Rows, load_rows, versions_of
 from lab.report.matrix import matrix_markdown
 from lab.report.oncall import oncall_markdown
 from lab.report.serverside import serverside_markdown
+from lab.report.cost import cost_markdown
 from lab.report.network import network_markdown, plot_latency, plot_overhead, target_overhead_markdown, where_100_200_comes_from
 
 
@@ -65,11 +66,32 @@ def build_markdown(data: Rows, out_dir: Path) -> str:
     if target_network:
         parts += ["## REST overhead on the target's own network (C8)", "", target_overhead_markdown(target_network),
                   "Versions: " + "; ".join(versions_of(target_network)), ""]
+    cost = data.of("cost")
+    if cost:
+        parts += ["## The price of each fix", "", cost_markdown(cost), ""]
+    overhead = [r for r in data.of("latency") if getattr(r.measures, "harness_overhead_pct", None) is not None]
     if latency_png:
         parts += ["## Insert latency by client and topology (RTT 0)", "", f"![latency]({latency_png.name})", "",
                   "A hatched bar marked `fails` is a configuration that fails through that topology (see the matrix): its latency is not measured. "
                   "sqlalchemy-asyncpg-pgbouncer pays a new connection, with its SCRAM exchange, on every checkout (NullPool).", ""]
+    if overhead:
+        parts += ["### The lab's own overhead on these figures", "", _overhead_markdown(overhead), ""]
     return "\n".join(parts)
+
+
+def _overhead_markdown(rows: list) -> str:
+    """Each latency median beside the same INSERT timed in a plain loop on the same open client (same run): the
+    harness's cost, which should stay within 5%; a busy machine makes both noisier."""
+    out = ["| cell | harnessed median (ms) | plain loop median (ms) | overhead |", "|---|---|---|---|"]
+    over = 0
+    for r in sorted(rows, key=lambda r: r.cell):
+        pct = r.measures.harness_overhead_pct
+        over += abs(pct) > 5
+        flag = " ⚠ above 5%" if abs(pct) > 5 else ""
+        out.append(f"| `{r.cell}` | {r.latency_ms.get('median') if r.latency_ms else '—'} | {r.measures.bare_median_ms} | {pct:+.1f}%{flag} |")
+    out.append("")
+    out.append(f"{len(rows) - over} of {len(rows)} within 5%." + (" Treat the others' latency with care." if over else ""))
+    return "\n".join(out)
 
 
 STYLE = """

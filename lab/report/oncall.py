@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from lab.report.data import Rows
+from lab.report.cost import price
 from lab.report.serverside import leak_of
 from lab.results.rows import Row
 
@@ -82,7 +83,7 @@ def lines(data: Rows) -> list[Line]:
         out.append(Line("with the right `<role>.<project-ref>` and password: " + _symptom(elsewhere[0]), _cause(elsewhere[0]), fix,
                         tuple(r.cell for r in elsewhere)))
     # the matrix's failures, then the second application's, grouped by what the application saw
-    out += _grouped(matrix, matrix, "")
+    out += _grouped(matrix, matrix, "", data.of("cost"))
     out += _grouped(data.of("apps"), data.of("apps"), "in the second of two application processes (at once or after a restart): ")
     # a pool exhausted by a burst
     pool_only = [r for r in data.of("limits") if r.client["name"] == "pool-only" and r.outcome.kind != "ok"]
@@ -94,7 +95,7 @@ def lines(data: Rows) -> list[Line]:
     return out
 
 
-def _grouped(failing_in: list[Row], backing_in: list[Row], prefix: str) -> list[Line]:
+def _grouped(failing_in: list[Row], backing_in: list[Row], prefix: str, cost_rows: list[Row] | None = None) -> list[Line]:
     """One line per (outcome, SQLSTATE) among `failing_in`'s failures; a fix only where `backing_in` shows it passing."""
     out: list[Line] = []
     groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
@@ -110,16 +111,27 @@ def _grouped(failing_in: list[Row], backing_in: list[Row], prefix: str) -> list[
                 backing = [c for t in sorted(topologies) for c in _ok_cells(backing_in, fix, t)]
                 if backing and len({c.topology["name"] for c in backing}) == len(topologies):
                     leak = leak_of(backing_in, fix)
+                    cost = price(cost_rows, fix, sorted(topologies)[0], client) if cost_rows else None
                     fixes.append(f"{client}: {how} (`{fix}` passes there: {backing[0].cell}"
                                  + (f" and {len(backing) - 1} more cells" if len(backing) > 1 else "") + ")"
+                                 + (f"; cost {cost}" if cost else "")
                                  + (f", but leaves {'/'.join(map(str, leak.per_repeat))} more prepared statements on the pooler's "
                                     f"server connections with each repeat" if leak else ""))
                     break
         session = [r for r in backing_in if r.topology.get("pool_mode") == "session" and r.client["name"] in {x.client["name"] for x in rows}
                    and r.outcome.kind == "ok"]
         fix = "; ".join(fixes) or "no configuration of this run fixes it"
-        if session and not rows[0].client["name"].startswith("rca"):
-            fix += f"; or the session pooler ({len(session)} cells of the same clients pass there)"
+        first = rows[0].client["name"]
+        if session and not first.startswith("rca"):
+            cost = price(cost_rows, first, "pgbouncer-session", first) if cost_rows else None
+            fix += f"; or the session pooler ({len(session)} cells of the same clients pass there" + (f"; cost for {first} {cost}" if cost else "") + ")"
+        tracked = [r for r in backing_in if r.topology.get("prepared_statements") == "tracked" and r.outcome.kind == "ok"
+                   and r.client["name"] in {x.client["name"] for x in rows}]
+        if tracked and not first.startswith("rca"):
+            where = tracked[0].topology["name"]
+            cost = price(cost_rows, first, where, first) if cost_rows else None
+            fix += (f"; or PgBouncer 1.21+ with max_prepared_statements > 0 ({len(tracked)} cells pass on {where}"
+                    + (f"; cost for {first} {cost}" if cost else "") + ")")
         out.append(Line(prefix + _symptom(rows[0]), _cause(rows[0]), fix, tuple(r.cell for r in rows)))
     return out
 

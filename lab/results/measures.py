@@ -134,6 +134,10 @@ class LatencyMeasures(Measures):
     client_pool_size: int
     rtt_ms: float
     tls: bool
+    #: the same INSERT through the same open client in a plain loop beside the benchmark, and the harness's
+    #: overhead: (benchmark median - bare median) / bare median, in percent
+    bare_median_ms: float | None = None
+    harness_overhead_pct: float | None = None
 
 
 @dataclass(frozen=True)
@@ -158,10 +162,25 @@ class AppsMeasures(Measures):
     client_pool_size: int
 
 
+@dataclass(frozen=True)
+class CostMeasures(Measures):
+    experiment = "cost"
+    concurrency: int
+    connections: int
+    duration_s: float
+    ops: int
+    ops_per_s: float
+    ops_per_s_ci: list[float]  # 95% confidence interval
+    p50_ms: float
+    p50_ci_ms: list[float]
+    p99_ms: float
+    p99_ci_ms: list[float]
+
+
 BY_EXPERIMENT: dict[str, type[Measures]] = {
     cls.experiment: cls
     for cls in (MatrixMeasures, TenantMeasures, WireMeasures, StateMeasures, BurstMeasures, LoopLagMeasures, RestMeasures,
-                LatencyMeasures, NetworkMeasures, AppsMeasures, AuthMeasures)
+                LatencyMeasures, NetworkMeasures, AppsMeasures, AuthMeasures, CostMeasures)
 }
 
 

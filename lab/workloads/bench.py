@@ -25,6 +25,7 @@ class Measurement:
     warmup: int
     outcome: Outcome = OK
     samples: list[float] = field(default_factory=list)  # seconds, warm-up rounds included
+    bare: list[float] = field(default_factory=list)  # seconds: the same call in a plain loop, no harness around it
 
     @property
     def timed(self) -> list[float]:
@@ -43,23 +44,43 @@ def _settle() -> None:
     gc.collect()
 
 
-def measure(benchmark: Any, client: Any, operation: Callable[[], Awaitable[Any]], into: Measurement) -> None:
-    """Open the client, time `operation` for the rounds asked, close it; a failure is recorded, then raised."""
+async def _plain_loop(call: Callable[[], Awaitable[Any]], n: int, into: list[float]) -> None:
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await call()
+        into.append(time.perf_counter() - t0)
+
+
+def measure(benchmark: Any, client: Any, operation: Callable[[], Awaitable[Any]], into: Measurement,
+            bare: Callable[[], Awaitable[Any]] | None = None) -> None:
+    """Open the client, time `operation` for the rounds asked, close it; a failure is recorded, then raised.
+    With `bare`, the same number of calls of it are then timed in one plain loop on the same open client (no
+    pytest-benchmark, no collection between rounds, no scenario around the call): the lab's own overhead is the
+    difference between the two medians."""
     loop = asyncio.new_event_loop()
 
-    def timed() -> None:
+    async def once() -> None:
+        # timed inside the loop: entering and leaving the event loop for each round (tens of microseconds) is the
+        # harness's cost, not the call's; pytest-benchmark's own figures include it, the row's samples do not
         t0 = time.perf_counter()
-        loop.run_until_complete(operation())
+        await operation()
         into.samples.append(time.perf_counter() - t0)
+
+    def timed() -> None:
+        loop.run_until_complete(once())
 
     try:
         loop.run_until_complete(client.open())
+        if bare is not None:  # half the plain loop before the benchmark and half after, so a drift in speed cancels
+            loop.run_until_complete(_plain_loop(bare, into.rounds // 2, into.bare))
         gc.collect()
         gc.freeze()
         try:
             benchmark.pedantic(timed, setup=_settle, rounds=into.rounds, warmup_rounds=into.warmup, iterations=1)
         finally:
             gc.unfreeze()
+        if bare is not None:
+            loop.run_until_complete(_plain_loop(bare, into.rounds - into.rounds // 2, into.bare))
     except Exception as exc:
         into.outcome = classify(exc)
         raise

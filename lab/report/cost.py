@@ -1,0 +1,56 @@
+"""The price of each fix (`--cost` rows): queries per second and latency per configuration, topology and client
+concurrency, beside pgbench -S on the same topology; and one line per fix for the on-call list."""
+
+from __future__ import annotations
+
+from lab.results.rows import Row
+
+
+def _cell(r: Row | None) -> str:
+    if r is None:
+        return "—"
+    if r.outcome.kind != "ok":
+        return f"{r.outcome.kind}: {(r.outcome.detail or r.outcome.message or '')[:60]}"
+    m = r.measures
+    lo, hi = (m.ops_per_s_ci or [m.ops_per_s, m.ops_per_s])[:2]
+    return f"{m.ops_per_s:,.0f}/s (±{(hi - lo) / 2:,.0f}) · p50 {m.p50_ms:g} · p99 {m.p99_ms:g} ms"
+
+
+def _at(rows: list[Row], client: str, topology: str, concurrency: int) -> Row | None:
+    return next((r for r in rows if r.client["name"] == client and r.topology["name"] == topology
+                 and r.measures.concurrency == concurrency), None)
+
+
+def cost_markdown(rows: list[Row]) -> str:
+    levels = sorted({r.measures.concurrency for r in rows})
+    out = ["Each configuration that works through a topology asks pgbench -S's query "
+           "(`SELECT abalance FROM pgbench_accounts WHERE aid = $1`) with N concurrent workers over a pool of min(N, 4) "
+           "connections for 0.5 s; pgbench -S with min(N, 4) clients is the ceiling. Throughput ± half its 95% confidence "
+           "interval; p50 and p99 latency in ms. A configuration that fails through a topology is not measured there.", ""]
+    for topology in dict.fromkeys(r.topology["name"] for r in rows):
+        mine = [r for r in rows if r.topology["name"] == topology]
+        out += [f"#### {topology}", "", "| configuration | " + " | ".join(f"concurrency {n}" for n in levels) + " |",
+                "|---|" + "---|" * len(levels)]
+        for client in dict.fromkeys(r.client["name"] for r in mine):
+            out.append(f"| {client} | " + " | ".join(_cell(_at(mine, client, topology, n)) for n in levels) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def price(rows: list[Row], fix: str, topology: str, baseline: str) -> str | None:
+    """What `fix` costs through `topology`, against `baseline` (the configuration it replaces) direct: latency at
+    concurrency 1 and throughput at 8, as percentages; None without cost rows for both."""
+    parts = []
+    for n, what in ((1, "p50"), (8, "ops/s")):
+        mine, ref = _at(rows, fix, topology, n), _at(rows, baseline, "direct", n)
+        if not mine or not ref or mine.outcome.kind != "ok" or ref.outcome.kind != "ok":
+            continue
+        if what == "p50" and ref.measures.p50_ms:
+            parts.append(f"{(mine.measures.p50_ms / ref.measures.p50_ms - 1) * 100:+.0f}% per query at concurrency 1")
+        elif ref.measures.ops_per_s:
+            parts.append(f"{(mine.measures.ops_per_s / ref.measures.ops_per_s - 1) * 100:+.0f}% queries/s at 8")
+    ceiling = _at(rows, "pgbench-S", topology, 8)
+    mine8 = _at(rows, fix, topology, 8)
+    if ceiling and mine8 and mine8.outcome.kind == "ok" and ceiling.measures.ops_per_s:
+        parts.append(f"{mine8.measures.ops_per_s / ceiling.measures.ops_per_s * 100:.0f}% of pgbench -S there")
+    return f"through {topology} against {baseline} direct: " + ", ".join(parts) if parts else None
