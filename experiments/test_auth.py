@@ -21,7 +21,7 @@ WORKLOAD = SCENARIOS["repeated-query"]
 UNKNOWN_ROLE = "lab_nobody"
 WRONG_PASSWORD = "not-the-password"  # a literal: the row says only that the password was wrong
 #: a refused login fails at once; psycopg_pool only logs it and keeps retrying until this wait ends
-POOL_WAIT_S = 0.3
+POOL_WAIT_S = 0.15
 POOL_SIZE = 2
 
 

@@ -21,10 +21,11 @@ from lab.proxies.tenant import TenantRouter, tenant_user
 from lab.results.measures import TenantMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Endpoint, Topology
-from lab.workloads.harness import run_cell_sync
+from lab.workloads.harness import POOL_SIZE, run_cell_sync, run_sync
 from lab.workloads.scenarios import SCENARIOS
 
 WORKLOAD = SCENARIOS["repeated-query"]
+REFUSED_WAIT_S = 0.15
 
 
 @pytest.mark.experiment("tenant")
@@ -37,7 +38,11 @@ def test_tenant(cell: Cell, tenant_routers: dict[str, tuple[Endpoint, TenantRout
     # machine), and held cells repeat like the matrix's, so no outcome hangs on one lucky assignment.
     timeout = lab_options.cell_timeout if cell.case == "tenant-right-user" else min(2.0, lab_options.cell_timeout)
     seen = len(proxy.dropped) if proxy else 0
-    result = run_cell_sync(cell.client, router.dsn(user=user), WORKLOAD, repeats=lab_options.repeats, timeout=timeout)
+    if cell.case == "tenant-right-user":
+        result = run_cell_sync(cell.client, router.dsn(user=user), WORKLOAD, repeats=lab_options.repeats, timeout=timeout)
+    else:  # a refused login fails at once; psycopg_pool only logs it and waits this long before its PoolTimeout
+        dsn = router.dsn(user=user)
+        result = run_sync(lambda: cell.client(dsn, POOL_SIZE, timeout=REFUSED_WAIT_S), WORKLOAD, repeats=1, timeout=timeout)
     dropped = sorted({p for d in proxy.dropped[seen:] for p in d}) if proxy else None
     jit = _server_setting(cell.client, router.dsn(user=user), "jit") if cell.client.name.startswith("rca") else None
     record(result.outcome, TenantMeasures(user=user, workload=WORKLOAD.name, cell_timeout_s=timeout, server_jit=jit,

@@ -72,6 +72,9 @@ class _AlterRole:
 
     #: the role exists only in the lab's own topology, not on a target
     local_only: ClassVar[bool] = True
+    #: the role it logs in as: each pooler keeps a pool of server connections per role, so after the cell the lab
+    #: ends them (they would otherwise hold server connections the other cells count on: max_connections is 25)
+    login_role: ClassVar[str] = JIT_OFF_USER
 
     async def _jit_is_off(self) -> None:
         """Asked on a connection of its own that prepares nothing (statement_cache_size=0), so the check itself

@@ -142,31 +142,54 @@ def where_100_200_comes_from(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_overhead(rows: list[Row], path: Path) -> Path | None:
-    points = overhead_points(rows)
+def plot_overhead(rows: list[Row], path: Path, reach_ms: float = 200.0) -> Path | None:
+    """REST overhead per insert against the injected RTT: measured medians (the statistic the claim quotes) as
+    points with their fastest-to-p95 spread, and the round-trip model as a line out to `reach_ms` of RTT, so the
+    RCA's 60-160 ms range is on the chart. One colour per REST client, TLS as the line style."""
+    points = overhead_points(rows, "median")
     if not points:
         return None
+    fastest = {(p.client, p.tls, p.rtt_ms): p for p in overhead_points(rows, "min")}
+    slow = {(p.client, p.tls, p.rtt_ms): p for p in overhead_points(rows, "p95")}
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    series: dict[tuple[str, bool], list[OverheadPoint]] = defaultdict(list)
-    for p in points:
-        series[(p.client, p.tls)].append(p)
-    for (client, tls), pts in sorted(series.items()):
-        pts.sort(key=lambda p: p.rtt_ms)
-        label = f"{client} ({'https' if tls else 'http'})"
-        line = ax.plot([p.rtt_ms for p in pts], [p.measured_ms for p in pts], marker="o", label=f"{label} measured")[0]
-        if all(p.predicted_ms is not None for p in pts):
-            ax.plot([p.rtt_ms for p in pts], [p.predicted_ms for p in pts], linestyle="--", color=line.get_color(), label=f"{label} model")
-    ax.axhspan(100, 200, color="grey", alpha=0.15, label="the RCA's 100-200 ms")
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    version = tls_version(rows)
+    clients = sorted({p.client for p in points})
+    colours = dict(zip(clients, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for client in clients:
+        for tls in (False, True):
+            pts = sorted((p for p in points if p.client == client and p.tls == tls), key=lambda p: p.rtt_ms)
+            if not pts:
+                continue
+            style = "-" if tls else ":"
+            lows = [p.measured_ms - fastest[(client, tls, p.rtt_ms)].measured_ms if (client, tls, p.rtt_ms) in fastest else 0 for p in pts]
+            highs = [slow[(client, tls, p.rtt_ms)].measured_ms - p.measured_ms if (client, tls, p.rtt_ms) in slow else 0 for p in pts]
+            ax.errorbar([p.rtt_ms for p in pts], [p.measured_ms for p in pts],
+                        yerr=[[max(0, x) for x in lows], [max(0, x) for x in highs]], fmt="o", color=colours[client],
+                        capsize=3, markersize=5, markerfacecolor=colours[client] if tls else "white")
+            base = next((p for p in pts if p.rtt_ms == 0), None)
+            model_rest, model_direct = trips("rest", client, tls, version), trips("pg", DIRECT_REFERENCE[0], tls, version)
+            if base is not None and model_rest and model_direct:
+                extra = model_rest.total - model_direct.total
+                xs = [0.0, reach_ms]
+                ax.plot(xs, [base.measured_ms + extra * x for x in xs], linestyle=style, color=colours[client], linewidth=1.2)
+    ax.axhspan(100, 200, color="grey", alpha=0.15)
+    ax.axvspan(60, 160, color="#d98e04", alpha=0.06)
     ax.axhline(0, color="black", linewidth=0.5)
-    ax.set_xlabel("injected round-trip time (ms)")
-    ax.set_ylabel(f"REST minus {DIRECT_REFERENCE[0]} direct, fastest round (ms)")
-    ax.set_title("REST overhead per insert vs network round-trip time")
-    ax.legend(fontsize=7)
+    handles = [Line2D([], [], color=colours[c], marker="o", label=c) for c in clients]
+    handles += [Line2D([], [], color="black", linestyle="-", label="https: model (line), median (filled)"),
+                Line2D([], [], color="black", linestyle=":", marker="o", markerfacecolor="white", label="http: model (line), median (open)"),
+                plt.Rectangle((0, 0), 1, 1, color="grey", alpha=0.15, label="the RCA's 100-200 ms")]
+    ax.legend(handles=handles, fontsize=7, loc="upper left")
+    ax.set_xlim(-5, reach_ms + 5)
+    ax.set_xlabel("network round-trip time (ms); measured at the points, modelled along the lines")
+    ax.set_ylabel(f"REST minus {DIRECT_REFERENCE[0]} direct, median (ms)")
+    ax.set_title("REST overhead per insert vs network round-trip time (whiskers: fastest to p95)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
