@@ -54,9 +54,9 @@ async def _plain_loop(call: Callable[[], Awaitable[Any]], n: int, into: list[flo
 def measure(benchmark: Any, client: Any, operation: Callable[[], Awaitable[Any]], into: Measurement,
             bare: Callable[[], Awaitable[Any]] | None = None) -> None:
     """Open the client, time `operation` for the rounds asked, close it; a failure is recorded, then raised.
-    With `bare`, the same number of calls of it are then timed in one plain loop on the same open client (no
-    pytest-benchmark, no collection between rounds, no scenario around the call): the lab's own overhead is the
-    difference between the two medians."""
+    With `bare`, one call of it is timed before each round, outside pytest-benchmark's timing and with no scenario
+    around it (the same driver call, interleaved with the measured ones): the lab's own overhead is the difference
+    between the two medians. The first `warmup` plain calls are dropped like the measured warm-up rounds."""
     loop = asyncio.new_event_loop()
 
     async def once() -> None:
@@ -71,16 +71,18 @@ def measure(benchmark: Any, client: Any, operation: Callable[[], Awaitable[Any]]
 
     try:
         loop.run_until_complete(client.open())
-        if bare is not None:  # half the plain loop before the benchmark and half after, so a drift in speed cancels
-            loop.run_until_complete(_plain_loop(bare, into.rounds // 2, into.bare))
         gc.collect()
         gc.freeze()
         try:
-            benchmark.pedantic(timed, setup=_settle, rounds=into.rounds, warmup_rounds=into.warmup, iterations=1)
+            def setup() -> None:
+                _settle()
+                if bare is not None:  # one plain call before each round: interleaved, a drift in speed hits both alike
+                    loop.run_until_complete(_plain_loop(bare, 1, into.bare))
+
+            benchmark.pedantic(timed, setup=setup, rounds=into.rounds, warmup_rounds=into.warmup, iterations=1)
         finally:
             gc.unfreeze()
-        if bare is not None:
-            loop.run_until_complete(_plain_loop(bare, into.rounds - into.rounds // 2, into.bare))
+
     except Exception as exc:
         into.outcome = classify(exc)
         raise
