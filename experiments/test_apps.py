@@ -6,6 +6,8 @@ the same application restarted. Every client configuration that runs the workloa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from lab.options import LabOptions
@@ -16,21 +18,26 @@ from lab.topology.model import Topology
 from lab.workloads import apps
 
 
+@pytest.fixture(scope="module")
+def leftovers(lab_topology: Topology) -> Iterator[list[str]]:
+    """The users whose server connections the cells used; after the last cell they are ended, so the statements the
+    processes left on purpose meet no later experiment (the matrix's outcomes assume none are there)."""
+    users: list[str] = []
+    yield users
+    for user in dict.fromkeys(users):
+        apps.fresh_server_connections(lab_topology.admin_dsn(), user)
+
+
 @pytest.mark.experiment("apps")
-def test_apps(cell: Cell, lab_topology: Topology, lab_options: LabOptions, record: Recorder) -> None:
+def test_apps(cell: Cell, lab_topology: Topology, lab_options: LabOptions, record: Recorder, leftovers: list[str]) -> None:
     endpoint = lab_topology.endpoint(cell.topology)
-    # Fresh server connections before the cell, so its outcome is its own two processes', and after it, so the
-    # statements it leaves on purpose meet no later cell (the matrix's outcomes assume none are there). Through a
-    # pooler only (direct, each process has its own server connection), and never on a target: its user's other
-    # sessions may be somebody's application.
-    clean = bool(lab_topology.superuser and endpoint.facts.get("pooler"))
-    if clean:
+    # Fresh server connections before the cell, so its outcome is its own two processes'. Through a pooler only
+    # (direct, each process has its own server connection), and never on a target: its user's other sessions may
+    # be somebody's application. After the last cell `leftovers` ends them once more.
+    if lab_topology.superuser and endpoint.facts.get("pooler"):
         apps.fresh_server_connections(lab_topology.admin_dsn(), endpoint.user)
-    try:
-        results = apps.run_apps(cell.client.name, endpoint.dsn(), cell.case, lab_options.cell_timeout)
-    finally:
-        if clean:
-            apps.fresh_server_connections(lab_topology.admin_dsn(), endpoint.user)
+        leftovers.append(endpoint.user)
+    results = apps.run_apps(cell.client.name, endpoint.dsn(), cell.case, lab_options.cell_timeout)
     outcome, failed = apps.outcome_of(results)
     record(outcome, AppsMeasures(processes=len(results), mode=cell.case, failed_app=failed, apps=[r.to_dict() for r in results],
                                  workers_per_app=apps.WORKERS, ops_per_worker=apps.OPS_PER_WORKER, client_pool_size=apps.POOL_SIZE))
