@@ -41,12 +41,15 @@ def price(rows: list[Row], fix: str, topology: str, baseline: str) -> str | None
     """What `fix` costs through `topology`, against `baseline` (the configuration it replaces) direct: latency at
     concurrency 1 and throughput at 8, as percentages; None without cost rows for both."""
     parts = []
+    alone, ref1 = _at(rows, fix, "direct", 1), _at(rows, baseline, "direct", 1)
+    if fix != baseline and alone and ref1 and alone.outcome.kind == ref1.outcome.kind == "ok" and ref1.measures.p50_ms:
+        parts.append(f"the setting alone (direct) {(alone.measures.p50_ms / ref1.measures.p50_ms - 1) * 100:+.0f}% per query at 1")
     for n, what in ((1, "p50"), (8, "ops/s")):
         mine, ref = _at(rows, fix, topology, n), _at(rows, baseline, "direct", n)
         if not mine or not ref or mine.outcome.kind != "ok" or ref.outcome.kind != "ok":
             continue
         if what == "p50" and ref.measures.p50_ms:
-            parts.append(f"{(mine.measures.p50_ms / ref.measures.p50_ms - 1) * 100:+.0f}% per query at concurrency 1")
+            parts.append(f"with the pooler's hop {(mine.measures.p50_ms / ref.measures.p50_ms - 1) * 100:+.0f}% per query at concurrency 1")
         elif ref.measures.ops_per_s:
             parts.append(f"{(mine.measures.ops_per_s / ref.measures.ops_per_s - 1) * 100:+.0f}% queries/s at 8")
     ceiling = _at(rows, "pgbench-S", topology, 8)
