@@ -30,7 +30,7 @@ def test_wire(cell: Cell, lab_topology: Topology, record: Recorder) -> None:
     with logins.counted(), WireTracer(endpoint.host, endpoint.port) as tracer:
         result = run_cell_sync(cell.client, endpoint.via(tracer.port, plain=True, wire_tracer=True).dsn(), WIRE_SCENARIO, repeats=1,
                                timeout=10.0, pool_size=1)
-        time.sleep(0.05)  # let the last Terminate cross
+        time.sleep(0.01)  # let the last Terminate cross (every count it reports was made before)
         traces = [t.summary() for t in tracer.snapshot()]
     total = lambda key: sum(t[key] for t in traces)  # noqa: E731
     record(result.outcome, WireMeasures(

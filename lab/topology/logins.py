@@ -51,6 +51,6 @@ class Logins:
     def counted(self) -> Iterator["Logins"]:
         before = self._now()
         yield self
-        time.sleep(0.05)  # log lines are written after the login completes
+        time.sleep(0.01)  # log lines are written after the login completes (logins come first in a cell)
         after = self._now()
         self.server, self.pooler = (None if b is None or a is None else a - b for b, a in zip(before, after))
