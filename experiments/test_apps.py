@@ -15,6 +15,7 @@ from lab.plan import Cell
 from lab.results.measures import AppsMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Topology
+from lab.topology.server_view import end_server_connections
 from lab.workloads import apps
 
 
@@ -25,7 +26,7 @@ def leftovers(lab_topology: Topology) -> Iterator[list[str]]:
     users: list[str] = []
     yield users
     for user in dict.fromkeys(users):
-        apps.fresh_server_connections(lab_topology.admin_dsn(), user)
+        end_server_connections(lab_topology.admin_dsn(), user)
 
 
 @pytest.mark.experiment("apps")
@@ -35,7 +36,7 @@ def test_apps(cell: Cell, lab_topology: Topology, lab_options: LabOptions, recor
     # (direct, each process has its own server connection), and never on a target: its user's other sessions may
     # be somebody's application. After the last cell `leftovers` ends them once more.
     if lab_topology.superuser and endpoint.facts.get("pooler"):
-        apps.fresh_server_connections(lab_topology.admin_dsn(), endpoint.user)
+        end_server_connections(lab_topology.admin_dsn(), endpoint.user)
         leftovers.append(endpoint.user)
     results = apps.run_apps(cell.client.name, endpoint.dsn(), cell.case, lab_options.cell_timeout)
     outcome, failed = apps.outcome_of(results)

@@ -66,7 +66,7 @@ def test_cost(cell: Cell, lab_topology: Topology, record: Recorder, pgbench_tabl
         r = result
         record(outcome, CostMeasures(
             concurrency=concurrency, connections=throughput.connections(concurrency),
-            duration_s=1.0 if cell.client.name == "pgbench-S" else throughput.DURATION_S,
+            duration_s=float(throughput.PGBENCH_SECONDS) if cell.client.name == "pgbench-S" else throughput.DURATION_S,
             ops=r.ops if r else 0, ops_per_s=r.ops_per_s if r else 0.0, ops_per_s_ci=list(r.ops_per_s_ci) if r else [],
             p50_ms=r.p50_ms if r else 0.0, p50_ci_ms=list(r.p50_ci_ms) if r else [], p99_ms=r.p99_ms if r else 0.0,
             p99_ci_ms=list(r.p99_ci_ms) if r else []), facts=facts)

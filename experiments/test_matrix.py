@@ -17,8 +17,7 @@ from lab.plan import Cell
 from lab.results.measures import MatrixMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Topology
-from lab.topology.server_view import LogWindow, PreparedCensus, summarize
-from lab.workloads.apps import fresh_server_connections
+from lab.topology.server_view import LogWindow, PreparedCensus, end_server_connections, summarize
 from lab.workloads.harness import POOL_SIZE, run_cell_sync
 
 
@@ -49,7 +48,7 @@ def test_matrix(cell: Cell, lab_topology: Topology, lab_options: LabOptions, rec
     log, unraised = summarize(window.events(), result.outcome.sqlstate, result.outcome.message)
     role = getattr(cell.client, "login_role", None)
     if role and lab_topology.superuser:  # a role of its own: its poolers' server connections are the cell's to end
-        fresh_server_connections(lab_topology.admin_dsn(), role)
+        end_server_connections(lab_topology.admin_dsn(), role)
     record(result.outcome, MatrixMeasures(
         repeats=lab_options.repeats, iterations_run=result.iterations, cell_timeout_s=lab_options.cell_timeout,
         workers=scenario.workers, ops_per_worker=scenario.ops_per_worker, client_pool_size=POOL_SIZE,

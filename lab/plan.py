@@ -47,15 +47,13 @@ class Cell:
         return self.id
 
 
-def client_limits(profiles: tuple[str, ...] = ()) -> dict[str, str]:
-    """Topologies that only some client configurations run against (the lab.clients label, a glob): the
-    pooler that ignores the RCA's startup parameters is there for the RCA's attempts, not for every cell."""
-    return {s.topology: s.labels["lab.clients"] for s in load(profiles=profiles).services.values() if s.labels.get("lab.clients")}
-
-
-def topology_names(profiles: tuple[str, ...] = ()) -> list[str]:
-    """The PostgreSQL topologies, from compose/: they exist before anything is started."""
-    return [s.topology for s in load(profiles=profiles).services.values() if s.role in ("server", "pooler")]
+def compose_topologies(profiles: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
+    """The PostgreSQL topologies, from compose/ (they exist before anything is started), and those that only some
+    client configurations run against (the lab.clients label, a glob): the pooler that ignores the RCA's startup
+    parameters is there for the RCA's attempts, not for every cell."""
+    services = load(profiles=profiles).services.values()
+    return ([s.topology for s in services if s.role in ("server", "pooler")],
+            {s.topology: s.labels["lab.clients"] for s in services if s.labels.get("lab.clients")})
 
 
 # -- each experiment's cells, before narrowing -----------------------------------------
@@ -125,7 +123,7 @@ def _auth(topologies: list[str], opts: LabOptions) -> list[Cell]:
     if opts.target is not None:
         return []  # never on somebody's database: failed logins count towards a pooler's ban (Supavisor bans addresses)
     routers = [t for t in ROUTES if ROUTES[t] == "pgbouncer-transaction"]
-    places = [t for t in topologies] + routers
+    places = [*topologies, *routers]
     cells = [Cell("auth", DRIVERS[c], t, kind, case=kind) for kind in AUTH_KINDS[:2] for t in places for c in AUTH_CLIENTS]
     return cells + [Cell("auth", DRIVERS[c], t, AUTH_KINDS[2], case=AUTH_KINDS[2]) for t in OTHER_REGION for c in AUTH_CLIENTS]
 
@@ -235,7 +233,7 @@ class Plan:
 
     @classmethod
     def build(cls, options: LabOptions) -> "Plan":
-        local = topology_names(options.profiles)
+        local, limits = compose_topologies(options.profiles)
         target = None
         topologies = local
         if options.target is not None:
@@ -243,8 +241,8 @@ class Plan:
 
             target = TargetFile.load(options.target)
             topologies = list(target.endpoints)
+            limits = {}  # a target's endpoints carry no lab.clients label
         every = {name: make(topologies, options) for name, make in EXPERIMENTS.items()}
-        limits = client_limits(options.profiles) if target is None else {}
         every = {name: [c for c in cs if c.topology not in limits or fnmatchcase(c.client.name, limits[c.topology])]
                  for name, cs in every.items()}
         # the lab's vocabulary: every name of the local topology's cells and of this run's, whatever narrows the run

@@ -118,20 +118,18 @@ def _grouped(failing_in: list[Row], backing_in: list[Row], prefix: str, cost_row
                                  + (f", but leaves {'/'.join(map(str, leak.per_repeat))} more prepared statements on the pooler's "
                                     f"server connections with each repeat" if leak else ""))
                     break
-        session = [r for r in backing_in if r.topology.get("pool_mode") == "session" and r.client["name"] in {x.client["name"] for x in rows}
-                   and r.outcome.kind == "ok"]
         fix = "; ".join(fixes) or "no configuration of this run fixes it"
         first = rows[0].client["name"]
-        if session and not first.startswith("rca"):
-            cost = price(cost_rows, first, "pgbouncer-session", first) if cost_rows else None
-            fix += f"; or the session pooler ({len(session)} cells of the same clients pass there" + (f"; cost for {first} {cost}" if cost else "") + ")"
-        tracked = [r for r in backing_in if r.topology.get("prepared_statements") == "tracked" and r.outcome.kind == "ok"
-                   and r.client["name"] in {x.client["name"] for x in rows}]
-        if tracked and not first.startswith("rca"):
-            where = tracked[0].topology["name"]
-            cost = price(cost_rows, first, where, first) if cost_rows else None
-            fix += (f"; or PgBouncer 1.21+ with max_prepared_statements > 0 ({len(tracked)} cells pass on {where}"
-                    + (f"; cost for {first} {cost}" if cost else "") + ")")
+        same = {x.client["name"] for x in rows}
+        # the same clients unchanged, through another pooler: the session pooler, or one that tracks prepared statements
+        for pooler, fact, value, passing in (("the session pooler", "pool_mode", "session", "cells of the same clients pass there"),
+                                             ("PgBouncer 1.21+ with max_prepared_statements > 0", "prepared_statements", "tracked",
+                                              "cells pass on {where}")):
+            there = [r for r in backing_in if r.topology.get(fact) == value and r.client["name"] in same and r.outcome.kind == "ok"]
+            if there and not first.startswith("rca"):
+                where = there[0].topology["name"]
+                cost = price(cost_rows, first, where, first) if cost_rows else None
+                fix += f"; or {pooler} ({len(there)} {passing.format(where=where)}" + (f"; cost for {first} {cost}" if cost else "") + ")"
         out.append(Line(prefix + _symptom(rows[0]), _cause(rows[0]), fix, tuple(r.cell for r in rows)))
     return out
 

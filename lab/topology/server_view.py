@@ -8,6 +8,8 @@ real servers:
 - `LogWindow`: the WARNING/ERROR/FATAL lines PostgreSQL and the pooler appended to
   their logs while the cell ran (PostgreSQL's with their SQLSTATE: the lab's
   log_line_prefix ends with %e). Native runs only: Docker keeps its logs elsewhere.
+- `end_server_connections`: the housekeeping that gives a cell fresh server
+  connections (and takes away what a cell left on them).
 - `PreparedCensus`: the prepared statements on every server connection of a
   transaction pooler. pg_prepared_statements shows one session's own statements, so
   the census holds one transaction per server connection of the pool at once (each
@@ -17,6 +19,7 @@ real servers:
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,3 +116,16 @@ class PreparedCensus:
     def close(self) -> None:
         for conn in self.connections:
             conn.close()
+
+
+def end_server_connections(admin_dsn: str, user: str, wait_s: float = 5.0) -> int:
+    """End every server backend of `user`, so the poolers open new ones: a cell then starts with no prepared
+    statement that an earlier cell left on a server connection. The number ended."""
+    with psycopg.connect(admin_dsn, autocommit=True, prepare_threshold=None) as conn:
+        ended = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s", [user]).fetchone()
+        deadline = time.monotonic() + wait_s
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", [user]).fetchone()[0]:  # type: ignore[index]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"backends of {user} still there {wait_s:g}s after pg_terminate_backend")
+            time.sleep(0.01)
+    return int(ended[0]) if ended else 0

@@ -13,7 +13,7 @@ costs milliseconds of start-up instead of a Python start.
 Each application runs `repeated-query` with SQL text of its own (its number is part of
 the statement's constant), so a statement run under another process's name shows as a
 wrong answer, not a plausible one. Each cell starts on fresh server connections (the
-test ends the application user's server backends first): what a cell shows comes from
+test ends the application user's server backends first, lab.topology.server_view): what a cell shows comes from
 its own two processes, not from the cells before it.
 """
 
@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
-
-import psycopg
 
 from lab.clients import CLIENTS
 from lab.clients.base import Client
@@ -85,13 +82,23 @@ class Turns:
         self.pass_on(i)
 
 
-async def own_query(client: Client, worker: int, op: int) -> None:
+def own_statement(worker: int, op: int) -> tuple[str, dict[str, int], list[tuple[int]]]:
     """repeated-query with SQL text of this worker's own: its number is a constant and an alias in the statement,
-    and the answer carries it back, so another process's statement under the same name shows as a wrong value."""
+    and the answer carries it back, so another process's statement under the same name shows as a wrong value.
+    (sql, parameters, the one answer it may return); the crossed first query and every later one use it, so a
+    process's statements are one SQL text, cached and named once."""
     n = worker * 1000 + op
-    rows = await client.fetch(f"SELECT CAST(:n AS integer) * 2 + {worker} AS doubled_w{worker}", {"n": n})
-    if rows != [(2 * n + worker,)]:
-        raise WrongResult(f"worker {worker}'s SELECT n * 2 + {worker}", rows, [(2 * n + worker,)])
+    return f"SELECT CAST(:n AS integer) * 2 + {worker} AS doubled_w{worker}", {"n": n}, [(2 * n + worker,)]
+
+
+def _check(worker: int, got: object, want: object) -> None:
+    if got != want:
+        raise WrongResult(f"worker {worker}'s SELECT n * 2 + {worker}", got, want)
+
+
+async def own_query(client: Client, worker: int, op: int) -> None:
+    sql, params, want = own_statement(worker, op)
+    _check(worker, await client.fetch(sql, params), want)
 
 
 def _app_main(client_name: str, dsn: str, app: int, turns: Turns | None, crossed: bool, timeout: float, out: Connection) -> None:
@@ -119,11 +126,11 @@ def _app_main(client_name: str, dsn: str, app: int, turns: Turns | None, crossed
         commits first, app 2 last, so the server connection app 2 used is the one PgBouncer hands out next
         (last in, first out): app 1's second query runs there, under the name app 2 gave its own statement."""
         assert turns is not None
-        n = worker * 1000
+        sql, params, want = own_statement(worker, 0)
 
         def first(_: list) -> tuple[str, dict]:
             turns.wait(me)
-            return f"SELECT CAST(:n AS integer) * 2 + {worker} AS doubled_w{worker}", {"n": n}
+            return sql, params
 
         def hold(_: list) -> tuple[str, dict]:
             turns.pass_on(me)  # my statement is prepared; the other process's turn
@@ -134,8 +141,7 @@ def _app_main(client_name: str, dsn: str, app: int, turns: Turns | None, crossed
             results = await client.transaction([first, hold])
         finally:
             turns.pass_on(me)  # committed (or failed): the other process's turn
-        if results[0] != [(2 * n + worker,)]:
-            raise WrongResult(f"worker {worker}'s SELECT n * 2 + {worker}", results[0], [(2 * n + worker,)])
+        _check(worker, results[0], want)
 
     class InTurn(client_cls):  # type: ignore[misc, valid-type]
         """Opening takes a turn too: drivers run statements of their own at connect (SQLAlchemy's dialects do)."""
@@ -218,19 +224,6 @@ def run_apps(client: str, dsn: str, mode: str, timeout: float) -> list[AppResult
     finally:
         for a in apps:
             a.stop()
-
-
-def fresh_server_connections(admin_dsn: str, user: str, wait_s: float = 5.0) -> int:
-    """End every server backend of `user`, so the poolers open new ones: a cell then starts with no prepared
-    statement that an earlier cell left on a server connection. The number ended."""
-    with psycopg.connect(admin_dsn, autocommit=True, prepare_threshold=None) as conn:
-        ended = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s", [user]).fetchone()
-        deadline = time.monotonic() + wait_s
-        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", [user]).fetchone()[0]:  # type: ignore[index]
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"backends of {user} still there {wait_s:g}s after pg_terminate_backend")
-            time.sleep(0.01)
-    return int(ended[0]) if ended else 0
 
 
 def outcome_of(results: list[AppResult]) -> tuple[Outcome, int | None]:

@@ -122,6 +122,22 @@ class BusyPool:
             t.join(5)
 
 
+def _land(conn: psycopg.Connection, result: "StateResult", wanted: Callable[[int], bool], pooled: bool) -> None:
+    """Open a transaction on `conn` that runs on a wanted server connection (by pg_backend_pid), retrying through a
+    transaction pooler until one does (at most MOVE_ATTEMPTS; the last is taken as it comes); direct and through a
+    session pooler the first is the only one there is. The transaction stays open for the caller's look; the
+    backend and the attempts go into `result`."""
+    for attempt in range(1, MOVE_ATTEMPTS + 1):
+        result.attempts = attempt
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        if pooled and not wanted(pid) and attempt < MOVE_ATTEMPTS:
+            conn.commit()
+            time.sleep(0.002)
+            continue
+        result.pids.append(pid)
+        return
+
+
 def leak_probe(kind: StateKind, dsn: str, pooled: bool) -> StateResult:
     """Client A sets the state in a transaction of its own and stays connected; client B, another client
     connection, looks for it. Through a transaction pooler B retries until a transaction of its runs on A's
@@ -136,18 +152,9 @@ def leak_probe(kind: StateKind, dsn: str, pooled: bool) -> StateResult:
             a.execute(kind.set_sql)
             a.commit()
             result.pids.append(first)
-            for attempt in range(1, MOVE_ATTEMPTS + 1):
-                result.attempts = attempt
-                pid = b.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
-                if pooled and pid != first and attempt < MOVE_ATTEMPTS:
-                    b.commit()
-                    time.sleep(0.002)
-                    continue
-                result.pids.append(pid)
-                seen, result.seen = kind.check(b)
-                result.kept = seen  # here: A's state seen by B
-                b.commit()
-                break
+            _land(b, result, lambda pid: pid == first, pooled)
+            result.kept, result.seen = kind.check(b)  # here: A's state seen by B
+            b.commit()
         if result.kept:
             raise WrongResult(f"another client's state leaked: {result.seen}")
         result.outcome = Outcome("ok", detail=f"not seen: {result.seen}")
@@ -167,24 +174,16 @@ def probe(kind: StateKind, dsn: str, notify_dsn: str, pooled: bool) -> StateResu
             conn.execute(kind.set_sql)
             conn.commit()
             result.pids.append(first)
-            for attempt in range(1, MOVE_ATTEMPTS + 1):
-                result.attempts = attempt
-                pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-                if pooled and pid == first and attempt < MOVE_ATTEMPTS:
-                    conn.commit()
-                    time.sleep(0.002)
-                    continue
-                result.pids.append(pid)
-                if kind.name == "listen-notify":
-                    conn.commit()
-                    with psycopg.connect(notify_dsn, autocommit=True) as other:
-                        other.execute("NOTIFY lab_state_chan, 'hello'")
-                    got = list(conn.notifies(timeout=NOTIFY_WAIT_S, stop_after=1))
-                    result.kept, result.seen = bool(got), f"{len(got)} notification(s) within {NOTIFY_WAIT_S:g}s"
-                else:
-                    result.kept, result.seen = kind.check(conn)
-                    conn.commit()
-                break
+            _land(conn, result, lambda pid: pid != first, pooled)
+            if kind.name == "listen-notify":
+                conn.commit()
+                with psycopg.connect(notify_dsn, autocommit=True) as other:
+                    other.execute("NOTIFY lab_state_chan, 'hello'")
+                got = list(conn.notifies(timeout=NOTIFY_WAIT_S, stop_after=1))
+                result.kept, result.seen = bool(got), f"{len(got)} notification(s) within {NOTIFY_WAIT_S:g}s"
+            else:
+                result.kept, result.seen = kind.check(conn)
+                conn.commit()
         if not result.kept:
             raise WrongResult(f"lost: {result.seen}")
         result.outcome = Outcome("ok", detail=f"kept: {result.seen}")

@@ -11,6 +11,7 @@ intervals: throughput from the operations completed in each of SLICES equal part
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 import re
@@ -31,6 +32,7 @@ MAX_CONNECTIONS = 4
 WARMUP_S = 0.1
 DURATION_S = 0.5
 SLICES = 5
+PGBENCH_SECONDS = 1  # pgbench -T takes whole seconds
 T95 = {4: 2.776}  # Student's t, 95% two-sided, SLICES - 1 degrees of freedom
 
 
@@ -133,7 +135,7 @@ def pgbench_init(dsn: str) -> None:
         raise RuntimeError(f"pgbench -i failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
 
 
-def pgbench(dsn: str, concurrency: int, seconds: int = 1) -> Throughput:
+def pgbench(dsn: str, concurrency: int, seconds: int = PGBENCH_SECONDS) -> Throughput:
     """pgbench -S with min(concurrency, MAX_CONNECTIONS) clients, simple protocol (what a transaction pooler
     handles), per-transaction log read back for the percentiles and the slices."""
     args, env = _libpq(dsn)
@@ -157,6 +159,7 @@ def pgbench(dsn: str, concurrency: int, seconds: int = 1) -> Throughput:
     return summarize(rows, start, max(t for t, _ in rows) - start or 1.0)
 
 
+@functools.cache
 def pgbench_version() -> str:
     out = subprocess.run(["pgbench", "--version"], capture_output=True, text=True, timeout=10).stdout
     m = re.search(r"(\d+\.\d+)", out)
