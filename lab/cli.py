@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lab.errors import BAD_INPUT, ENVIRONMENT, INTERRUPTED, UNEXPECTED, LabError
-from lab.options import add_to_argparse
+from lab.options import add_to_argparse, names
 from lab.paths import COMPOSE_DIR, EXPERIMENTS_DIR, RESULTS_DIR
 
 console = Console(stderr=True, soft_wrap=True)  # one line stays one line, in a pipe too
@@ -72,9 +72,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from lab.topology.backends.docker import DockerBackend, choose, engine_status
     from lab.topology.backends.native import NativeBackend
 
-    backend = NativeBackend(fixed_ports=args.supabase_ports, persistent=True, progress=lambda m: console.print(m))
+    chosen = choose(args.backend)
+    console.print(f"backend: {chosen}" + (f" ({engine_status()[1]})" if args.backend == "auto" else ""))
+    if chosen == "docker" and args.supabase_ports:
+        raise LabError("--supabase-ports: native processes only (the Docker backend publishes the ports compose/.env names)")
+    say = lambda m: console.print(m)  # noqa: E731
+    backend = (DockerBackend(persistent=True, progress=say, profiles=tuple(args.profiles or ()), images=args.images) if chosen == "docker"
+               else NativeBackend(fixed_ports=args.supabase_ports, persistent=True, progress=say))
     with console.status("starting the topology"):
         try:
             topo = backend.start()
@@ -171,15 +178,15 @@ def _redacted(topology: dict) -> dict:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from lab.topology.compose import load
-    from lab.topology.render import Credentials, Placement, render, write_compose_secrets
+    from lab.topology.render import Credentials, Placement, logs_dir, render, write_compose_secrets
 
     out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    topo = load(COMPOSE_DIR)
+    topo = load(COMPOSE_DIR, profiles=tuple(args.profiles or ()))
     creds = Credentials.generate()
-    render(topo, Placement.docker(topo), creds, out)
-    secrets = write_compose_secrets(creds, out)
-    console.print(f"rendered configs into {out}; passwords in {secrets}")
+    render(topo, Placement.docker(topo), creds, out, shared=True)
+    logs = logs_dir(out / "logs")
+    secrets = write_compose_secrets(creds, out, logs)
+    console.print(f"rendered configs into {out} (logs go to {logs}); passwords in {secrets}")
     console.print(
         f"docker compose --env-file {COMPOSE_DIR / '.env'} --env-file {secrets} -f {COMPOSE_DIR / 'docker-compose.yml'} up -d --wait"
     )
@@ -223,6 +230,39 @@ def cmd_build_pgbouncer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docker(args: argparse.Namespace) -> int:
+    """The Docker engine, Compose v2 and the local images, for the Docker backend on a Debian machine."""
+    from lab.tools import docker_engine
+
+    say = lambda m: console.print(m)  # noqa: E731
+    if args.action == "stop":
+        docker_engine.stop_engine(say)
+        return 0
+    started = time.monotonic()
+    if args.action == "start":
+        docker_engine.start_engine(say)
+    elif not docker_engine.engine_answers():
+        raise docker_engine.EnvironmentProblem("no Docker engine answers; `./pooler-lab docker start` starts Debian's")
+    argv, version = docker_engine.install_compose_plugin(say)
+    say(f"Compose {version}: {' '.join(argv)}")
+    import docker
+
+    from lab.tools import docker_images
+
+    client = docker.from_env()
+    try:
+        images, why = docker_images.choose(client, args.images, tuple(args.profiles or ()))
+        say(f"images: {images} ({why})")
+        if images == "local":
+            tags = docker_images.ensure_local(client, tuple(args.profiles or ()), say, rebuild=args.rebuild)
+            say(f"local images ready: {', '.join(tags)}")
+    finally:
+        client.close()
+    say(f"docker {args.action}: done in {time.monotonic() - started:.0f}s; `./pooler-lab run --backend docker` uses it"
+        + ("; `./pooler-lab docker stop` stops the engine the lab started" if args.action == "start" else ""))
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from collections import defaultdict
 
@@ -233,7 +273,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     specs = [Spec.parse(p) for p in args.packages]
     for spec in specs:
         spec.clients()  # a package no client uses is refused before any environment is built
-    runs = run(specs, args.scenarios, Path(args.results), progress=console.print)
+    from lab.topology.backends.docker import choose
+
+    backend = choose(args.backend)  # once, before any environment is built: a backend that cannot run fails here
+    console.print(f"sweep backend: {backend}")
+    runs = run(specs, args.scenarios, Path(args.results), progress=console.print, backend=backend)
     table: dict[str, dict[str, str]] = defaultdict(dict)
     columns = []
     for spec, version, path, _code in runs:
@@ -255,6 +299,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         out.add_row(cell, *values)
     Console(width=200).print(out)
     console.print(f"{len(table)} cells, {differing} differ between versions; rows: {', '.join(str(p) for _, _, p, _ in runs)}")
+    if not table:
+        console.print("no rows were recorded: nothing was measured")
+        return ENVIRONMENT
     return 0 if all(code in (0, 1) for *_, code in runs) else 2
 
 
@@ -303,7 +350,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
     run.set_defaults(func=cmd_run)
 
-    up = sub.add_parser("up", help="start the topology as local processes and leave it running")
+    up = sub.add_parser("up", help="start the topology (local processes or containers) and leave it running")
+    up.add_argument("--backend", choices=("auto", "native", "docker"), default="native",
+                    help="native processes (the default here), Docker containers, or auto (Docker where an engine and Compose v2 answer)")
+    up.add_argument("--images", choices=("auto", "official", "local"), default="auto", help="Docker backend: which images (see `run --help`)")
+    up.add_argument("--profiles", type=names, help="compose profiles to start too (prepared, supavisor)")
     up.add_argument("--show-passwords", action="store_true", help="print the run's passwords and API keys (masked by default)")
     up.add_argument("--supabase-ports", action="store_true", help="listen on Supabase's ports (5432 session, 6543 transaction, 54322 direct)")
     up.set_defaults(func=cmd_up)
@@ -319,6 +370,7 @@ def parser() -> argparse.ArgumentParser:
 
     render = sub.add_parser("render", help="render compose/'s config templates for `docker compose`")
     render.add_argument("--out", default=str(COMPOSE_DIR / ".rendered"))
+    render.add_argument("--profiles", type=names, help="compose profiles to render too (prepared, supavisor)")
     render.set_defaults(func=cmd_render)
 
     report = sub.add_parser("report", help="build results/report.md and report.html from result rows")
@@ -332,10 +384,22 @@ def parser() -> argparse.ArgumentParser:
     diff.add_argument("current", help="e.g. results/latest.jsonl")
     diff.set_defaults(func=cmd_diff)
 
+    dock = sub.add_parser("docker", help="the Docker backend's machine side: `start` Debian's engine (when none answers), fetch "
+                          "Compose v2 and build the local images; `images` only the last two; `stop` the engine the lab started")
+    dock.add_argument("action", choices=("start", "images", "stop"))
+    dock.add_argument("--images", choices=("auto", "official", "local"), default="auto",
+                      help="official: use the pinned official images (pulled by compose); local: build them from Debian's packages; "
+                           "auto: local unless a registry answers")
+    dock.add_argument("--profiles", type=names, help="build the images of these compose profiles too (prepared)")
+    dock.add_argument("--rebuild", action="store_true", help="rebuild the local images even where they exist")
+    dock.set_defaults(func=cmd_docker)
+
     sweep = sub.add_parser("sweep", help="run the matrix once per version of a client package, each in a cached venv")
     sweep.add_argument("packages", nargs="+", help="e.g. asyncpg==0.27.0 asyncpg==0.29.0 asyncpg  (no version: the newest)")
     sweep.add_argument("--scenarios", help="comma-separated scenarios (default: all)")
     sweep.add_argument("--results", default=str(RESULTS_DIR))
+    sweep.add_argument("--backend", choices=("auto", "native", "docker"), default="auto",
+                       help="where each version's matrix runs: native processes, Docker, or auto (Docker where it answers)")
     sweep.set_defaults(func=cmd_sweep)
 
     sub.add_parser("build-pgbouncer", help="build PgBouncer 1.21+ from Debian's next release into ~/.cache/pooler-lab (once)").set_defaults(

@@ -21,6 +21,7 @@ DEFAULT_CELL_TIMEOUT = 10.0
 DEFAULT_REPEATS = 2
 DEFAULT_RTTS = (0.0, 50.0)
 BACKENDS = ("auto", "native", "docker", "attach")
+IMAGE_SETS = ("auto", "official", "local")
 NETWORK_MODES = ("reference", "all", "none")
 SSLMODES = ("disable", "require", "verify-full")
 
@@ -109,6 +110,9 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("backend", "auto: Docker when an engine answers, else native processes; attach: the topology `./pooler-lab up` started",
            "auto", choices=BACKENDS),
+    Option("images", "Docker backend: official images (pulled), local ones built from Debian's packages (compose/images/), "
+           "or auto: official where they are here or a registry answers, else local", "auto", choices=IMAGE_SETS),
+    Option("experiments", "comma-separated experiments (default: all; `./pooler-lab list` shows them)", parse=names),
     Option("clients", "comma-separated client configurations (default: all; `./pooler-lab list` shows them)", parse=names),
     Option("topologies", "comma-separated topologies (default: all)", parse=names),
     Option("scenarios", "comma-separated scenarios (default: all)", parse=names),
@@ -135,6 +139,8 @@ class LabOptions:
     """The options of one session, read once; fixtures and the plan take them from here."""
 
     backend: str = "auto"
+    images: str = "auto"
+    experiments: tuple[str, ...] | None = None
     clients: tuple[str, ...] | None = None
     topologies: tuple[str, ...] | None = None
     scenarios: tuple[str, ...] | None = None
@@ -157,7 +163,7 @@ class LabOptions:
 
     def selection(self) -> dict[str, list[str]] | None:
         """What narrowed the run on purpose (rows record it, so a diff knows missing cells are not lost ones); None: nothing."""
-        chosen = {k: list(v) for k, v in (("clients", self.clients), ("topologies", self.topologies), ("scenarios", self.scenarios)) if v}
+        chosen = {k: list(v) for k, v in (("experiments", self.experiments), ("clients", self.clients), ("topologies", self.topologies), ("scenarios", self.scenarios)) if v}
         if self.network != "reference":
             chosen["network"] = [self.network]
         if self.read_only:

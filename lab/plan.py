@@ -242,11 +242,16 @@ class Plan:
             target = TargetFile.load(options.target)
             topologies = list(target.endpoints)
             limits = {}  # a target's endpoints carry no lab.clients label
+        for name in options.experiments or ():
+            if name not in EXPERIMENTS:
+                raise UnknownName("experiment", name, EXPERIMENTS)
         every = {name: make(topologies, options) for name, make in EXPERIMENTS.items()}
         every = {name: [c for c in cs if c.topology not in limits or fnmatchcase(c.client.name, limits[c.topology])]
                  for name, cs in every.items()}
         # the lab's vocabulary: every name of the local topology's cells and of this run's, whatever narrows the run
         flat = [c for cells in every.values() for c in cells]
+        if options.experiments is not None:
+            every = {name: cs if name in options.experiments else [] for name, cs in every.items()}
         if target is not None:
             flat += [c for make in EXPERIMENTS.values() for c in make(local, replace(options, target=None))]
             every = _on_target(every, target, options)

@@ -29,6 +29,7 @@ from lab.results.expectations import Expectation, check_names, load
 from lab.results.recorder import Recorder
 from lab.results.rows import RowWriter
 from lab.topology.model import Endpoint, Topology
+from lab.topology.backends import Watched
 from lab.topology.runstate import RunState, new_run_id
 
 OPTIONS = pytest.StashKey[LabOptions]()
@@ -87,7 +88,7 @@ def run_id(lab_options: LabOptions) -> str:
 class LabRun:
     topology: Topology
     state: RunState  # where this session's own processes (delay proxies) are recorded
-    servers: RunState | None = None  # where the topology's servers are recorded (None: the lab cannot see them, Docker)
+    servers: Watched | None = None  # what watches the topology's servers (None: the lab cannot, a target)
 
     def health(self) -> str | None:
         return self.servers.dead_server() if self.servers is not None else None
@@ -109,6 +110,12 @@ def lab_run(pytestconfig: pytest.Config, lab_options: LabOptions) -> Iterator[La
             yield LabRun(topology, state, servers)
     except LabError as exc:
         pytest.exit(f"the topology did not come up: {exc}", returncode=3 if exc.exit_status == ENVIRONMENT else 4)
+    except Exception as exc:  # a fault of the lab's own: its traceback once, not once per cell
+        import traceback
+
+        if reporter is not None:
+            reporter.write_line("".join(traceback.format_exception(exc)))
+        pytest.exit(f"the topology did not come up: {type(exc).__name__}: {exc}", returncode=3)
 
 
 @pytest.fixture(scope="session")

@@ -85,7 +85,8 @@ def installed_version(python: Path, dist: str) -> str:
     return out.stdout.strip()
 
 
-def run(specs: list[Spec], scenarios: str | None, results: Path = RESULTS_DIR, progress=print) -> list[tuple[Spec, str, Path, int]]:  # type: ignore[no-untyped-def]
+def run(specs: list[Spec], scenarios: str | None, results: Path = RESULTS_DIR, progress=print,  # type: ignore[no-untyped-def]
+        backend: str = "native") -> list[tuple[Spec, str, Path, int]]:
     """One matrix run per spec; returns (spec, installed version, rows file, pytest exit code)."""
     out = []
     for spec in specs:
@@ -95,7 +96,7 @@ def run(specs: list[Spec], scenarios: str | None, results: Path = RESULTS_DIR, p
         run_id = f"{new_run_id()}-sweep-{spec.dist}-{version}"
         progress(f"sweep: {spec.dist} {version}: {len(clients)} client configurations ({', '.join(clients)})")
         args = [str(python), "-m", "pytest", str(ROOT / "experiments" / "test_matrix.py"), "-q", "-p", "no:warnings",
-                f"--lab-clients={','.join(clients)}", f"--lab-run-id={run_id}", f"--lab-results={results}"]
+                f"--lab-clients={','.join(clients)}", f"--lab-run-id={run_id}", f"--lab-results={results}", f"--lab-backend={backend}"]
         if scenarios:
             args.append(f"--lab-scenarios={scenarios}")
         code = subprocess.run(args, cwd=ROOT).returncode

@@ -113,6 +113,8 @@ class Service:
     labels: dict[str, str] = field(default_factory=dict)
     mounts: tuple[Mount, ...] = ()
     profiles: tuple[str, ...] = ()  # compose profiles: such services start only when asked for
+    #: per port: (the variable publishing it on the host, the variable of the port it listens on in its container)
+    port_variables: tuple[tuple[str, str], ...] = ()
 
     @property
     def container_port(self) -> int:
@@ -159,7 +161,10 @@ class ComposeTopology:
 
 _RENDERED_MARK = "\0rendered\0"
 #: Per-run values the compose file requires; `lab render` writes them to secrets.env.
-SECRET_NAMES = ("LAB_SUPERUSER_PASSWORD", "LAB_AUTHENTICATOR_PASSWORD", "LAB_JWT_SECRET")
+SECRET_NAMES = ("LAB_SUPERUSER_PASSWORD", "LAB_AUTHENTICATOR_PASSWORD", "LAB_JWT_SECRET", "LAB_SUPAVISOR_SECRET_KEY_BASE",
+                "LAB_SUPAVISOR_VAULT_KEY")
+#: a published port: "127.0.0.1:${LAB_X_PORT-5432}:${LAB_X_LISTEN:-5432}"
+_PORT_SPEC = re.compile(r"\$\{(?P<published>LAB_\w+)-\d*\}:\$\{(?P<listen>LAB_\w+):-\d+\}$")
 
 
 def _parse_mount(spec: str, service: str) -> Mount | None:
@@ -173,6 +178,19 @@ def _container_ports(ports: list[str], service: str) -> tuple[int, ...]:
     if not ports:
         raise ConfigError(f"{COMPOSE_FILE}: service {service} publishes no port")
     return tuple(int(str(p).rsplit(":", 1)[1].split("/")[0]) for p in ports)
+
+
+def _port_variables(raw_ports: list[str], service: str) -> tuple[tuple[str, str], ...]:
+    """The variables of each port, read from the file before interpolation: the Docker backend sets them per run
+    (host networking: the listen ports it picked; bridge: an empty published port, for Compose to choose)."""
+    out = []
+    for spec in raw_ports:
+        m = _PORT_SPEC.search(str(spec))
+        if m is None:
+            raise ConfigError(f"{COMPOSE_FILE}: service {service}: port {spec!r} is not "
+                              '"127.0.0.1:${LAB_<NAME>_PORT-<port>}:${LAB_<NAME>_LISTEN:-<port>}"')
+        out.append((m["published"], m["listen"]))
+    return tuple(out)
 
 
 def load(compose_dir: Path = COMPOSE_DIR, secrets: Mapping[str, str] | None = None, profiles: tuple[str, ...] = ()) -> ComposeTopology:
@@ -209,6 +227,7 @@ def load(compose_dir: Path = COMPOSE_DIR, secrets: Mapping[str, str] | None = No
             labels=labels,
             mounts=mounts,
             profiles=service_profiles,
+            port_variables=_port_variables(raw["services"][name].get("ports", []), name),
         )
     roles = [s.role for s in services.values()]
     if roles.count("server") != 1 or "pooler" not in roles:

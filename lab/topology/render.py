@@ -8,6 +8,7 @@ the file and the placeholder named.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import secrets
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ class Credentials:
     authenticator_user: str = "authenticator"
     authenticator_password: str = ""
     jwt_secret: str = ""  # HS256 secret of the REST tier; Supabase's anon/service keys are JWTs signed with it
+    supavisor_secret_key_base: str = ""  # Phoenix's SECRET_KEY_BASE (64 characters or more)
+    supavisor_vault_key: str = ""  # VAULT_ENC_KEY: Supavisor's AES-256 key, exactly 32 bytes
 
     def __repr__(self) -> str:
         return f"Credentials(superuser={self.superuser!r}, app_user={self.app_user!r}, secrets hidden)"
@@ -47,6 +50,8 @@ class Credentials:
             app_password=secrets.token_hex(16),
             authenticator_password=secrets.token_hex(16),
             jwt_secret=secrets.token_urlsafe(40),
+            supavisor_secret_key_base=secrets.token_hex(32),
+            supavisor_vault_key=secrets.token_hex(16),
         )
 
     def values(self) -> dict[str, str]:
@@ -66,7 +71,15 @@ class Credentials:
             "LAB_SUPERUSER_PASSWORD": self.superuser_password,
             "LAB_AUTHENTICATOR_PASSWORD": self.authenticator_password,
             "LAB_JWT_SECRET": self.jwt_secret,
+            "LAB_SUPAVISOR_SECRET_KEY_BASE": self.supavisor_secret_key_base,
+            "LAB_SUPAVISOR_VAULT_KEY": self.supavisor_vault_key,
         }
+
+
+#: in containers: the run's logs/ directory (servers write their logs there) and PostgreSQL's own copy of the TLS
+#: files (the compose file's postgres entrypoint makes it)
+CONTAINER_LOG_DIR = "/lab-logs"
+CONTAINER_SERVER_TLS_DIR = "/var/lib/postgresql/lab-tls"
 
 
 @dataclass(frozen=True)
@@ -81,21 +94,27 @@ class Placement:
     config_dirs: dict[str, str]  # service -> directory its config files are read from
     tls_dir: str  # where the run's certificate and key are read from
     state_dirs: dict[str, str]  # service -> a writable directory for pid and temp files
+    log_dir: str | None = None  # where servers write their own log files; None: the lab captures their stderr
+    server_tls_dir: str | None = None  # PostgreSQL's copy of the TLS files (it refuses a key others can read); None: tls_dir
 
     @classmethod
-    def docker(cls, topo: ComposeTopology) -> "Placement":
+    def docker(cls, topo: ComposeTopology, host_network: bool = False) -> "Placement":
+        """In containers. On a bridge network the services reach each other by name and listen on every address;
+        on the host's network (docker-compose.host.yml) they listen on 127.0.0.1 at the ports the run picked."""
         tls_targets = {m.target for s in topo.services.values() for m in s.mounts if m not in s.templated_mounts}
         return cls(
-            listen_addresses="*",
+            listen_addresses="127.0.0.1" if host_network else "*",
             ports={s.name: s.container_port for s in topo.services.values()},
             tls_ports={s.name: s.container_ports[1] for s in topo.services.values() if len(s.container_ports) > 1},
-            hosts={s.name: s.name for s in topo.services.values()},
+            hosts={s.name: "127.0.0.1" if host_network else s.name for s in topo.services.values()},
             socket_dir="/var/run/postgresql",
             config_dirs={
                 s.name: posixpath.dirname(s.templated_mounts[0].target) for s in topo.services.values() if s.templated_mounts
             },
             tls_dir=tls_targets.pop() if len(tls_targets) == 1 else "/etc/lab-tls",
             state_dirs={s.name: "/tmp" for s in topo.services.values()},
+            log_dir=CONTAINER_LOG_DIR,
+            server_tls_dir=CONTAINER_SERVER_TLS_DIR,
         )
 
     @classmethod
@@ -126,6 +145,10 @@ def service_values(topo: ComposeTopology, service: Service, placement: Placement
         SERVER_PORT=str(placement.ports[server.name]),
         TLS_DIR=placement.tls_dir,
         STATE_DIR=placement.state_dirs.get(service.name, ""),
+        SERVER_TLS_DIR=placement.server_tls_dir or placement.tls_dir,
+        LOG_COLLECTOR="on" if placement.log_dir else "off",
+        LOG_DIR=placement.log_dir or "log",
+        LOG_FILE=f"{placement.log_dir}/{service.name}.log" if placement.log_dir else "",
     )
     if service.name in placement.tls_ports:
         values["LISTEN_TLS_PORT"] = str(placement.tls_ports[service.name])
@@ -149,13 +172,20 @@ def render_template(path: Path, values: dict[str, str]) -> str:
         raise ConfigError(f"{path}: malformed placeholder: {exc}") from None
 
 
-def render(topo: ComposeTopology, placement: Placement, creds: Credentials, out_dir: Path) -> dict[str, Path]:
+def render(topo: ComposeTopology, placement: Placement, creds: Credentials, out_dir: Path, shared: bool = False) -> dict[str, Path]:
     """Write every mounted file of every service under out_dir; returns rendered path -> file.
 
-    Files hold passwords, so they are readable by their owner only.
+    Files hold passwords, so they are readable by their owner only; with `shared` (for containers, whose servers
+    run as users of their own images) they are readable by all, and out_dir itself is the owner's only.
     """
+    mode = 0o644 if shared else 0o600
+    if shared:
+        out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(out_dir, 0o700)
     written: dict[str, Path] = {}
     tls = make_certificates(out_dir / TLS_MOUNT)
+    if shared:  # PgBouncer reads the key as its own user; PostgreSQL's copy is made 0600 in its container
+        os.chmod(tls.server_key, 0o644)
     written.update({f"{TLS_MOUNT}/{p.name}": p for p in (tls.ca_cert, tls.server_cert, tls.server_key)})
     for service in topo.services.values():
         template_dir = service.labels.get("lab.templates")
@@ -168,15 +198,24 @@ def render(topo: ComposeTopology, placement: Placement, creds: Credentials, out_
                 raise ConfigError(f"service {service.name}: template {template} does not exist")
             target = out_dir / mount.rendered
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_private(target, render_template(template, values))
+            write_private(target, render_template(template, values), mode)
             written[mount.rendered] = target
     return written
 
 
-def write_compose_secrets(creds: Credentials, rendered_dir: Path) -> Path:
-    """The env file `docker compose` needs beside compose/.env for a rendered directory."""
+def logs_dir(path: Path) -> Path:
+    """The directory containers write their logs to: any of their users may create a file, none list or remove
+    another's (mode 1733)."""
+    path.mkdir(exist_ok=True)
+    os.chmod(path, 0o1733)
+    return path
+
+
+def write_compose_secrets(creds: Credentials, rendered_dir: Path, logs: Path, extra: dict[str, str] | None = None) -> Path:
+    """The env file `docker compose` needs beside compose/.env for a rendered directory (and the run's own values)."""
     path = rendered_dir / "secrets.env"
-    lines = [f"{k}={v}" for k, v in {**creds.compose_secrets(), "LAB_RENDERED_DIR": str(rendered_dir)}.items()]
+    values = {**creds.compose_secrets(), "LAB_RENDERED_DIR": str(rendered_dir), "LAB_LOGS_DIR": str(logs), **(extra or {})}
+    lines = [f"{k}={v}" for k, v in values.items()]
     write_private(path, "\n".join(lines) + "\n")
     return path
 

@@ -201,7 +201,7 @@ class RunState:
             # a Docker-backend run: its containers belong to a compose project of its own
             from lab.topology.backends.docker import down_project
 
-            stopped += down_project(project)
+            stopped += down_project(project, (self.topology or {}).get("compose_cli"))
         for rec in reversed(self.processes):
             if self.belongs(rec.pid, rec.start):
                 stop_group(rec.pid, rec.stop_signal, grace)

@@ -268,7 +268,8 @@ def make_app(settings: Settings) -> web.Application:
     app.router.add_post("/{table}", standin.insert)
     app.router.add_get("/{table}", standin.select)
     async def root(request: web.Request) -> web.Response:
-        return web.json_response({"info": {"title": NAME}})
+        # PostgREST answers / with its OpenAPI document; the stand-in names itself there (what a Docker run reads)
+        return web.json_response({"info": {"title": NAME, "description": describe()}})
 
     app.router.add_get("/", root)
     return app

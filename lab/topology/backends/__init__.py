@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from lab.errors import EnvironmentProblem, LabError
 from lab.topology.model import Endpoint, Topology
@@ -13,6 +13,12 @@ from lab.topology.runstate import RunState, reap_stale
 
 if TYPE_CHECKING:
     from lab.options import LabOptions
+
+
+class Watched(Protocol):
+    """What can tell that a server of the topology died while the run measures."""
+
+    def dead_server(self) -> str | None: ...
 
 
 class Backend(ABC):
@@ -47,9 +53,9 @@ class Backend(ABC):
 
 
 @contextmanager
-def start_for_session(options: "LabOptions", say: Callable[[str], None]) -> Iterator[tuple[Topology, RunState, RunState | None]]:
+def start_for_session(options: "LabOptions", say: Callable[[str], None]) -> Iterator[tuple[Topology, RunState, Watched | None]]:
     """The topology a session runs against, the run state its own helpers (delay proxies) are recorded in,
-    and the run state its servers are recorded in (None where the lab cannot watch them: Docker).
+    and what watches its servers (the native run state, the Docker backend; None where the lab cannot: a target).
 
     `attach` uses the topology `lab up` left running (and a run state of the session's
     own); the others start one, by the backend chosen, and stop it at the end whatever happens.
@@ -77,20 +83,20 @@ def start_for_session(options: "LabOptions", say: Callable[[str], None]) -> Iter
     chosen = choose(options.backend)
     ok, why = engine_status() if chosen == "native" else (True, "")
     say(f"backend: {chosen}" + ("" if chosen == "docker" or ok else f" ({why})"))
-    backend: Backend = (DockerBackend if chosen == "docker" else NativeBackend)(progress=say, run_id=options.run_id,
-                                                                               profiles=options.profiles)
+    backend: Backend = (DockerBackend(progress=say, run_id=options.run_id, profiles=options.profiles, images=options.images)
+                        if chosen == "docker" else NativeBackend(progress=say, run_id=options.run_id, profiles=options.profiles))
     try:
         topology = backend.start()
         assert backend.state is not None
         if options.sslmode != "disable":
             topology = topology.with_sslmode(options.sslmode)
-        yield topology, backend.state, backend.state if chosen == "native" else None
+        yield topology, backend.state, backend.state if chosen == "native" else backend
     finally:
         backend.stop()
         say("topology stopped")
 
 
-def _target_session(options: "LabOptions", say: Callable[[str], None]) -> Iterator[tuple[Topology, RunState, RunState | None]]:
+def _target_session(options: "LabOptions", say: Callable[[str], None]) -> Iterator[tuple[Topology, RunState, Watched | None]]:
     """Endpoints the lab did not start: nothing to start or watch; the run's own schema on the target, dropped at the end."""
     from lab.clients.rest import TABLE as REST_TABLE
     from lab.topology.backends.target import TargetFile, check, rest_table, run_schema

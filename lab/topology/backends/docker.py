@@ -1,45 +1,49 @@
-"""The compose topology from the official images, where a Docker engine answers.
+"""The compose topology in containers, where a Docker engine with Compose v2 answers.
 
 The same compose file and the same rendered templates as the native backend
-(lab.topology.render with Placement.docker), brought up with testcontainers' DockerCompose
-(`docker compose ... up --wait`), on free host ports chosen per run and passed to
-compose through the run's env file, under a project name of the run's own so that
-`lab down` and later runs can remove what a killed run left.
+(lab.topology.render with Placement.docker), brought up with testcontainers'
+DockerCompose (`docker compose ... up --wait`) under a project name of the run's own,
+so that `lab down` and later runs can remove what a killed run left.
+
+Two network modes, chosen by what the engine has:
+- bridge (an engine as installed by most distributions): Compose publishes every
+  service on 127.0.0.1 at a port of its choosing (the run leaves LAB_*_PORT empty), and
+  the lab reads the ports back;
+- host (an engine started without a bridge, as on machines that must keep traffic on
+  127.0.0.1): no port can be published, so each service listens on 127.0.0.1 at a port
+  the lab picks for the run (LAB_*_LISTEN) and compose/docker-compose.host.yml puts
+  every container on the host's network.
+
+Servers write their logs into the run's logs/ directory (mounted at /lab-logs), so the
+server view and the login counts read them as they do natively.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from typing import Any
-import os
+import shutil
+import subprocess
 import urllib.request
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from testcontainers.compose import DockerCompose
 
+from lab.errors import MissingDependency, StartupError
 from lab.paths import COMPOSE_DIR
-from lab.topology.compose import ENV_FILE, COMPOSE_FILE, load
-from lab.topology.render import Credentials, Placement, api_keys, render, write_compose_secrets
-from lab.errors import MissingDependency
+from lab.topology.backends import Backend
+from lab.topology.compose import COMPOSE_FILE, ENV_FILE, ComposeTopology, load
+from lab.topology.model import Endpoint, Topology
 from lab.topology.ports import HOST, free_ports
+from lab.topology.render import Credentials, Placement, api_keys, logs_dir, render, write_compose_secrets
 from lab.topology.runstate import RunState
 from lab.topology.services import endpoint_facts, pgbouncer_version, server_version
-from lab.topology.backends import Backend
-from lab.topology.model import Endpoint, Topology
 
-# compose's published-port variables, per service: the lab sets them to free ports
-PORT_VARIABLES = {
-    "postgres": ["LAB_DIRECT_PORT"],
-    "pgbouncer-transaction": ["LAB_TRANSACTION_PORT"],
-    "pgbouncer-session": ["LAB_SESSION_PORT"],
-    "pgbouncer-prepared": ["LAB_PREPARED_PORT"],
-    "pgbouncer-prepared-off": ["LAB_PREPARED_OFF_PORT"],
-    "pgbouncer-ignoring": ["LAB_IGNORING_PORT"],
-    "postgrest": ["LAB_POSTGREST_PORT"],
-    "nginx": ["LAB_REST_HTTP_PORT", "LAB_REST_HTTPS_PORT"],
-    "supavisor": ["LAB_SUPAVISOR_PORT"],
-}
+HOST_NETWORK_FILE = "docker-compose.host.yml"
 
 
 def _engine() -> tuple[bool, str]:
@@ -50,45 +54,31 @@ def _engine() -> tuple[bool, str]:
         return False, "the docker SDK is not installed (pip install 'pooler-lab[docker]')"
     try:
         client = docker.from_env(timeout=3)
-        try:
-            client.ping()
-            return True, f"Docker engine {client.version().get('Version', '?')}"
-        finally:
-            client.close()
+    except Exception as exc:  # noqa: BLE001 - no socket, no engine
+        return False, f"no Docker engine answers ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+    try:
+        client.ping()
+        return True, f"Docker engine {client.version().get('Version', '?')}"
     except Exception as exc:  # noqa: BLE001 - any failure means: no engine to use
         return False, f"no Docker engine answers ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
-
-
-def compose_v2() -> tuple[bool, str]:
-    """Is the Compose v2 plugin there (`docker compose`, which the compose file and testcontainers need)?
-    Debian's docker.io gives an engine without it; Compose v1 (`docker-compose` 1.x) cannot read the file."""
-    import shutil
-    import subprocess
-
-    docker_cli = shutil.which("docker")
-    if docker_cli is None:
-        return False, "no `docker` command"
-    try:
-        done = subprocess.run([docker_cli, "compose", "version", "--short"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, f"`docker compose version` failed ({exc})"
-    version = done.stdout.strip().lstrip("v")
-    if done.returncode != 0 or not version[:1].isdigit() or int(version.split(".")[0]) < 2:
-        return False, "the Compose v2 plugin (`docker compose`) is not installed"
-    return True, f"Compose {version}"
+    finally:
+        client.close()
 
 
 @functools.cache
 def engine_status() -> tuple[bool, str]:
     """(usable, why or what): an engine answers and Compose v2 is there. Asked once per process:
     choosing the backend and reporting the choice must not ask twice."""
+    from lab.tools.docker_engine import compose_command
+
     ok, engine = _engine()
     if not ok:
         return False, engine
-    ok, compose = compose_v2()
-    if not ok:
-        return False, f"{engine} answers, but {compose}"
-    return True, f"{engine}, {compose}"
+    found = compose_command()
+    if found is None:
+        return False, (f"{engine} answers, but Compose v2 is not installed (`docker compose`; Debian's docker.io has none): "
+                       "`./pooler-lab docker start` fetches it")
+    return True, f"{engine}, Compose {found[1]}"
 
 
 def choose(backend: str) -> str:
@@ -100,102 +90,213 @@ def choose(backend: str) -> str:
     if backend == "docker":
         ok, why = engine_status()
         if not ok:
-            raise MissingDependency(f"--backend docker: {why}; use --backend native (the default where no engine runs)")
+            raise MissingDependency(f"--backend docker: {why}")
     return backend
+
+
+@dataclass
+class LabCompose(DockerCompose):
+    """testcontainers' DockerCompose with the run's project name and the Compose v2 the lab found: the system's
+    `docker compose`, or the plugin binary in the lab's cache (called by its path, without the `compose` word)."""
+
+    project: str = ""
+    cli: tuple[str, ...] = ("docker", "compose")
+
+    @cached_property
+    def compose_command_property(self) -> list[str]:
+        library = DockerCompose.compose_command_property.func(self)  # type: ignore[attr-defined]
+        return [*self.cli, "-p", self.project, *library[2:]]  # library[:2] is ["docker", "compose"]
 
 
 class DockerBackend(Backend):
     name = "docker"
 
-    def __init__(self, compose_dir: Path = COMPOSE_DIR, progress=None, run_id: str | None = None, profiles: tuple[str, ...] = ()) -> None:  # type: ignore[no-untyped-def]
-        self.compose_dir, self.run_id, self.profiles = compose_dir, run_id, profiles
+    def __init__(self, compose_dir: Path = COMPOSE_DIR, progress=None, run_id: str | None = None,  # type: ignore[no-untyped-def]
+                 profiles: tuple[str, ...] = (), images: str = "auto", persistent: bool = False) -> None:
+        self.compose_dir, self.run_id, self.profiles, self.images = compose_dir, run_id, profiles, images
+        self.persistent = persistent  # `up`: the containers outlive the command, until `down`
         super().__init__(progress)
         self.state: RunState | None = None
-        self.compose: Any = None
+        self.compose: LabCompose | None = None
+        self.client: Any = None
+        self.image_names: dict[str, str] = {}
+        self.host_network = False
 
     def start(self) -> Topology:
-        from testcontainers.compose import DockerCompose
+        import docker
+
+        from lab.tools import docker_images
+        from lab.tools.docker_engine import compose_command
 
         self.reap()
-        self.state = state = RunState.create(persistent=False, run_id=self.run_id)
+        found = compose_command()
+        if found is None:
+            raise MissingDependency("Compose v2 (`docker compose`) is not installed: `./pooler-lab docker start` fetches it")
+        self.client = client = docker.from_env()
+        images, why = docker_images.choose(client, self.images, self.profiles)
+        self.progress(f"images: {images} ({why})")
+        if images == "local":
+            docker_images.ensure_local(client, self.profiles, self.progress)
+        self.host_network = host_network = not client.networks.list(names=["bridge"])
+        self.state = state = RunState.create(persistent=self.persistent, run_id=self.run_id)
         creds = Credentials.generate()
-        topo = load(self.compose_dir, creds.compose_secrets(), profiles=self.profiles)
+        described = load(self.compose_dir, creds.compose_secrets(), profiles=self.profiles)
+        run_env = self._placement_env(described, host_network)
+        topo = load(self.compose_dir, {**creds.compose_secrets(), **run_env}, profiles=self.profiles)
         rendered = state.directory / "config"
-        render(topo, Placement.docker(topo), creds, rendered)
-        secrets = write_compose_secrets(creds, rendered)
-        variables = [var for svc in topo.services for var in PORT_VARIABLES.get(svc, [])]
-        host_ports = dict(zip(variables, free_ports(len(variables))))
-        with open(secrets, "a") as f:
-            f.writelines(f"{var}={port}\n" for var, port in host_ports.items())
-        project = f"pooler-lab-{state.run_id}".lower()
-        os.environ["COMPOSE_PROJECT_NAME"] = project
-        state.topology = {"compose_project": project}
-        state.save()
-        self.compose = DockerCompose(
-            context=str(self.compose_dir), compose_file_name=COMPOSE_FILE, env_file=[str(self.compose_dir / ENV_FILE), str(secrets)],
-            wait=True, profiles=list(self.profiles) or None,
+        render(topo, Placement.docker(topo, host_network), creds, rendered, shared=True)
+        env_file = write_compose_secrets(creds, rendered, logs_dir(state.directory / "logs"), run_env)
+        project = "pooler-lab-" + state.run_id.lower().replace(".", "-")
+        state.topology = {"compose_project": project, "compose_cli": list(found[0])}
+        state.save()  # before `up`: a run killed during it is cleaned up by the next
+        local_env = docker_images.env_file(images)
+        self.compose = LabCompose(
+            context=str(self.compose_dir), compose_file_name=[COMPOSE_FILE, *([HOST_NETWORK_FILE] if host_network else [])],
+            env_file=[str(self.compose_dir / ENV_FILE), *([str(local_env)] if local_env else []), str(env_file)],
+            profiles=list(self.profiles) or None, wait=True, project=project, cli=tuple(found[0]),
         )
-        self.progress(f"docker compose up ({project})")
-        self.compose.start()
-        return self._describe(topo, creds, host_ports, rendered)
+        self.progress(f"docker compose up ({project}; {images} images; {'host' if host_network else 'bridge'} network)")
+        try:
+            self.compose.start()
+        except subprocess.CalledProcessError as exc:
+            raise StartupError(f"docker compose up failed: {self._cause(exc)}") from None
+        self.image_names = {c.labels.get("com.docker.compose.service", ""): c.attrs["Config"]["Image"] for c in self._containers()}
+        ports = {pv: int(run_env[lv]) for s in topo.services.values() for pv, lv in s.port_variables} if host_network else {
+            pv: int(self.compose.get_service_port(s.name, port))  # type: ignore[arg-type]
+            for s in topo.services.values() for (pv, _), port in zip(s.port_variables, s.container_ports)}
+        return self._describe(topo, creds, ports, rendered, images)
 
-    def _describe(self, topo, creds: Credentials, host_ports: dict[str, int], rendered: Path) -> Topology:  # type: ignore[no-untyped-def]
+    @staticmethod
+    def _placement_env(topo: ComposeTopology, host_network: bool) -> dict[str, str]:
+        """The run's port and address variables: picked listen ports on the host's network; else empty published
+        ports, which Compose fills."""
+        if host_network:
+            listen = [lv for s in topo.services.values() for _, lv in s.port_variables]
+            return {**dict(zip(listen, map(str, free_ports(len(listen))))), "LAB_DB_HOST": HOST, "LAB_LISTEN_ADDRESS": HOST}
+        return {pv: "" for s in topo.services.values() for pv, _ in s.port_variables}
+
+    def _cause(self, exc: subprocess.CalledProcessError) -> str:
+        """One line: Compose's last complaint, and the end of the log of a container that failed."""
+        text = (exc.stderr or b"").decode(errors="replace") + (exc.stdout or b"").decode(errors="replace")
+        lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith(("Container ", "Network "))]
+        cause = lines[-1] if lines else f"exit status {exc.returncode}"
+        for container in self._containers(all_states=True):
+            if container.status != "running" or (container.attrs.get("State", {}).get("Health", {}) or {}).get("Status") == "unhealthy":
+                tail = [t for t in container.logs(tail=5).decode(errors="replace").splitlines() if t.strip()][-2:]
+                cause += f"; {container.labels.get('com.docker.compose.service')} ({container.status}) log ends: {' | '.join(tail)}"
+                break
+        return cause
+
+    def _containers(self, all_states: bool = False) -> list[Any]:
+        if self.client is None or self.state is None or not self.state.topology:
+            return []
+        project = self.state.topology.get("compose_project")
+        return list(self.client.containers.list(all=all_states, filters={"label": f"com.docker.compose.project={project}"}))
+
+    def dead_server(self) -> str | None:
+        """A container of the run that stopped while the run measures; None while all run."""
+        for container in self._containers(all_states=True):
+            if container.status not in ("running", "created"):
+                code = container.attrs.get("State", {}).get("ExitCode")
+                tail = [t for t in container.logs(tail=3).decode(errors="replace").splitlines() if t.strip()]
+                return (f"container {container.labels.get('com.docker.compose.service')} {container.status} (exit code {code})"
+                        + (f"; its log ends: {' | '.join(tail)}" if tail else ""))
+        return None
+
+    def _image(self, service: str) -> str:
+        from lab.tools.docker_images import describe
+
+        tag = self.image_names.get(service)
+        return describe(self.client, tag) if tag else "unknown"
+
+    def _describe(self, topo: ComposeTopology, creds: Credentials, ports: dict[str, int], rendered: Path, images: str) -> Topology:
         assert self.state is not None
-        direct_port = host_ports["LAB_DIRECT_PORT"]
+        server = topo.server
+        direct_port = ports[server.port_variables[0][0]]
         with psycopg.connect(host=HOST, port=direct_port, user=creds.superuser, password=creds.superuser_password, dbname="postgres",
                              connect_timeout=10) as conn:
-            base = {"backend": self.name, "server_version": server_version(conn)}
+            base = {"backend": self.name, "server_version": server_version(conn), "server_image": self._image(server.name),
+                    "images": images}
         endpoints: dict[str, Endpoint] = {}
+        ca_file = str(rendered / "tls" / "ca.crt")
         for svc in topo.services.values():
-            ports = [host_ports[v] for v in PORT_VARIABLES.get(svc.name, [])]
+            port, *more = [ports[pv] for pv, _ in svc.port_variables]
             if svc.role == "server":
                 facts = endpoint_facts(svc, base)
             elif svc.role == "pooler":
-                facts = endpoint_facts(svc, base, pgbouncer_version(HOST, ports[0], creds.superuser, creds.superuser_password))
+                version = pgbouncer_version(HOST, port, creds.superuser, creds.superuser_password)
+                facts = {**endpoint_facts(svc, base, version), "image": self._image(svc.name)}
+                self.progress(f"pgbouncer {version} ({svc.pool_mode} mode) ready on {HOST}:{port}")
             elif svc.role == "gateway":
                 keys = api_keys(creds)
-                server, gateway = _http_versions(f"http://{HOST}:{ports[0]}/rest/v1/", keys["anon"])
+                rest = topo.with_role("rest")[0]
+                rest_server, stand_in = _rest_server(f"http://{HOST}:{port}/rest/v1/", keys["anon"])
                 endpoints[svc.topology] = Endpoint(
-                    topology=svc.topology, host=HOST, port=ports[0], tls_port=ports[1], database="postgres", user="", password="",
-                    keys=keys, ca_file=str(rendered / "tls" / "ca.crt"),
-                    facts={**base, "gateway": gateway, "rest_server": server, "stand_in": False, "path": "/rest/v1/"},
+                    topology=svc.topology, host=HOST, port=port, tls_port=more[0] if more else None, database="postgres", user="",
+                    password="", keys=keys, ca_file=ca_file,
+                    facts={**base, "gateway": self._image(svc.name), "rest_server": rest_server, "rest_image": self._image(rest.name),
+                           "stand_in": stand_in, **({"stand_in_for": rest.topology} if stand_in else {}), "path": "/rest/v1/"},
                 )
+                continue
+            elif svc.role == "tenant-router":
+                from lab.proxies.tenant import TENANT
+                from lab.topology.supavisor import register_tenant
+
+                # the server as Supavisor reaches it: by name on a bridge network, at 127.0.0.1 on the host's
+                register_tenant(HOST, ports[svc.port_variables[-1][0]], creds, HOST if self.host_network else server.name,
+                                server.container_port, TENANT)
+                facts = {**base, "service": svc.name, "router": "supavisor", "image": self._image(svc.name), "tenant": TENANT}
+                endpoints[svc.topology] = Endpoint(svc.topology, HOST, port, "postgres", creds.app_user, creds.app_password, facts,
+                                                   ca_file=ca_file)
                 continue
             else:
                 continue
-            endpoints[svc.topology] = Endpoint(svc.topology, HOST, ports[0], "postgres", creds.app_user, creds.app_password, facts)
+            endpoints[svc.topology] = Endpoint(svc.topology, HOST, port, "postgres", creds.app_user, creds.app_password, facts,
+                                               ca_file=ca_file)
         topology = Topology(self.state.run_id, self.name, endpoints, creds.superuser, creds.superuser_password)
-        self.state.topology = {"compose_project": os.environ.get("COMPOSE_PROJECT_NAME"), **topology.to_dict()}
+        self.state.topology = {**(self.state.topology or {}), **topology.to_dict()}
         self.state.save()
         return topology
 
     def stop(self) -> None:
-        if self.compose is not None:
-            try:
-                self.compose.stop(down=True)
-            finally:
+        """`docker compose down --volumes`, then the run directory; also after a failed `up`."""
+        try:
+            if self.compose is not None:
+                try:
+                    self.compose.stop(down=True)
+                    if self.state is not None and self.state.topology:
+                        self.state.topology.pop("compose_project", None)  # down already: RunState.stop need not again
+                except subprocess.CalledProcessError as exc:
+                    self.progress(f"docker compose down failed: {self._cause(exc)}")  # RunState.stop tries once more
                 self.compose = None
-        if self.state is not None:
-            self.state.stop()
-            self.state = None
+        finally:
+            if self.state is not None:
+                self.state.stop()
+                self.state = None
+            if self.client is not None:
+                self.client.close()
+                self.client = None
 
 
-def _http_versions(url: str, key: str) -> tuple[str, str]:
-    """(REST server, gateway) as their Server headers name them."""
+def _rest_server(url: str, key: str) -> tuple[str, bool]:
+    """What answers behind the gateway: PostgREST and its version, or the lab's stand-in (which names itself)."""
+    from lab.topology.standin import NAME
+
     request = urllib.request.Request(url, headers={"apikey": key, "Authorization": f"Bearer {key}"})
     with urllib.request.urlopen(request, timeout=10) as resp:
-        body = json.loads(resp.read() or b"{}")
-        gateway = resp.headers.get("Server", "nginx")
-    version = (body.get("info") or {}).get("version")
-    return (f"PostgREST {version}" if version else "PostgREST"), gateway
+        info = (json.loads(resp.read() or b"{}").get("info") or {})
+    if info.get("title") == NAME:
+        return str(info.get("description") or NAME), True
+    return (f"PostgREST {info['version']}" if info.get("version") else "PostgREST"), False
 
 
-def down_project(project: str) -> list[str]:
+def down_project(project: str, cli: list[str] | None = None) -> list[str]:
     """Remove a compose project a run of this backend started (also after the run was killed)."""
-    import shutil
-    import subprocess
+    from lab.tools.docker_engine import compose_command
 
-    if not shutil.which("docker"):
+    found = compose_command()
+    argv = cli or (found[0] if found else None)
+    if not argv or shutil.which(argv[0]) is None:
         return []
-    done = subprocess.run(["docker", "compose", "-p", project, "down", "-v", "--remove-orphans"], capture_output=True, timeout=120)
+    done = subprocess.run([*argv, "-p", project, "down", "-v", "--remove-orphans"], capture_output=True, timeout=120)
     return [f"compose project {project}"] if done.returncode == 0 else []

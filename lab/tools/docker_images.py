@@ -1,0 +1,191 @@
+"""Which images the Docker backend runs: the official ones, or a local set built from Debian's packages.
+
+The official images (compose/.env) are the default wherever they are present or a
+registry answers. Machines that reach no registry build the local set
+(compose/images/, named in compose/images.local.env): a bookworm base made with
+`debootstrap` from the machine's own apt mirror and imported into the engine, then one
+image per service, all built with the docker SDK (`docker build --network host`).
+Built images are reused while they exist; `./pooler-lab docker images` builds what is
+missing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from lab.errors import ConfigError, EnvironmentProblem, MissingDependency
+from lab.paths import COMPOSE_DIR, ROOT
+
+IMAGES_DIR = COMPOSE_DIR / "images"
+LOCAL_ENV = COMPOSE_DIR / "images.local.env"
+OFFICIAL_ENV = COMPOSE_DIR / ".env"
+BASE = "pooler-lab/debian:bookworm"
+#: the image variables of the compose file, and the profile that needs each (None: every run)
+IMAGE_VARIABLES = {"POSTGRES_IMAGE": None, "PGBOUNCER_IMAGE": None, "POSTGREST_IMAGE": None, "NGINX_IMAGE": None,
+                   "PGBOUNCER_NEW_IMAGE": "prepared", "SUPAVISOR_IMAGE": "supavisor"}
+REGISTRY = ("registry-1.docker.io", 443)
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """One image of the local set: its tag, its directory under compose/images/, and files the build puts beside it."""
+
+    tag: str
+    directory: str
+    base: str = BASE
+    extra: tuple[tuple[Path, str], ...] = ()  # (file, its name in the build context)
+
+
+def _local_tags() -> dict[str, str]:
+    values = {k: v for k, v in dotenv_values(LOCAL_ENV).items() if v}
+    missing = [v for v, profile in IMAGE_VARIABLES.items() if profile != "supavisor" and v not in values]
+    if missing:
+        raise ConfigError(f"{LOCAL_ENV}: no local image for {', '.join(missing)}")
+    return values
+
+
+def local_set(profiles: Iterable[str] = ()) -> list[LocalImage]:
+    """The local images a run with these profiles needs, in build order (each after its base)."""
+    tags = _local_tags()
+    images = [
+        LocalImage(tags["POSTGRES_IMAGE"], "postgres"),
+        LocalImage(tags["PGBOUNCER_IMAGE"], "pgbouncer"),
+        LocalImage(tags["NGINX_IMAGE"], "nginx"),
+        LocalImage(tags["POSTGREST_IMAGE"], "postgrest-standin", extra=((ROOT / "lab" / "topology" / "standin.py", "standin.py"),)),
+    ]
+    if "prepared" in profiles:
+        from lab.tools.pgbouncer_build import build
+
+        images.append(LocalImage(tags["PGBOUNCER_NEW_IMAGE"], "pgbouncer-built", base=tags["PGBOUNCER_IMAGE"],
+                                 extra=((build(), "pgbouncer"),)))
+    return images
+
+
+def env_file(images: str) -> Path | None:
+    """The env file that names the images of a choice: None for the official ones (compose/.env has them)."""
+    return LOCAL_ENV if images == "local" else None
+
+
+def official(profiles: Iterable[str] = ()) -> list[str]:
+    env = {k: v for k, v in dotenv_values(OFFICIAL_ENV).items() if v}
+    return [env[v] for v, p in IMAGE_VARIABLES.items() if v in env and (p is None or p in profiles)]
+
+
+def _present(client, tag: str) -> bool:  # type: ignore[no-untyped-def]
+    import docker
+
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def registry_answers(timeout: float = 3.0) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(REGISTRY, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def choose(client, images: str, profiles: Iterable[str] = ()) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """official | local | auto → (the choice, why). auto: official where they are here or a registry answers, else local."""
+    if images not in ("official", "local", "auto"):
+        raise ConfigError(f"--images {images!r}: choose official, local or auto")
+    if images != "auto":
+        return images, f"--images {images}"
+    wanted = official(profiles)
+    if all(_present(client, t) for t in wanted):
+        return "official", "the official images are on this machine"
+    if registry_answers():
+        return "official", f"a registry answers ({REGISTRY[0]})"
+    return "local", f"no registry answers ({REGISTRY[0]}) and the official images are not here: local images from Debian's packages"
+
+
+def _mirror() -> str:
+    """The Debian mirror this machine's apt uses (debootstrap fetches the base from it)."""
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")) + [Path("/etc/apt/sources.list")]:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        m = re.search(r"^URIs:\s*(\S+/debian)\s*$", text, re.M) or re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+/debian)\s+bookworm", text, re.M)
+        if m:
+            return m.group(1)
+    return "http://deb.debian.org/debian"
+
+
+def _build_base(client, progress: Progress) -> None:  # type: ignore[no-untyped-def]
+    debootstrap = shutil.which("debootstrap") or ("/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").exists() else None)
+    if debootstrap is None:
+        raise MissingDependency("debootstrap not found; install it with `sudo apt-get install debootstrap` "
+                                "(`./pooler-lab docker images` does this for you)")
+    mirror = _mirror()
+    progress(f"building the base image {BASE}: debootstrap bookworm from {mirror} (about a minute, once)")
+    with tempfile.TemporaryDirectory(prefix="pooler-lab-base-") as tmp:
+        root = Path(tmp) / "root"
+        done = subprocess.run([debootstrap, "--variant=minbase", "bookworm", str(root), mirror], capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise EnvironmentProblem(f"debootstrap bookworm from {mirror} failed: {' | '.join(tail)}")
+        # the machine's own apt sources (with updates and security), so images get the versions the host has
+        for src in [*Path("/etc/apt/sources.list.d").glob("*.sources"), Path("/etc/apt/sources.list")]:
+            if src.is_file() and src.stat().st_size:
+                shutil.copy2(src, root / "etc/apt" / src.relative_to("/etc/apt"))
+        for deb in (root / "var/cache/apt/archives").glob("*.deb"):
+            deb.unlink()
+        archive = Path(tmp) / "base.tar"
+        subprocess.run(["tar", "-C", str(root), "-cf", str(archive), "."], check=True, capture_output=True)
+        repo, tag = BASE.split(":")
+        client.api.import_image_from_file(str(archive), repository=repo, tag=tag)
+
+
+def _build(client, image: LocalImage, progress: Progress) -> None:  # type: ignore[no-untyped-def]
+    import docker
+
+    with tempfile.TemporaryDirectory(prefix="pooler-lab-image-") as tmp:
+        context = Path(tmp)
+        shutil.copytree(IMAGES_DIR / image.directory, context, dirs_exist_ok=True)
+        for path, name in image.extra:
+            shutil.copy2(path, context / name)
+        t0 = time.monotonic()
+        try:
+            client.images.build(path=str(context), tag=image.tag, network_mode="host", buildargs={"BASE": image.base},
+                                rm=True, forcerm=True, labels={"lab.built_from": f"compose/images/{image.directory}"})
+        except docker.errors.BuildError as exc:
+            tail = [str(c.get("stream", c.get("error", ""))).strip() for c in exc.build_log][-5:]
+            raise EnvironmentProblem(f"building {image.tag} failed: {exc.msg}; last lines: {' | '.join(t for t in tail if t)}") from None
+        progress(f"built {image.tag} ({time.monotonic() - t0:.0f}s)")
+
+
+def ensure_local(client, profiles: Iterable[str] = (), progress: Progress = print, rebuild: bool = False) -> list[str]:  # type: ignore[no-untyped-def]
+    """Build the local images that are missing (all of them with rebuild); the tags a run needs."""
+    needed = local_set(profiles)
+    if rebuild or not _present(client, BASE):
+        _build_base(client, progress)
+    for image in needed:
+        if rebuild or not _present(client, image.tag):
+            _build(client, image, progress)
+    return [i.tag for i in needed]
+
+
+def describe(client, tag: str) -> str:  # type: ignore[no-untyped-def]
+    """'name@sha256:…' where the image came from a registry, else 'name (id sha256:…, built here)'."""
+    image = client.images.get(tag)
+    digests = image.attrs.get("RepoDigests") or []
+    if digests:
+        return str(digests[0])
+    return f"{tag} ({image.id[:19]}, built here)"
