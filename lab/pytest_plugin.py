@@ -155,17 +155,28 @@ def rest_trust(lab_run: LabRun):  # type: ignore[no-untyped-def]
             os.environ["SSL_CERT_FILE"] = before
 
 
+#: with the "supavisor" profile: the router topology -> Supavisor's endpoint (lab.topology.backends.docker)
+SUPAVISOR_ROUTES = {"tenant-proxy-transaction": "supavisor", "tenant-proxy-session": "supavisor-session"}
+
+
 @pytest.fixture(scope="session")
 def tenant_routers(lab_topology: Topology, lab_options: LabOptions) -> Iterator[dict[str, tuple[Endpoint, TenantRouter | None]]]:
     """Locally, the lab's Supavisor-style routers, each an endpoint of its own (the pooler's, on the router's port),
-    with the router for what it saw: one per pooler for the lab's tenant, and one of another region. On a target,
-    its own Supavisor endpoints are the routers."""
+    with the router for what it saw: one per pooler for the lab's tenant, and one of another region. With the
+    compose profile "supavisor" (Docker), the real Supavisor takes the lab's tenant's routes. On a target, its own
+    Supavisor endpoints are the routers."""
     if lab_options.target is not None:
         yield {name: (e, None) for name, e in lab_topology.endpoints.items()}
         return
-    with TenantRouter.in_front_of(lab_topology, ROUTES, TENANT) as routed, \
+    real = {name: e for name, e in lab_topology.endpoints.items() if e.facts.get("router") == "supavisor"}
+    if real:  # the compose profile "supavisor": Supabase's own pooler takes the lab's router's routes (rows say which)
+        routed = {route: (replace(real[name], topology=route), None) for route, name in SUPAVISOR_ROUTES.items()}
+        with TenantRouter.in_front_of(lab_topology, OTHER_REGION, OTHER_TENANT) as elsewhere:
+            yield {**routed, **elsewhere}
+        return
+    with TenantRouter.in_front_of(lab_topology, ROUTES, TENANT) as routed_here, \
             TenantRouter.in_front_of(lab_topology, OTHER_REGION, OTHER_TENANT) as elsewhere:
-        yield {**routed, **elsewhere}
+        yield {**routed_here, **elsewhere}
 
 
 @pytest.fixture(scope="session")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 import yaml
 
-from lab.paths import COMPOSE_DIR
+from lab.paths import COMPOSE_DIR, ROOT
+from lab.tools.docker_engine import PLUGIN
 from lab.topology.backends.docker import DockerBackend, choose, engine_status
 from lab.topology.compose import load
 from lab.topology.runstate import RUNTIME_BASE
@@ -26,37 +31,48 @@ def test_auto_picks_docker_only_when_an_engine_answers() -> None:
 def test_docker_backend_refuses_clearly_without_an_engine() -> None:
     from lab.errors import MissingDependency
 
-    with pytest.raises(MissingDependency, match="--backend docker: .*--backend native"):
+    with pytest.raises(MissingDependency, match="--backend docker: no Docker engine answers.*--backend native"):
         choose("docker")
 
 
-def test_an_engine_without_compose_v2_is_not_usable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Debian's docker.io: an engine answers, `docker compose` does not exist. Auto runs native and says why;
-    --backend docker stops with one line naming the cause. (The engine is simulated; the plugin probe is real.)"""
-    from lab.errors import MissingDependency
-    from lab.topology.backends import docker as backend
+@pytest.mark.skipif(not ENGINE, reason=f"needs a Docker engine that answers: {WHY}")
+def test_an_engine_without_compose_v2_is_not_usable(tmp_path: Path) -> None:
+    """Debian's docker.io: a real engine answers, Compose v2 is nowhere (the lab's cache is empty, the system has no
+    plugin). Auto runs native and says why; --backend docker stops with one line naming the cause, status 3, and
+    leaves no run directory and no container."""
+    import docker
 
-    compose_ok, compose_why = backend.compose_v2()
-    if compose_ok:
-        pytest.skip(f"{compose_why} is installed here")
-    assert "Compose v2" in compose_why or "no `docker` command" in compose_why
-    monkeypatch.setattr(backend, "_engine", lambda: (True, "Docker engine 20.10.24"))
-    backend.engine_status.cache_clear()
+    from lab.tools.docker_engine import compose_command
+
+    if compose_command() is not None and compose_command()[0][0] != str(PLUGIN):  # type: ignore[index]
+        pytest.skip("the system has its own Compose v2 plugin: an engine without one cannot be made here")
+    env = {**os.environ, "POOLER_LAB_CACHE": str(tmp_path / "empty-cache")}
+    before = set(os.listdir(RUNTIME_BASE)) if RUNTIME_BASE.exists() else set()
+    done = subprocess.run([sys.executable, "-m", "lab", "run", "--backend", "docker", "--experiments", "wire"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "answers, but Compose v2 is not installed" in lines[0] and "Traceback" not in done.stderr, done.stderr
+    auto = subprocess.run([sys.executable, "-m", "lab", "run", "--experiments", "wire", "--clients", "asyncpg-default",
+                           "--topologies", "direct", "--results", str(tmp_path / "results")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert auto.returncode == 0, auto.stdout[-2000:] + auto.stderr[-2000:]
+    assert "backend: native processes (Docker engine" in auto.stderr and "Compose v2 is not installed" in auto.stderr
+    after = set(os.listdir(RUNTIME_BASE)) if RUNTIME_BASE.exists() else set()
+    assert after <= before
+    client = docker.from_env()
     try:
-        assert choose("auto") == "native"
-        assert "answers, but" in engine_status()[1]
-        with pytest.raises(MissingDependency, match="Docker engine 20.10.24 answers, but"):
-            choose("docker")
+        assert not client.containers.list(all=True, filters={"label": "com.docker.compose.project"})
     finally:
-        backend.engine_status.cache_clear()
+        client.close()
 
 
 def test_native_run_renders_exactly_the_files_compose_mounts(topology) -> None:  # type: ignore[no-untyped-def]
     compose = yaml.safe_load((COMPOSE_DIR / "docker-compose.yml").read_text())
     mounted = {
-        re.match(r"\$\{LAB_RENDERED_DIR[^}]*\}/([^:]+):", v).group(1)  # type: ignore[union-attr]
+        m.group(1)
         for svc in compose["services"].values() if not svc.get("profiles")
-        for v in svc.get("volumes", []) if "/tls:" not in v
+        for v in svc.get("volumes", []) if "/tls:" not in v and (m := re.match(r"\$\{LAB_RENDERED_DIR[^}]*\}/([^:]+):", v))
     }
     rendered_dir = RUNTIME_BASE / topology.run_id / "config"
     rendered = {str(p.relative_to(rendered_dir)) for p in rendered_dir.rglob("*") if p.is_file() and p.parent.name != "tls"}
@@ -82,15 +98,63 @@ def test_native_processes_run_with_the_compose_settings(topology) -> None:  # ty
         assert config["max_client_conn"] == topo.settings["PGBOUNCER_MAX_CLIENT_CONN"]
 
 
-@pytest.mark.skipif(not ENGINE, reason=f"the Docker backend needs a Docker engine: {WHY}")
+def _project_containers(project: str) -> list[object]:
+    import docker
+
+    client = docker.from_env()
+    try:
+        return list(client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"}))
+    finally:
+        client.close()
+
+
+@pytest.mark.skipif(not ENGINE, reason=f"the Docker backend needs a Docker engine with Compose v2: {WHY}")
 def test_docker_backend_brings_up_the_compose_topology() -> None:
-    with DockerBackend() as topo:
+    """Every endpoint answers, rows would carry the images, the server writes its log where the lab reads it; `stop`
+    leaves no container and no run directory."""
+    from lab.topology.logins import log_path
+
+    backend = DockerBackend()
+    with backend as topo:
+        project = (backend.state.topology or {})["compose_project"]  # type: ignore[union-attr]
         assert {"direct", "pgbouncer-transaction", "pgbouncer-session", "rest"} <= set(topo.endpoints)
         for name in ("direct", "pgbouncer-transaction", "pgbouncer-session"):
             ep = topo.endpoint(name)
-            assert ep.facts["backend"] == "docker" and ep.facts["server_version"]
+            assert ep.facts["backend"] == "docker" and ep.facts["server_version"] and ep.facts["server_image"]
             with psycopg.connect(ep.dsn(), connect_timeout=10) as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
-        assert topo.endpoint("pgbouncer-transaction").facts["pooler_version"]
-        assert topo.endpoint("rest").facts["stand_in"] is False
+        assert topo.endpoint("pgbouncer-transaction").facts["pooler_version"] == "1.18.0"
+        assert topo.endpoint("pgbouncer-transaction").facts["image"]
+        rest = topo.endpoint("rest")
+        assert rest.facts["stand_in"] is (rest.facts["images"] == "local")
+        assert "connection authorized" in log_path(topo.run_id, "postgres").read_text()
+        assert _project_containers(project)
     assert not Path(RUNTIME_BASE / topo.run_id).exists()
+    assert not _project_containers(project)
+
+
+@pytest.mark.skipif(not ENGINE, reason=f"the Docker backend needs a Docker engine with Compose v2: {WHY}")
+def test_a_failed_docker_bring_up_says_why_in_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """A PgBouncer setting it rejects: `up --wait` fails; the error names the service and quotes its log, and no
+    container, volume or run directory is left."""
+    import docker
+
+    from lab.errors import StartupError
+
+    compose = tmp_path / "compose"
+    shutil.copytree(COMPOSE_DIR, compose, ignore=shutil.ignore_patterns(".rendered", "images"))
+    ini = compose / "pgbouncer" / "pgbouncer.ini"
+    ini.write_text(ini.read_text().replace("pool_mode = ${POOL_MODE}", "pool_mode = ${POOL_MODE}\nno_such_setting = 1"))
+    before = set(os.listdir(RUNTIME_BASE)) if RUNTIME_BASE.exists() else set()
+    client = docker.from_env()
+    volumes = {v.name for v in client.volumes.list()}
+    backend = DockerBackend(compose_dir=compose)
+    with pytest.raises(StartupError) as raised:
+        with backend:
+            pass
+    message = str(raised.value)
+    assert "\n" not in message and "pgbouncer" in message and "no_such_setting" in message, message
+    assert (set(os.listdir(RUNTIME_BASE)) if RUNTIME_BASE.exists() else set()) <= before
+    assert not client.containers.list(all=True, filters={"label": "com.docker.compose.project"})
+    assert {v.name for v in client.volumes.list()} == volumes
+    client.close()

@@ -14,6 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from lab.topology.backends.docker import engine_status
+
 from lab.topology.backends.native import NativeBackend
 from lab.topology.compose import load
 from lab.errors import PortTaken
@@ -101,7 +103,7 @@ def _run_state_of(proc: subprocess.Popen) -> RunState | None:
 def test_interrupted_experiment_run_stops_its_servers(sig: int, tmp_path: Path) -> None:
     """Ctrl-C (SIGINT) or kill (SIGTERM) in the middle of `pytest experiments/`."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "experiments/test_matrix.py", f"--lab-results={tmp_path}", "-q", "-x"],
+        [sys.executable, "-m", "pytest", "experiments/test_matrix.py", f"--lab-results={tmp_path}", "-q", "-x", "--lab-backend=native"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
@@ -117,6 +119,54 @@ def test_interrupted_experiment_run_stops_its_servers(sig: int, tmp_path: Path) 
     assert not any(_alive(p.pid) for p in state.processes), proc.stdout.read().decode()[-2000:]
     assert not state.directory.exists()
     assert list((tmp_path / "runs").glob("*.jsonl")), "rows recorded before the interrupt are kept"
+
+
+@pytest.mark.skipif(not engine_status()[0], reason=f"needs a Docker engine with Compose v2: {engine_status()[1]}")
+def test_interrupted_docker_run_and_killed_docker_run_leave_no_container(tmp_path: Path) -> None:
+    """Ctrl-C in the middle of a Docker run: `compose down`, no container, no run directory, the rows kept. Then
+    SIGKILL of another: its containers outlive it, and the next reap (any later run, or `down`) removes them."""
+    import docker
+
+    def containers() -> list[object]:
+        client = docker.from_env()
+        try:
+            return list(client.containers.list(all=True, filters={"label": "com.docker.compose.project"}))
+        finally:
+            client.close()
+
+    def docker_run(results: Path) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "pytest", "experiments/test_matrix.py", f"--lab-results={results}", "-q", "-x",
+                                 "--lab-backend=docker"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def state_of(proc: subprocess.Popen[bytes]) -> object:
+        return next((s for s in all_runs() if s.owner_pid == proc.pid and s.topology and s.topology.get("endpoints")), None)
+
+    proc = docker_run(tmp_path / "interrupted")
+    try:
+        assert _wait_for(lambda: state_of(proc) is not None, 90), "the topology never came up"
+        state = state_of(proc)
+        time.sleep(2.0)  # inside the first cells
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not containers(), proc.stdout.read().decode()[-2000:]  # type: ignore[union-attr]
+    assert not state.directory.exists()  # type: ignore[attr-defined]
+    assert list((tmp_path / "interrupted" / "runs").glob("*.jsonl")), "rows recorded before the interrupt are kept"
+
+    proc = docker_run(tmp_path / "killed")
+    try:
+        assert _wait_for(lambda: state_of(proc) is not None, 90), "the topology never came up"
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert containers(), "a SIGKILLed Docker run leaves its containers to the reaper"
+    reaped = reap_stale()
+    assert any("compose project" in line for line in reaped), reaped
+    assert not containers()
 
 
 def test_killed_run_is_cleaned_up() -> None:
@@ -238,7 +288,8 @@ def test_a_server_that_dies_mid_run_stops_the_run(tmp_path: Path) -> None:
     """Kill PostgreSQL in the middle of the matrix: one line names it, exit status 3, and no row after it is a client's outcome.
     Nothing this failing run printed or wrote holds one of its passwords."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lab", "run", "--network", "none", "--results", str(tmp_path), "--", "experiments/test_matrix.py"],
+        [sys.executable, "-m", "lab", "run", "--backend", "native", "--network", "none", "--results", str(tmp_path), "--",
+         "experiments/test_matrix.py"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:

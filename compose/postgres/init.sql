@@ -32,3 +32,7 @@ ALTER TABLE lab_items OWNER TO ${APP_USER};
 -- (column privileges, so PostgREST and the stand-in refuse them alike: 42501)
 GRANT SELECT, INSERT (payload) ON lab_items TO anon, service_role;
 GRANT USAGE ON SEQUENCE lab_items_id_seq TO anon, service_role;
+
+-- Supavisor (compose profile "supavisor") keeps its tenants in this schema of the server
+-- (its own dev setup creates it the same way); empty and unused otherwise.
+CREATE SCHEMA IF NOT EXISTS _supavisor;

@@ -73,7 +73,7 @@ def engine_status() -> tuple[bool, str]:
 
     ok, engine = _engine()
     if not ok:
-        return False, engine
+        return False, engine + ("" if "SDK" in engine else "; `./pooler-lab docker start` starts Debian's")
     found = compose_command()
     if found is None:
         return False, (f"{engine} answers, but Compose v2 is not installed (`docker compose`; Debian's docker.io has none): "
@@ -90,7 +90,7 @@ def choose(backend: str) -> str:
     if backend == "docker":
         ok, why = engine_status()
         if not ok:
-            raise MissingDependency(f"--backend docker: {why}")
+            raise MissingDependency(f"--backend docker: {why}; or use --backend native")
     return backend
 
 
@@ -245,9 +245,12 @@ class DockerBackend(Backend):
                 # the server as Supavisor reaches it: by name on a bridge network, at 127.0.0.1 on the host's
                 register_tenant(HOST, ports[svc.port_variables[-1][0]], creds, HOST if self.host_network else server.name,
                                 server.container_port, TENANT)
-                facts = {**base, "service": svc.name, "router": "supavisor", "image": self._image(svc.name), "tenant": TENANT}
-                endpoints[svc.topology] = Endpoint(svc.topology, HOST, port, "postgres", creds.app_user, creds.app_password, facts,
-                                                   ca_file=ca_file)
+                facts = {**base, "service": svc.name, "router": "supavisor", "image": self._image(svc.name), "tenant": TENANT,
+                         "tenant_router": f"Supavisor ({self._image(svc.name)})"}
+                # its transaction port, then its session port (compose file order)
+                for name, mode, at in ((svc.topology, "transaction", port), (f"{svc.topology}-session", "session", more[0])):
+                    endpoints[name] = Endpoint(name, HOST, at, "postgres", creds.app_user, creds.app_password,
+                                               {**facts, "pool_mode": mode}, ca_file=ca_file)
                 continue
             else:
                 continue

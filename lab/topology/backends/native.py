@@ -149,6 +149,9 @@ class NativeBackend(Backend):
         bindir, pgbouncer, nginx = postgres_bindir(), pgbouncer_binary(), nginx_binary()
         creds = Credentials.generate()
         topo = load(self.compose_dir, creds.compose_secrets(), profiles=self.profiles)
+        for svc in topo.with_role("tenant-router"):
+            raise MissingDependency(f"service {svc.name} (profile {', '.join(svc.profiles)}) has no native binary and no stand-in "
+                                    "here: run it with --backend docker (the lab's own tenant router stands in for it natively)")
         binaries = {svc.name: self._pooler_binary(svc, pgbouncer) for svc in topo.poolers}
         ports, tls_ports = self._ports(topo)
         self.owner = owner = run_as()
