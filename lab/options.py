@@ -108,7 +108,8 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("backend", "auto: Docker when an engine answers, else native processes; attach: the topology `./pooler-lab up` started",
+    Option("backend", "auto: Docker where an engine and Compose v2 answer and the images are here or can be had, else native "
+           "processes (saying why); attach: the topology `./pooler-lab up` started",
            "auto", choices=BACKENDS),
     Option("images", "Docker backend: official images (pulled), local ones built from Debian's packages (compose/images/), "
            "or auto: official where they are here or a registry answers, else local", "auto", choices=IMAGE_SETS),

@@ -115,3 +115,49 @@ def test_prepared_profile_renders_the_extra_setting(tmp_path: Path) -> None:
     prepared = written["pgbouncer-prepared/pgbouncer.ini"].read_text()
     assert f"max_prepared_statements = {topo.settings['PGBOUNCER_MAX_PREPARED_STATEMENTS']}" in prepared
     assert "\nmax_prepared_statements" not in written["pgbouncer-transaction/pgbouncer.ini"].read_text()  # 1.18 does not know it
+
+
+@pytest.mark.parametrize("host_network", [False, True], ids=["bridge", "host"])
+def test_every_profile_renders_for_containers_and_compose_v2_accepts_the_result(tmp_path: Path, host_network: bool) -> None:
+    """`lab render` with every profile, for either network mode: no placeholder left, files readable by the
+    containers' own users (inside a directory only the owner enters), and the real Compose v2 (where the lab has
+    one) accepts the file with the run's env files: every image, port and mount resolved."""
+    import os
+    import subprocess
+
+    from lab.tools.docker_engine import compose_command
+    from lab.topology.backends.docker import HOST_NETWORK_FILE
+    from lab.topology.render import logs_dir, write_compose_secrets
+
+    profiles = ("prepared", "supavisor")
+    creds = Credentials.generate()
+    described = load(profiles=profiles)
+    run_env: dict[str, str] = {}
+    for i, (published, listen) in enumerate(pv for s in described.services.values() for pv in s.port_variables):
+        run_env.update({listen: str(42000 + i), "LAB_DB_HOST": "127.0.0.1"} if host_network else {published: ""})
+    topo = load(secrets={**creds.compose_secrets(), **run_env}, profiles=profiles)
+    out = tmp_path / "config"
+    written = render(topo, Placement.docker(topo, host_network), creds, out, shared=True)
+    assert {"pgbouncer-prepared/pgbouncer.ini", "pgbouncer-prepared-off/pgbouncer.ini"} <= set(written)
+    for path in written.values():
+        assert "${" not in path.read_text(), path
+        assert path.stat().st_mode & 0o044 == 0o044, f"{path}: a container's own user must read it"
+    assert out.stat().st_mode & 0o077 == 0, "the rendered directory is the owner's only"
+    listen = (out / "pgbouncer-transaction" / "pgbouncer.ini").read_text()
+    assert f"listen_addr = {'127.0.0.1' if host_network else '*'}" in listen and "logfile = /lab-logs/pgbouncer-transaction.log" in listen
+    found = compose_command()
+    if found is None:
+        pytest.skip("no Compose v2 here to validate the file with (`./pooler-lab docker start` fetches one)")
+    env_file = write_compose_secrets(creds, out, logs_dir(tmp_path / "logs"), run_env)
+    files = ["-f", str(COMPOSE_DIR / "docker-compose.yml"), *(["-f", str(COMPOSE_DIR / HOST_NETWORK_FILE)] if host_network else [])]
+    done = subprocess.run([*found[0], *files, "--env-file", str(COMPOSE_DIR / ".env"), "--env-file", str(env_file),
+                           *[a for p in profiles for a in ("--profile", p)], "config", "--format", "json"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "COMPOSE_PROJECT_NAME": "pooler-lab-config-test"})
+    assert done.returncode == 0, done.stderr
+    config = __import__("json").loads(done.stdout)
+    assert set(config["services"]) == set(topo.services)
+    for name, svc in config["services"].items():
+        if host_network:
+            assert svc.get("network_mode") == "host" and not svc.get("ports"), name
+        else:
+            assert all(p["host_ip"] == "127.0.0.1" and not p.get("published") for p in svc["ports"]), (name, svc["ports"])

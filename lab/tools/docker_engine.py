@@ -114,22 +114,27 @@ def install_compose_plugin(progress: Progress = print) -> tuple[list[str], str]:
     return found
 
 
-def engine_answers(timeout: float = 3) -> bool:
+def engine(timeout: float = 3) -> tuple[bool, str]:
+    """Does a Docker engine answer? (answers, what it is or why not)"""
     try:
         import docker
     except ImportError:
-        return False
+        return False, "the docker SDK is not installed (pip install 'pooler-lab[docker]')"
     try:
         client = docker.from_env(timeout=timeout)
-    except Exception:  # noqa: BLE001 - no socket, no engine
-        return False
+    except Exception as exc:  # noqa: BLE001 - no socket, no engine
+        return False, f"no Docker engine answers ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
     try:
         client.ping()
-        return True
-    except Exception:  # noqa: BLE001
-        return False
+        return True, f"Docker engine {client.version().get('Version', '?')}"
+    except Exception as exc:  # noqa: BLE001 - any failure means: no engine to use
+        return False, f"no Docker engine answers ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
     finally:
         client.close()
+
+
+def engine_answers(timeout: float = 3) -> bool:
+    return engine(timeout)[0]
 
 
 def _our_pid() -> int | None:

@@ -115,6 +115,24 @@ def choose(client, images: str, profiles: Iterable[str] = ()) -> tuple[str, str]
     return "local", f"no registry answers ({REGISTRY[0]}) and the official images are not here: local images from Debian's packages"
 
 
+def obtainable(client) -> tuple[bool, str]:  # type: ignore[no-untyped-def]
+    """Can a run get its images here: the local or the official set present, a registry to pull from, or what
+    building the local set needs (debootstrap, and root to run it)? (yes/no, which way or why not)"""
+    import os
+
+    if all(_present(client, tag) for tag in (i.tag for i in local_set())):
+        return True, "local images built"
+    if all(_present(client, t) for t in official()):
+        return True, "official images present"
+    if shutil.which("debootstrap") or Path("/usr/sbin/debootstrap").exists():
+        if os.geteuid() == 0:
+            return True, "local images can be built (about 2 min, once)"
+    if registry_answers():
+        return True, "official images can be pulled"
+    return False, ("no images: none are here, no registry answers, and building them needs debootstrap as root "
+                   "(`./pooler-lab docker images`)")
+
+
 def _mirror() -> str:
     """The Debian mirror this machine's apt uses (debootstrap fetches the base from it)."""
     for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")) + [Path("/etc/apt/sources.list")]:

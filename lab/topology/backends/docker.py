@@ -46,30 +46,11 @@ from lab.topology.services import endpoint_facts, pgbouncer_version, server_vers
 HOST_NETWORK_FILE = "docker-compose.host.yml"
 
 
-def _engine() -> tuple[bool, str]:
-    """Does a Docker engine answer? (answers, what it is or why not)"""
-    try:
-        import docker
-    except ImportError:
-        return False, "the docker SDK is not installed (pip install 'pooler-lab[docker]')"
-    try:
-        client = docker.from_env(timeout=3)
-    except Exception as exc:  # noqa: BLE001 - no socket, no engine
-        return False, f"no Docker engine answers ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
-    try:
-        client.ping()
-        return True, f"Docker engine {client.version().get('Version', '?')}"
-    except Exception as exc:  # noqa: BLE001 - any failure means: no engine to use
-        return False, f"no Docker engine answers ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
-    finally:
-        client.close()
-
-
 @functools.cache
 def engine_status() -> tuple[bool, str]:
-    """(usable, why or what): an engine answers and Compose v2 is there. Asked once per process:
+    """(usable, why or what): an engine answers, Compose v2 is there and the images are here or can be had. Asked once per process:
     choosing the backend and reporting the choice must not ask twice."""
-    from lab.tools.docker_engine import compose_command
+    from lab.tools.docker_engine import compose_command, engine as _engine
 
     ok, engine = _engine()
     if not ok:
@@ -78,7 +59,18 @@ def engine_status() -> tuple[bool, str]:
     if found is None:
         return False, (f"{engine} answers, but Compose v2 is not installed (`docker compose`; Debian's docker.io has none): "
                        "`./pooler-lab docker start` fetches it")
-    return True, f"{engine}, Compose {found[1]}"
+    import docker
+
+    from lab.tools.docker_images import obtainable
+
+    client = docker.from_env(timeout=5)
+    try:
+        ok, images = obtainable(client)
+    finally:
+        client.close()
+    if not ok:
+        return False, f"{engine} and Compose {found[1]} answer, but {images}"
+    return True, f"{engine}, Compose {found[1]}, {images}"
 
 
 def choose(backend: str) -> str:
