@@ -73,6 +73,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("cell", cells, ids=[c.id for c in cells])
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--lab-experiments: the tests of the other experiments are deselected, not reported as skipped."""
+    opts = config.stash.get(OPTIONS, None)
+    if opts is None or opts.experiments is None:
+        return
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("experiment")
+        (keep if marker is None or marker.args[0] in opts.experiments else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def lab_options(pytestconfig: pytest.Config) -> LabOptions:
     return pytestconfig.stash[OPTIONS]
