@@ -191,12 +191,31 @@ def _build(client, image: LocalImage, progress: Progress) -> None:  # type: igno
 
 def ensure_local(client, profiles: Iterable[str] = (), progress: Progress = print, rebuild: bool = False) -> list[str]:  # type: ignore[no-untyped-def]
     """Build the local images that are missing (all of them with rebuild); the tags a run needs."""
+    import docker
+    from concurrent.futures import ThreadPoolExecutor
+
     needed = local_set(profiles)
+    replaced = {client.images.get(tag).id for tag in [BASE, *(i.tag for i in needed)] if rebuild and _present(client, tag)}
     if rebuild or not _present(client, BASE):
         _build_base(client, progress)
-    for image in needed:
-        if rebuild or not _present(client, image.tag):
-            _build(client, image, progress)
+    missing = [i for i in needed if rebuild or not _present(client, i.tag)]
+
+    def build(image: LocalImage) -> None:
+        own = docker.from_env(timeout=600)  # a client per thread
+        try:
+            _build(own, image, progress)
+        finally:
+            own.close()
+
+    # images on the base are independent (apt downloads and dpkg overlap); those on another local image come after it
+    for wave in ([i for i in missing if i.base == BASE], [i for i in missing if i.base != BASE]):
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(build, wave))
+    for image_id in replaced:  # the images a rebuild replaced, now untagged: the lab's own, so it removes them
+        try:
+            client.images.remove(image_id)
+        except docker.errors.APIError:
+            pass  # still used by a container or tagged elsewhere: left alone
     return [i.tag for i in needed]
 
 
