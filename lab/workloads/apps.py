@@ -172,7 +172,10 @@ def _ctx() -> multiprocessing.context.ForkServerContext:
     global _context
     if _context is None:
         _context = multiprocessing.get_context("forkserver")
-        _context.set_forkserver_preload(["lab.workloads.apps"])
+        # the drivers come with lab.workloads.apps; SQLAlchemy's dialects load on first use, so each child would
+        # import them again (37 ms here) without these
+        _context.set_forkserver_preload(["lab.workloads.apps", "sqlalchemy.dialects.postgresql.asyncpg",
+                                         "sqlalchemy.dialects.postgresql.psycopg"])
     return _context
 
 
