@@ -128,6 +128,9 @@ class DockerBackend(Backend):
         images, why = docker_images.choose(client, self.images, self.profiles)
         self.progress(f"images: {images} ({why})")
         if images == "local":
+            if "supavisor" in self.profiles:
+                raise MissingDependency("the supavisor profile needs Supavisor's official image (--images official, where a "
+                                        "registry answers): no local one can be built from Debian's packages")
             docker_images.ensure_local(client, self.profiles, self.progress)
         self.host_network = host_network = not client.networks.list(names=["bridge"])
         self.state = state = RunState.create(persistent=self.persistent, run_id=self.run_id)
