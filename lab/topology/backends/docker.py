@@ -229,7 +229,7 @@ class DockerBackend(Backend):
                 endpoints[svc.topology] = Endpoint(
                     topology=svc.topology, host=HOST, port=port, tls_port=more[0] if more else None, database="postgres", user="",
                     password="", keys=keys, ca_file=ca_file,
-                    facts={**base, "gateway": self._image(svc.name), "rest_server": rest_server, "rest_image": self._image(rest.name),
+                    facts={**base, "gateway": f"nginx ({self._image(svc.name)})", "rest_server": rest_server, "rest_image": self._image(rest.name),
                            "stand_in": stand_in, **({"stand_in_for": rest.topology} if stand_in else {}), "path": "/rest/v1/"},
                 )
                 continue
