@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import shutil
 import subprocess
 import urllib.request
@@ -44,6 +45,9 @@ from lab.topology.runstate import RunState
 from lab.topology.services import endpoint_facts, pgbouncer_version, server_version
 
 HOST_NETWORK_FILE = "docker-compose.host.yml"
+# testcontainers logs a failed compose command's whole output at ERROR (stderr, outside pytest); the lab turns it into
+# one line of its own (DockerBackend._cause), so the library's copy stays quiet
+logging.getLogger("testcontainers.compose.compose").setLevel(logging.CRITICAL)
 
 
 @functools.cache
