@@ -53,6 +53,10 @@ def test_an_engine_without_compose_v2_is_not_usable(tmp_path: Path) -> None:
     assert done.returncode == 3, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "answers, but Compose v2 is not installed" in lines[0] and "Traceback" not in done.stderr, done.stderr
+    for command in (["up", "--backend", "docker"], ["sweep", "asyncpg", "--backend", "docker"]):  # the same, before anything starts
+        refused = subprocess.run([sys.executable, "-m", "lab", *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 3 and "Compose v2 is not installed" in refused.stderr, (command, refused.stderr)
+        assert "Traceback" not in refused.stderr
     auto = subprocess.run([sys.executable, "-m", "lab", "run", "--experiments", "wire", "--clients", "asyncpg-default",
                            "--topologies", "direct", "--results", str(tmp_path / "results")], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
