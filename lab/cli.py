@@ -187,8 +187,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     logs = logs_dir(out / "logs")
     secrets = write_compose_secrets(creds, out, logs)
     console.print(f"rendered configs into {out} (logs go to {logs}); passwords in {secrets}")
+    profiles = "".join(f" --profile {p}" for p in args.profiles or ())
     console.print(
-        f"docker compose --env-file {COMPOSE_DIR / '.env'} --env-file {secrets} -f {COMPOSE_DIR / 'docker-compose.yml'} up -d --wait"
+        f"docker compose --env-file {COMPOSE_DIR / '.env'} --env-file {secrets} -f {COMPOSE_DIR / 'docker-compose.yml'}{profiles} up -d --wait"
+        f"   (local images: add --env-file {COMPOSE_DIR / 'images.local.env'} after compose/.env)"
     )
     return 0
 
