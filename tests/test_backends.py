@@ -162,3 +162,19 @@ def test_a_failed_docker_bring_up_says_why_in_one_line_and_leaves_nothing(tmp_pa
     assert not client.containers.list(all=True, filters={"label": "com.docker.compose.project"})
     assert {v.name for v in client.volumes.list()} == volumes
     client.close()
+
+
+def test_a_local_image_is_stale_once_what_it_is_built_from_changes(tmp_path: Path) -> None:
+    """The stand-in's image carries the digest of its build context: an edit of lab/topology/standin.py (here, of a
+    copy) makes the image that was built before stale, so the next Docker run builds it again."""
+    from dataclasses import replace
+
+    from lab.tools.docker_images import local_set
+
+    standin = next(i for i in local_set() if i.directory == "postgrest-standin")
+    copy = tmp_path / "standin.py"
+    copy.write_bytes(standin.extra[0][0].read_bytes())
+    before = replace(standin, extra=((copy, "standin.py"),)).digest()
+    assert before == standin.digest()
+    copy.write_text(copy.read_text() + "\n# changed\n")
+    assert replace(standin, extra=((copy, "standin.py"),)).digest() != before

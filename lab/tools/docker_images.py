@@ -5,8 +5,9 @@ registry answers. Machines that reach no registry build the local set
 (compose/images/, named in compose/images.local.env): a bookworm base made with
 `debootstrap` from the machine's own apt mirror and imported into the engine, then one
 image per service, all built with the docker SDK (`docker build --network host`).
-Built images are reused while they exist; `./pooler-lab docker images` builds what is
-missing.
+Built images are reused while they are built from what the repository holds (a label
+carries a digest of their build context); `./pooler-lab docker images`, and any Docker
+run, builds what is missing or stale.
 """
 
 from __future__ import annotations
@@ -44,6 +45,19 @@ class LocalImage:
     directory: str
     base: str = BASE
     extra: tuple[tuple[Path, str], ...] = ()  # (file, its name in the build context)
+
+    def digest(self) -> str:
+        """What the image is built from (its directory's files, the extra files, its base's name): an image labelled
+        with another digest is stale (a Dockerfile or the stand-in changed since) and is built again."""
+        import hashlib
+
+        h = hashlib.sha256(self.base.encode())
+        for path in sorted((IMAGES_DIR / self.directory).rglob("*")):
+            if path.is_file():
+                h.update(path.name.encode() + b"\0" + path.read_bytes())
+        for path, name in self.extra:
+            h.update(name.encode() + b"\0" + path.read_bytes())
+        return h.hexdigest()[:16]
 
 
 def _local_tags() -> dict[str, str]:
@@ -91,6 +105,16 @@ def _present(client, tag: str) -> bool:  # type: ignore[no-untyped-def]
         return False
 
 
+def _current(client, image: LocalImage) -> bool:  # type: ignore[no-untyped-def]
+    """Built here from what the repository now holds (its lab.context label)?"""
+    import docker
+
+    try:
+        return client.images.get(image.tag).labels.get("lab.context") == image.digest()
+    except docker.errors.ImageNotFound:
+        return False
+
+
 def registry_answers(timeout: float = 3.0) -> bool:
     import socket
 
@@ -120,7 +144,7 @@ def obtainable(client) -> tuple[bool, str]:  # type: ignore[no-untyped-def]
     building the local set needs (debootstrap, and root to run it)? (yes/no, which way or why not)"""
     import os
 
-    if all(_present(client, tag) for tag in (i.tag for i in local_set())):
+    if all(_current(client, i) for i in local_set()):
         return True, "local images built"
     if all(_present(client, t) for t in official()):
         return True, "official images present"
@@ -182,7 +206,8 @@ def _build(client, image: LocalImage, progress: Progress) -> None:  # type: igno
         t0 = time.monotonic()
         try:
             client.images.build(path=str(context), tag=image.tag, network_mode="host", buildargs={"BASE": image.base},
-                                rm=True, forcerm=True, labels={"lab.built_from": f"compose/images/{image.directory}"})
+                                rm=True, forcerm=True, labels={"lab.built_from": f"compose/images/{image.directory}",
+                                                               "lab.context": image.digest()})
         except docker.errors.BuildError as exc:
             tail = [str(c.get("stream", c.get("error", ""))).strip() for c in exc.build_log][-5:]
             raise EnvironmentProblem(f"building {image.tag} failed: {exc.msg}; last lines: {' | '.join(t for t in tail if t)}") from None
@@ -195,10 +220,11 @@ def ensure_local(client, profiles: Iterable[str] = (), progress: Progress = prin
     from concurrent.futures import ThreadPoolExecutor
 
     needed = local_set(profiles)
-    replaced = {client.images.get(tag).id for tag in [BASE, *(i.tag for i in needed)] if rebuild and _present(client, tag)}
+    missing = [i for i in needed if rebuild or not _current(client, i)]
+    stale = [tag for tag in [*([BASE] if rebuild else []), *(i.tag for i in missing)] if _present(client, tag)]
+    replaced = {client.images.get(tag).id for tag in stale}
     if rebuild or not _present(client, BASE):
         _build_base(client, progress)
-    missing = [i for i in needed if rebuild or not _present(client, i.tag)]
 
     def build(image: LocalImage) -> None:
         own = docker.from_env(timeout=600)  # a client per thread
