@@ -23,7 +23,8 @@ def log_path(run_id: str, service: str) -> Path:
 
 
 def count(run_id: str, service: str, user: str | None = None) -> int | None:
-    """Logins in the service's log so far; None where the lab cannot read it (Docker keeps its own logs)."""
+    """Logins in the service's log so far (native processes and containers write to the run's logs/); None where the lab
+    cannot read it (a target)."""
     needle = kind_of(service).login_pattern
     if needle is None:
         return None

@@ -7,7 +7,8 @@ real servers:
 
 - `LogWindow`: the WARNING/ERROR/FATAL lines PostgreSQL and the pooler appended to
   their logs while the cell ran (PostgreSQL's with their SQLSTATE: the lab's
-  log_line_prefix ends with %e). Native runs only: Docker keeps its logs elsewhere.
+  log_line_prefix ends with %e). Native processes and containers alike write them to the run's logs/;
+  a target's logs are out of reach.
 - `end_server_connections`: the housekeeping that gives a cell fresh server
   connections (and takes away what a cell left on them).
 - `PreparedCensus`: the prepared statements on every server connection of a

@@ -1,4 +1,4 @@
-"""Ways of starting the topology described in compose/: native processes, or Docker where an engine answers."""
+"""Ways of starting the topology described in compose/: native processes, or Docker where an engine and Compose v2 answer."""
 
 from __future__ import annotations
 
