@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lab.errors import BAD_INPUT, ENVIRONMENT, INTERRUPTED, UNEXPECTED, LabError
-from lab.options import add_to_argparse, names
+from lab.options import BACKENDS, IMAGE_SETS, add_to_argparse, names
 from lab.paths import COMPOSE_DIR, EXPERIMENTS_DIR, RESULTS_DIR
 
 console = Console(stderr=True, soft_wrap=True)  # one line stays one line, in a pipe too
@@ -253,11 +253,7 @@ def cmd_docker(args: argparse.Namespace) -> int:
 
     client = docker.from_env()
     try:
-        images, why = docker_images.choose(client, args.images, tuple(args.profiles or ()))
-        say(f"images: {images} ({why})")
-        if images == "local":
-            tags = docker_images.ensure_local(client, tuple(args.profiles or ()), say, rebuild=args.rebuild)
-            say(f"local images ready: {', '.join(tags)}")
+        docker_images.prepare(client, args.images, args.profiles or (), say, rebuild=args.rebuild)
     finally:
         client.close()
     say(f"docker {args.action}: done in {time.monotonic() - started:.0f}s; `./pooler-lab run --backend docker` uses it"
@@ -353,9 +349,9 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     up = sub.add_parser("up", help="start the topology (local processes or containers) and leave it running")
-    up.add_argument("--backend", choices=("auto", "native", "docker"), default="native",
+    up.add_argument("--backend", choices=BACKENDS[:3], default="native",
                     help="native processes (the default here), Docker containers, or auto (Docker where an engine and Compose v2 answer)")
-    up.add_argument("--images", choices=("auto", "official", "local"), default="auto", help="Docker backend: which images (see `run --help`)")
+    up.add_argument("--images", choices=IMAGE_SETS, default="auto", help="Docker backend: which images (see `run --help`)")
     up.add_argument("--profiles", type=names, help="compose profiles to start too (prepared, supavisor)")
     up.add_argument("--show-passwords", action="store_true", help="print the run's passwords and API keys (masked by default)")
     up.add_argument("--supabase-ports", action="store_true", help="listen on Supabase's ports (5432 session, 6543 transaction, 54322 direct)")
@@ -389,7 +385,7 @@ def parser() -> argparse.ArgumentParser:
     dock = sub.add_parser("docker", help="the Docker backend's machine side: `start` Debian's engine (when none answers), fetch "
                           "Compose v2 and build the local images; `images` only the last two; `stop` the engine the lab started")
     dock.add_argument("action", choices=("start", "images", "stop"))
-    dock.add_argument("--images", choices=("auto", "official", "local"), default="auto",
+    dock.add_argument("--images", choices=IMAGE_SETS, default="auto",
                       help="official: use the pinned official images (pulled by compose); local: build them from Debian's packages; "
                            "auto: local unless a registry answers")
     dock.add_argument("--profiles", type=names, help="build the images of these compose profiles too (prepared)")
@@ -400,7 +396,7 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("packages", nargs="+", help="e.g. asyncpg==0.27.0 asyncpg==0.29.0 asyncpg  (no version: the newest)")
     sweep.add_argument("--scenarios", help="comma-separated scenarios (default: all)")
     sweep.add_argument("--results", default=str(RESULTS_DIR))
-    sweep.add_argument("--backend", choices=("auto", "native", "docker"), default="auto",
+    sweep.add_argument("--backend", choices=BACKENDS[:3], default="auto",
                        help="where each version's matrix runs: native processes, Docker, or auto (Docker where it answers)")
     sweep.set_defaults(func=cmd_sweep)
 

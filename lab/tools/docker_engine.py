@@ -30,6 +30,7 @@ from pathlib import Path
 
 from lab.errors import EnvironmentProblem, MissingDependency
 from lab.tools.pgbouncer_build import ARCHIVE, CACHE as _PGBOUNCER_CACHE
+from lab.topology.processes import system_binary
 
 CACHE = _PGBOUNCER_CACHE.parent / "docker"
 PLUGIN = CACHE / "cli-plugins" / "docker-compose"
@@ -154,7 +155,7 @@ def start_engine(progress: Progress = print, timeout: float = 30) -> int | None:
     if engine_answers():
         progress("a Docker engine answers already; the lab will not start or stop one")
         return None
-    dockerd = shutil.which("dockerd") or ("/usr/sbin/dockerd" if os.access("/usr/sbin/dockerd", os.X_OK) else None)
+    dockerd = system_binary("dockerd")
     if dockerd is None:
         raise MissingDependency("dockerd not found; install Debian's engine with `sudo apt-get install docker.io` "
                                 "(`./pooler-lab docker start` does this for you)")
@@ -162,7 +163,7 @@ def start_engine(progress: Progress = print, timeout: float = 30) -> int | None:
         raise EnvironmentProblem("starting dockerd needs root; start your engine yourself (it answers on /var/run/docker.sock)")
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(ENGINE_LOG, "ab") as log:
-        proc = subprocess.Popen([dockerd, *DOCKERD_FLAGS], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen([str(dockerd), *DOCKERD_FLAGS], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)  # outlives this command: `docker stop` ends it
     PIDFILE.write_text(str(proc.pid))
     deadline = time.monotonic() + timeout

@@ -24,7 +24,9 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from lab.errors import ConfigError, EnvironmentProblem, MissingDependency
+from lab.options import IMAGE_SETS
 from lab.paths import COMPOSE_DIR, ROOT
+from lab.topology.processes import system_binary
 
 IMAGES_DIR = COMPOSE_DIR / "images"
 LOCAL_ENV = COMPOSE_DIR / "images.local.env"
@@ -95,24 +97,24 @@ def official(profiles: Iterable[str] = ()) -> list[str]:
     return [env[v] for v, p in IMAGE_VARIABLES.items() if v in env and (p is None or p in profiles)]
 
 
-def _present(client, tag: str) -> bool:  # type: ignore[no-untyped-def]
+def _image(client, tag: str):  # type: ignore[no-untyped-def]
+    """The engine's image of that tag, or None."""
     import docker
 
     try:
-        client.images.get(tag)
-        return True
+        return client.images.get(tag)
     except docker.errors.ImageNotFound:
-        return False
+        return None
+
+
+def _present(client, tag: str) -> bool:  # type: ignore[no-untyped-def]
+    return _image(client, tag) is not None
 
 
 def _current(client, image: LocalImage) -> bool:  # type: ignore[no-untyped-def]
     """Built here from what the repository now holds (its lab.context label)?"""
-    import docker
-
-    try:
-        return client.images.get(image.tag).labels.get("lab.context") == image.digest()
-    except docker.errors.ImageNotFound:
-        return False
+    found = _image(client, image.tag)
+    return found is not None and found.labels.get("lab.context") == image.digest()
 
 
 def registry_answers(timeout: float = 3.0) -> bool:
@@ -127,7 +129,7 @@ def registry_answers(timeout: float = 3.0) -> bool:
 
 def choose(client, images: str, profiles: Iterable[str] = ()) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     """official | local | auto → (the choice, why). auto: official where they are here or a registry answers, else local."""
-    if images not in ("official", "local", "auto"):
+    if images not in IMAGE_SETS:
         raise ConfigError(f"--images {images!r}: choose official, local or auto")
     if images != "auto":
         return images, f"--images {images}"
@@ -148,9 +150,8 @@ def obtainable(client) -> tuple[bool, str]:  # type: ignore[no-untyped-def]
         return True, "local images built"
     if all(_present(client, t) for t in official()):
         return True, "official images present"
-    if shutil.which("debootstrap") or Path("/usr/sbin/debootstrap").exists():
-        if os.geteuid() == 0:
-            return True, "local images can be built (about 2 min, once)"
+    if system_binary("debootstrap") is not None and os.geteuid() == 0:
+        return True, "local images can be built (about 2 min, once)"
     if registry_answers():
         return True, "official images can be pulled"
     return False, ("no images: none are here, no registry answers, and building them needs debootstrap as root "
@@ -171,7 +172,7 @@ def _mirror() -> str:
 
 
 def _build_base(client, progress: Progress) -> None:  # type: ignore[no-untyped-def]
-    debootstrap = shutil.which("debootstrap") or ("/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").exists() else None)
+    debootstrap = system_binary("debootstrap")
     if debootstrap is None:
         raise MissingDependency("debootstrap not found; install it with `sudo apt-get install debootstrap` "
                                 "(`./pooler-lab docker images` does this for you)")
@@ -179,7 +180,7 @@ def _build_base(client, progress: Progress) -> None:  # type: ignore[no-untyped-
     progress(f"building the base image {BASE}: debootstrap bookworm from {mirror} (about a minute, once)")
     with tempfile.TemporaryDirectory(prefix="pooler-lab-base-") as tmp:
         root = Path(tmp) / "root"
-        done = subprocess.run([debootstrap, "--variant=minbase", "bookworm", str(root), mirror], capture_output=True, text=True)
+        done = subprocess.run([str(debootstrap), "--variant=minbase", "bookworm", str(root), mirror], capture_output=True, text=True)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise EnvironmentProblem(f"debootstrap bookworm from {mirror} failed: {' | '.join(tail)}")
@@ -221,8 +222,7 @@ def ensure_local(client, profiles: Iterable[str] = (), progress: Progress = prin
 
     needed = local_set(profiles)
     missing = [i for i in needed if rebuild or not _current(client, i)]
-    stale = [tag for tag in [*([BASE] if rebuild else []), *(i.tag for i in missing)] if _present(client, tag)]
-    replaced = {client.images.get(tag).id for tag in stale}
+    replaced = {found.id for tag in [*([BASE] if rebuild else []), *(i.tag for i in missing)] if (found := _image(client, tag))}
     if rebuild or not _present(client, BASE):
         _build_base(client, progress)
 
@@ -243,6 +243,21 @@ def ensure_local(client, profiles: Iterable[str] = (), progress: Progress = prin
         except docker.errors.APIError:
             pass  # still used by a container or tagged elsewhere: left alone
     return [i.tag for i in needed]
+
+
+def prepare(client, images: str, profiles: Iterable[str] = (), progress: Progress = print,  # type: ignore[no-untyped-def]
+            rebuild: bool = False) -> str:
+    """Choose the image set and, for the local one, build what is missing or stale: the choice."""
+    profiles = tuple(profiles)
+    chosen, why = choose(client, images, profiles)
+    progress(f"images: {chosen} ({why})")
+    if chosen == "local":
+        if "supavisor" in profiles:
+            raise MissingDependency("the supavisor profile needs Supavisor's official image (--images official, where a "
+                                    "registry answers): no local one can be built from Debian's packages")
+        tags = ensure_local(client, profiles, progress, rebuild=rebuild)
+        progress(f"local images ready: {', '.join(tags)}")
+    return chosen
 
 
 def describe(client, tag: str) -> str:  # type: ignore[no-untyped-def]

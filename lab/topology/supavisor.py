@@ -14,19 +14,16 @@ from __future__ import annotations
 import time
 
 import httpx
-import jwt
 
 from lab.errors import StartupError
-from lab.topology.render import Credentials
-
-#: the pool Supavisor keeps per user, as the lab's PgBouncers do (PGBOUNCER_TRANSACTION_POOL_SIZE)
-POOL_SIZE = 2
+from lab.topology.render import Credentials, api_keys
 
 
 def register_tenant(api_host: str, api_port: int, creds: Credentials, db_host: str, db_port: int, tenant: str,
-                    pool_size: int = POOL_SIZE, timeout: float = 60.0) -> None:
-    """PUT the tenant, retrying until Supavisor's API takes it (its migrations may still run)."""
-    token = jwt.encode({"role": "service_role", "iss": "pooler-lab", "exp": int(time.time()) + 3600}, creds.jwt_secret, algorithm="HS256")
+                    pool_size: int, timeout: float = 60.0) -> None:
+    """PUT the tenant, retrying until Supavisor's API takes it (its migrations may still run). `pool_size`: the pool
+    Supavisor keeps per user, the lab's transaction PgBouncers' (compose/.env), so the router and it match."""
+    token = api_keys(creds)["service_role"]  # HS256, signed with the run's JWT secret: Supavisor's API_JWT_SECRET
     body = {"tenant": {
         "db_host": db_host, "db_port": db_port, "db_database": "postgres", "require_user": True,
         "users": [{"db_user": creds.app_user, "db_user_alias": creds.app_user, "db_password": creds.app_password,

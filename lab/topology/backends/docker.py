@@ -129,13 +129,7 @@ class DockerBackend(Backend):
         if found is None:
             raise MissingDependency("Compose v2 (`docker compose`) is not installed: `./pooler-lab docker start` fetches it")
         self.client = client = docker.from_env()
-        images, why = docker_images.choose(client, self.images, self.profiles)
-        self.progress(f"images: {images} ({why})")
-        if images == "local":
-            if "supavisor" in self.profiles:
-                raise MissingDependency("the supavisor profile needs Supavisor's official image (--images official, where a "
-                                        "registry answers): no local one can be built from Debian's packages")
-            docker_images.ensure_local(client, self.profiles, self.progress)
+        images = docker_images.prepare(client, self.images, self.profiles, self.progress)
         self.host_network = host_network = not client.networks.list(names=["bridge"])
         self.state = state = RunState.create(persistent=self.persistent, run_id=self.run_id)
         creds = Credentials.generate()
@@ -181,8 +175,7 @@ class DockerBackend(Backend):
         cause = lines[-1] if lines else f"exit status {exc.returncode}"
         for container in self._containers(all_states=True):
             if container.status != "running" or (container.attrs.get("State", {}).get("Health", {}) or {}).get("Status") == "unhealthy":
-                tail = [t for t in container.logs(tail=5).decode(errors="replace").splitlines() if t.strip()][-2:]
-                cause += f"; {container.labels.get('com.docker.compose.service')} ({container.status}) log ends: {' | '.join(tail)}"
+                cause += f"; {container.labels.get('com.docker.compose.service')} ({container.status}) log ends: {_log_tail(container, 2)}"
                 break
         return cause
 
@@ -197,9 +190,9 @@ class DockerBackend(Backend):
         for container in self._containers(all_states=True):
             if container.status not in ("running", "created"):
                 code = container.attrs.get("State", {}).get("ExitCode")
-                tail = [t for t in container.logs(tail=3).decode(errors="replace").splitlines() if t.strip()]
+                tail = _log_tail(container, 3)
                 return (f"container {container.labels.get('com.docker.compose.service')} {container.status} (exit code {code})"
-                        + (f"; its log ends: {' | '.join(tail)}" if tail else ""))
+                        + (f"; its log ends: {tail}" if tail else ""))
         return None
 
     def _image(self, service: str) -> str:
@@ -243,7 +236,7 @@ class DockerBackend(Backend):
 
                 # the server as Supavisor reaches it: by name on a bridge network, at 127.0.0.1 on the host's
                 register_tenant(HOST, ports[svc.port_variables[-1][0]], creds, HOST if self.host_network else server.name,
-                                server.container_port, TENANT)
+                                server.container_port, TENANT, int(topo.settings["PGBOUNCER_TRANSACTION_POOL_SIZE"]))
                 facts = {**base, "service": svc.name, "router": "supavisor", "image": self._image(svc.name), "tenant": TENANT,
                          "tenant_router": f"Supavisor ({self._image(svc.name)})"}
                 # its transaction port, then its session port (compose file order)
@@ -278,6 +271,12 @@ class DockerBackend(Backend):
             if self.client is not None:
                 self.client.close()
                 self.client = None
+
+
+def _log_tail(container: Any, lines: int) -> str:
+    """The last non-empty lines of a container's log, on one line."""
+    text = container.logs(tail=lines + 3).decode(errors="replace")
+    return " | ".join([t for t in text.splitlines() if t.strip()][-lines:])
 
 
 def _rest_server(url: str, key: str) -> tuple[str, bool]:

@@ -32,7 +32,7 @@ from lab.topology.compose import ComposeTopology, Service, load
 from lab.topology.render import Credentials, Placement, api_keys, render
 from lab.errors import MissingDependency, StartupError
 from lab.topology.ports import HOST, ensure_free, free_ports
-from lab.topology.processes import RunAs, Server, give_to, run, run_as, run_as_self
+from lab.topology.processes import RunAs, Server, give_to, run, run_as, run_as_self, system_binary
 from lab.topology.runstate import RunState
 from lab.topology.services import endpoint_facts, server_version
 from lab.topology.backends import Backend
@@ -61,10 +61,10 @@ def postgres_bindir() -> Path:
 
 
 def _system_binary(name: str, package: str) -> Path:
-    found = shutil.which(name) or (f"/usr/sbin/{name}" if os.access(f"/usr/sbin/{name}", os.X_OK) else None)
-    if not found:
+    found = system_binary(name)
+    if found is None:
         raise MissingDependency(f"{name} not found; install it with `sudo apt-get install {package}` (./pooler-lab does this for you)")
-    return Path(found)
+    return found
 
 
 def pgbouncer_binary() -> Path:
