@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ from lab.tools.docker_engine import PLUGIN
 from lab.topology.backends.docker import DockerBackend, choose, engine_status
 from lab.topology.compose import load
 from lab.topology.runstate import RUNTIME_BASE
+from lab.topology.scram import scram_secret
 
 ENGINE, WHY = engine_status()
 
@@ -100,6 +102,31 @@ def test_native_processes_run_with_the_compose_settings(topology) -> None:  # ty
         assert config["default_pool_size"] == str(svc.pool_size)
         assert config["auth_type"] == "scram-sha-256"
         assert config["max_client_conn"] == topo.settings["PGBOUNCER_MAX_CLIENT_CONN"]
+
+
+def test_poolers_hold_the_servers_own_scram_secrets(topology) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL stores, for a password, the secret lab.topology.scram computes from it and the salt; every role of
+    the poolers' auth_file has on the server the very secret the file holds; and through each pooler a client gets
+    a server connection PgBouncer had to open anew, which it can only do by SCRAM pass-through with those secrets."""
+    admin = {"user": topology.superuser, "password": topology.superuser_password}
+    rendered = RUNTIME_BASE / topology.run_id / "config"
+    with psycopg.connect(topology.endpoint("direct").dsn(**admin), autocommit=True) as conn:
+        conn.execute("CREATE ROLE lab_scram_probe LOGIN PASSWORD 'probe-password'")
+        try:
+            stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'lab_scram_probe'").fetchone()[0]
+        finally:
+            conn.execute("DROP ROLE lab_scram_probe")
+        salt = base64.b64decode(stored.split("$")[1].split(":")[1])
+        assert scram_secret("probe-password", salt) == stored
+        on_server = dict(conn.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolpassword IS NOT NULL").fetchall())
+        for svc in load().poolers:
+            userlist = dict(re.findall(r'^"([^"]+)" "([^"]+)"', (rendered / svc.name / "userlist.txt").read_text(), re.M))
+            assert userlist and all(on_server[role] == secret for role, secret in userlist.items())
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [topology.endpoint("direct").user])
+    for svc in load().poolers:
+        ep = topology.endpoint(svc.topology)
+        with psycopg.connect(ep.dsn(), prepare_threshold=None, connect_timeout=5) as conn:
+            assert conn.execute("SELECT current_user").fetchone()[0] == ep.user
 
 
 def _project_containers(project: str) -> list[object]:

@@ -48,11 +48,13 @@ def test_native_placement_fills_ports_modes_and_passwords(tmp_path: Path) -> Non
     assert f"host=127.0.0.1 port={server_port}" in tx
     assert "auth_type = scram-sha-256" in tx
     assert f"auth_file = {tmp_path}/pgbouncer-transaction/userlist.txt" in tx
-    assert '"lab_app" "app-secret"' in written["pgbouncer-session/userlist.txt"].read_text()
+    userlist = written["pgbouncer-session/userlist.txt"].read_text()
+    secret = CREDS.scram("lab_app", "app-secret")
+    assert f'"lab_app" "{secret}"' in userlist and "app-secret" not in userlist  # a secret, never the password
     pgconf = written["postgres/postgresql.conf"].read_text()
     assert f"max_connections = {topo.settings['POSTGRES_MAX_CONNECTIONS']}" in pgconf
     assert "password_encryption = scram-sha-256" in pgconf
-    assert "PASSWORD 'app-secret'" in written["postgres/init.sql"].read_text()
+    assert f"LOGIN PASSWORD '{secret}'" in written["postgres/init.sql"].read_text()  # the same secret on the server
 
 
 def test_docker_placement_uses_service_names_and_container_paths(tmp_path: Path) -> None:

@@ -7,13 +7,17 @@ CREATE ROLE ${AUTHENTICATOR_USER} LOGIN NOINHERIT PASSWORD '${AUTHENTICATOR_PASS
 GRANT anon, service_role TO ${AUTHENTICATOR_USER};
 GRANT USAGE ON SCHEMA public TO anon, service_role;
 
+-- Passwords are given as the run's SCRAM secrets (the same password, stored with the salt the lab chose): the
+-- poolers' auth_file holds the very same secrets, so PgBouncer can log in to this server with a client's proof.
+ALTER ROLE ${SUPERUSER} PASSWORD '${SUPERUSER_SCRAM}';
+
 -- The application logs in as a plain role, not a superuser: superusers are exempt
 -- from part of max_connections, and Supabase applications are not superusers either.
-CREATE ROLE ${APP_USER} LOGIN PASSWORD '${APP_PASSWORD}';
+CREATE ROLE ${APP_USER} LOGIN PASSWORD '${APP_SCRAM}';
 GRANT CREATE, USAGE ON SCHEMA public TO ${APP_USER};
 -- The same rights, and jit = off as a role setting: what the RCA asked of a startup parameter, set where no
 -- pooler has to pass it on (the rca-attempt-*-alter-role configurations log in as it).
-CREATE ROLE ${JIT_OFF_USER} LOGIN PASSWORD '${APP_PASSWORD}' IN ROLE ${APP_USER};
+CREATE ROLE ${JIT_OFF_USER} LOGIN PASSWORD '${JIT_OFF_SCRAM}' IN ROLE ${APP_USER};
 ALTER ROLE ${JIT_OFF_USER} SET jit = off;
 -- as Supabase's own user may: a schema of its own (what a run against a target creates, and drops)
 GRANT CREATE ON DATABASE postgres TO ${APP_USER};

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import posixpath
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
 from lab.paths import write_private
 from lab.topology.compose import TLS_MOUNT, ComposeTopology, Service
 from lab.errors import ConfigError
+from lab.topology.scram import role_salt, scram_secret
 from lab.topology.tls import make_certificates
 
 
@@ -39,6 +40,8 @@ class Credentials:
     jwt_secret: str = ""  # HS256 secret of the REST tier; Supabase's anon/service keys are JWTs signed with it
     supavisor_secret_key_base: str = ""  # Phoenix's SECRET_KEY_BASE (64 characters or more)
     supavisor_vault_key: str = ""  # VAULT_ENC_KEY: Supavisor's AES-256 key, exactly 32 bytes
+    #: the run's SCRAM salts come from it (lab.topology.scram): the server and every pooler hold the same secrets
+    scram_salt: str = field(default_factory=lambda: secrets.token_hex(16))
 
     def __repr__(self) -> str:
         return f"Credentials(superuser={self.superuser!r}, app_user={self.app_user!r}, secrets hidden)"
@@ -54,13 +57,20 @@ class Credentials:
             supavisor_vault_key=secrets.token_hex(16),
         )
 
+    def scram(self, role: str, password: str) -> str:
+        """The role's SCRAM secret for this run: init.sql stores it on the server, userlist.txt gives it to PgBouncer."""
+        return scram_secret(password, role_salt(self.scram_salt, role))
+
     def values(self) -> dict[str, str]:
         return {
             "SUPERUSER": self.superuser,
             "SUPERUSER_PASSWORD": self.superuser_password,
+            "SUPERUSER_SCRAM": self.scram(self.superuser, self.superuser_password),
             "APP_USER": self.app_user,
             "APP_PASSWORD": self.app_password,
+            "APP_SCRAM": self.scram(self.app_user, self.app_password),
             "JIT_OFF_USER": JIT_OFF_USER,
+            "JIT_OFF_SCRAM": self.scram(JIT_OFF_USER, self.app_password),
             "AUTHENTICATOR_USER": self.authenticator_user,
             "AUTHENTICATOR_PASSWORD": self.authenticator_password,
         }
