@@ -1,7 +1,8 @@
 """Every client configuration x topology x scenario: observe the outcome, record it, hold it to the table.
 Beside the outcome, what the server and the pooler saw (lab.topology.server_view): the errors they logged
 that the client did not raise, and the prepared statements the cell left on a transaction pooler's server
-connections, counted after each repeat (a leak grows with them).
+connections, counted before the cell (on fresh server connections: 0) and after each repeat (a leak grows
+with them).
 
     pytest experiments/test_matrix.py -k 'asyncpg-default and transaction'
 """
@@ -40,6 +41,11 @@ def test_matrix(cell: Cell, lab_topology: Topology, lab_options: LabOptions, rec
     scenario = cell.case
     endpoint = lab_topology.endpoint(cell.topology)
     census = censuses.get(cell.topology)
+    if lab_topology.superuser and endpoint.facts.get("pooler"):
+        # Fresh server connections: what an earlier cell prepared on them (a failing cell leaves its statements
+        # behind) must not decide this cell's outcome, which is then the same alone, in any order, or in a full
+        # run. Never on a target, whose user's other sessions may be somebody's application.
+        end_server_connections(lab_topology.admin_dsn(), endpoint.user)
     before = census.count() if census else None
     after: list[int] = []
     window = LogWindow(lab_topology.run_id, ["postgres", *([endpoint.facts["service"]] if endpoint.facts.get("pooler") else [])]).open()
