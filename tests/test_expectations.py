@@ -88,6 +88,20 @@ def test_a_rule_may_allow_several_phases(tmp_path: Path) -> None:
     assert rule.to_dict()["phase"] == ["first query", "later query"]
 
 
+def test_a_rule_may_allow_several_sqlstates_and_refuses_a_malformed_one(tmp_path: Path) -> None:
+    path = tmp_path / "e.toml"
+    path.write_text('[[rule]]\noutcome = "error"\nreason = "r"\nsqlstate = ["42P05", "26000"]\n')
+    rule = load(path)[0]
+    assert rule.mismatches(Outcome("error", sqlstate="26000", phase="later query")) == []
+    assert rule.mismatches(Outcome("error", sqlstate="42P05", phase="later query")) == []
+    assert rule.mismatches(Outcome("error", sqlstate="08P01", phase="later query")) == ["sqlstate '08P01', expected '42P05' or '26000'"]
+    assert rule.to_dict()["sqlstate"] == ["42P05", "26000"]
+    for bad in ('"4P05"', '["42P05"]', '[42]'):
+        path.write_text(f'[[rule]]\noutcome = "error"\nreason = "r"\nsqlstate = {bad}\n')
+        with pytest.raises(ConfigError, match="sqlstate"):
+            load(path)
+
+
 def test_a_target_pooler_chooses_its_rules() -> None:
     rules = load(TABLE)
     supavisor = {"pooler": "supavisor", "pool_mode": "transaction", "pooler_version": None}

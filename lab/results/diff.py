@@ -33,13 +33,14 @@ def describe(outcome: Outcome) -> str:
 
 def _held_signature(before: Row, after: Row, row: Row) -> tuple[str, str | None, str | None, str | None]:
     """The signature, without what the expectation leaves open: the phase where it allows several (asyncpg: first or
-    later query), and the SQLSTATE and error class of a failure whose rule names neither (psycopg's 26000 or 42P05,
-    whichever server connection the query got)."""
+    later query), and the SQLSTATE and error class of a failure whose rule names no SQLSTATE and no class, or allows
+    several SQLSTATEs (psycopg's 26000 or 42P05, whichever error one of its workers meets first)."""
     kind, sqlstate, error_class, phase = signature(row.outcome)
     rules = [r.expected or {} for r in (before, after)]
     if any(isinstance(e.get("phase"), list) for e in rules):
         phase = None
-    if kind == "error" and rules and all(e.get("outcome") == "error" and not e.get("sqlstate") and not e.get("error_class") for e in rules):
+    if kind == "error" and (any(isinstance(e.get("sqlstate"), list) for e in rules)
+                            or all(e.get("outcome") == "error" and not e.get("sqlstate") and not e.get("error_class") for e in rules)):
         sqlstate = error_class = None
     return (kind, sqlstate, error_class, phase)
 

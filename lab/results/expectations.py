@@ -45,7 +45,9 @@ class Expectation:
     prepared_statements: str | None = None
     client_versions: tuple[tuple[str, str], ...] = ()  # (distribution, specifier): {asyncpg = ">=0.30"} in the file
     error_class: str | None = None
-    sqlstate: str | None = None
+    #: one SQLSTATE, or the ones any of which is expected: where the server reports two faces of one failure in the
+    #: same cell and which one the application meets first is a race between its workers (psycopg's 42P05/26000)
+    sqlstate: str | tuple[str, ...] | None = None
     phase: str | tuple[str, ...] | None = None  # one phase, or the phases any of which is expected
     docs: tuple[str, ...] = ()
     index: int = 0  # position in the file, for messages
@@ -109,8 +111,9 @@ class Expectation:
         data = asdict(self)
         data["docs"] = list(self.docs)
         data["client_versions"] = dict(self.client_versions)
-        if isinstance(self.phase, tuple):
-            data["phase"] = list(self.phase)
+        for name in ("phase", "sqlstate"):
+            if isinstance(getattr(self, name), tuple):
+                data[name] = list(getattr(self, name))
         return data
 
 
@@ -127,9 +130,15 @@ def load(path: Path) -> list[Expectation]:
             raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(FIELDS))}")
         if raw.get("prepared_statements") not in (None, "tracked", "not tracked"):
             raise ConfigError(f"{where}: prepared_statements must be \"tracked\" or \"not tracked\"")
-        for name in ("client", "topology", "scenario", "pooler", "pool_mode", "pooler_version", "error_class", "sqlstate", "reason"):
+        for name in ("client", "topology", "scenario", "pooler", "pool_mode", "pooler_version", "error_class", "reason"):
             if name in raw and not isinstance(raw[name], str):
                 raise ConfigError(f"{where}: {name} = {raw[name]!r} must be a string")
+        sqlstate = raw.get("sqlstate")
+        states = tuple(sqlstate) if isinstance(sqlstate, list) else (sqlstate,) if sqlstate is not None else ()
+        if not all(isinstance(c, str) and len(c) == 5 for c in states) or (isinstance(sqlstate, list) and len(states) < 2):
+            raise ConfigError(f"{where}: sqlstate = {sqlstate!r} must be a 5-character SQLSTATE (or a list of several)")
+        if isinstance(sqlstate, list):
+            raw = {**raw, "sqlstate": states}
         if not isinstance(raw.get("docs", []), list) or not all(isinstance(d, str) for d in raw.get("docs", [])):
             raise ConfigError(f"{where}: docs must be a list of strings")
         if raw.get("outcome") not in (*KINDS, ANY):
