@@ -62,12 +62,11 @@ class Credentials:
         return scram_secret(password, role_salt(self.scram_salt, role))
 
     def values(self) -> dict[str, str]:
+        """What the templates may name: the roles' SCRAM secrets, never the superuser's or the application's password."""
         return {
             "SUPERUSER": self.superuser,
-            "SUPERUSER_PASSWORD": self.superuser_password,
             "SUPERUSER_SCRAM": self.scram(self.superuser, self.superuser_password),
             "APP_USER": self.app_user,
-            "APP_PASSWORD": self.app_password,
             "APP_SCRAM": self.scram(self.app_user, self.app_password),
             "JIT_OFF_USER": JIT_OFF_USER,
             "JIT_OFF_SCRAM": self.scram(JIT_OFF_USER, self.app_password),
