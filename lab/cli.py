@@ -234,6 +234,7 @@ def cmd_build_pgbouncer(args: argparse.Namespace) -> int:
 
 def cmd_docker(args: argparse.Namespace) -> int:
     """The Docker engine, Compose v2 and the local images, for the Docker backend on a Debian machine."""
+    from lab.errors import EnvironmentProblem
     from lab.tools import docker_engine
 
     say = lambda m: console.print(m)  # noqa: E731
@@ -244,7 +245,7 @@ def cmd_docker(args: argparse.Namespace) -> int:
     if args.action == "start":
         docker_engine.start_engine(say)
     elif not docker_engine.engine_answers():
-        raise docker_engine.EnvironmentProblem("no Docker engine answers; `./pooler-lab docker start` starts Debian's")
+        raise EnvironmentProblem("no Docker engine answers; `./pooler-lab docker start` starts Debian's")
     argv, version = docker_engine.install_compose_plugin(say)
     say(f"Compose {version}: {' '.join(argv)}")
     import docker

@@ -1,13 +1,42 @@
-"""Shared fixtures of the lab's own tests. `topology` starts one real native topology for the tests that need servers."""
+"""Shared fixtures of the lab's own tests. `topology` starts one real native topology for the tests that need servers;
+`compose_containers` and `run_dirs` are what the lifecycle tests check is left behind."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from lab.topology.backends.native import NativeBackend
+from lab.topology.runstate import RUNTIME_BASE
 
 
 @pytest.fixture(scope="session")
 def topology():  # type: ignore[no-untyped-def]
     with NativeBackend() as topo:
         yield topo
+
+
+def _compose_containers(project: str | None = None) -> list[Any]:
+    """The engine's containers of one compose project, or of any (running or not), asked with a client of its own."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        label = "com.docker.compose.project" + (f"={project}" if project else "")
+        return list(client.containers.list(all=True, filters={"label": label}))
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def compose_containers() -> Callable[..., list[Any]]:
+    return _compose_containers
+
+
+@pytest.fixture
+def run_dirs() -> Callable[[], set[str]]:
+    """The run directories under the lab's runtime directory, as a callable: asked before and after a command."""
+    return lambda: set(os.listdir(RUNTIME_BASE)) if RUNTIME_BASE.exists() else set()

@@ -38,18 +38,16 @@ def test_docker_backend_refuses_clearly_without_an_engine() -> None:
 
 
 @pytest.mark.skipif(not ENGINE, reason=f"needs a Docker engine that answers: {WHY}")
-def test_an_engine_without_compose_v2_is_not_usable(tmp_path: Path) -> None:
+def test_an_engine_without_compose_v2_is_not_usable(tmp_path: Path, compose_containers, run_dirs) -> None:  # type: ignore[no-untyped-def]
     """Debian's docker.io: a real engine answers, Compose v2 is nowhere (the lab's cache is empty, the system has no
     plugin). Auto runs native and says why; --backend docker stops with one line naming the cause, status 3, and
     leaves no run directory and no container."""
-    import docker
-
     from lab.tools.docker_engine import compose_command
 
     if compose_command() is not None and compose_command()[0][0] != str(PLUGIN):  # type: ignore[index]
         pytest.skip("the system has its own Compose v2 plugin: an engine without one cannot be made here")
     env = {**os.environ, "POOLER_LAB_CACHE": str(tmp_path / "empty-cache")}
-    before = set(os.listdir(RUNTIME_BASE)) if RUNTIME_BASE.exists() else set()
+    before = run_dirs()
     done = subprocess.run([sys.executable, "-m", "lab", "run", "--backend", "docker", "--experiments", "wire"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 3, done.stderr
@@ -64,13 +62,8 @@ def test_an_engine_without_compose_v2_is_not_usable(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300)
     assert auto.returncode == 0, auto.stdout[-2000:] + auto.stderr[-2000:]
     assert "backend: native processes (Docker engine" in auto.stderr and "Compose v2 is not installed" in auto.stderr
-    after = set(os.listdir(RUNTIME_BASE)) if RUNTIME_BASE.exists() else set()
-    assert after <= before
-    client = docker.from_env()
-    try:
-        assert not client.containers.list(all=True, filters={"label": "com.docker.compose.project"})
-    finally:
-        client.close()
+    assert run_dirs() <= before
+    assert not compose_containers()
 
 
 def test_native_run_renders_exactly_the_files_compose_mounts(topology) -> None:  # type: ignore[no-untyped-def]
@@ -129,18 +122,8 @@ def test_poolers_hold_the_servers_own_scram_secrets(topology) -> None:  # type: 
             assert conn.execute("SELECT current_user").fetchone()[0] == ep.user
 
 
-def _project_containers(project: str) -> list[object]:
-    import docker
-
-    client = docker.from_env()
-    try:
-        return list(client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"}))
-    finally:
-        client.close()
-
-
 @pytest.mark.skipif(not ENGINE, reason=f"the Docker backend needs a Docker engine with Compose v2: {WHY}")
-def test_docker_backend_brings_up_the_compose_topology() -> None:
+def test_docker_backend_brings_up_the_compose_topology(compose_containers) -> None:  # type: ignore[no-untyped-def]
     """Every endpoint answers, rows would carry the images, the server writes its log where the lab reads it; `stop`
     leaves no container and no run directory."""
     from lab.topology.logins import log_path
@@ -159,13 +142,14 @@ def test_docker_backend_brings_up_the_compose_topology() -> None:
         rest = topo.endpoint("rest")
         assert rest.facts["stand_in"] is (rest.facts["images"] == "local")
         assert "connection authorized" in log_path(topo.run_id, "postgres").read_text()
-        assert _project_containers(project)
+        assert compose_containers(project)
     assert not Path(RUNTIME_BASE / topo.run_id).exists()
-    assert not _project_containers(project)
+    assert not compose_containers(project)
 
 
 @pytest.mark.skipif(not ENGINE, reason=f"the Docker backend needs a Docker engine with Compose v2: {WHY}")
-def test_a_failed_docker_bring_up_says_why_in_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+def test_a_failed_docker_bring_up_says_why_in_one_line_and_leaves_nothing(tmp_path: Path, compose_containers,  # type: ignore[no-untyped-def]
+                                                                          run_dirs) -> None:
     """A PgBouncer setting it rejects: `up --wait` fails; the error names the service and quotes its log, and no
     container, volume or run directory is left."""
     import docker
@@ -176,7 +160,7 @@ def test_a_failed_docker_bring_up_says_why_in_one_line_and_leaves_nothing(tmp_pa
     shutil.copytree(COMPOSE_DIR, compose, ignore=shutil.ignore_patterns(".rendered", "images"))
     ini = compose / "pgbouncer" / "pgbouncer.ini"
     ini.write_text(ini.read_text().replace("pool_mode = ${POOL_MODE}", "pool_mode = ${POOL_MODE}\nno_such_setting = 1"))
-    before = set(os.listdir(RUNTIME_BASE)) if RUNTIME_BASE.exists() else set()
+    before = run_dirs()
     client = docker.from_env()
     volumes = {v.name for v in client.volumes.list()}
     backend = DockerBackend(compose_dir=compose)
@@ -185,8 +169,8 @@ def test_a_failed_docker_bring_up_says_why_in_one_line_and_leaves_nothing(tmp_pa
             pass
     message = str(raised.value)
     assert "\n" not in message and "pgbouncer" in message and "no_such_setting" in message, message
-    assert (set(os.listdir(RUNTIME_BASE)) if RUNTIME_BASE.exists() else set()) <= before
-    assert not client.containers.list(all=True, filters={"label": "com.docker.compose.project"})
+    assert run_dirs() <= before
+    assert not compose_containers()
     assert {v.name for v in client.volumes.list()} == volumes
     client.close()
 

@@ -122,17 +122,9 @@ def test_interrupted_experiment_run_stops_its_servers(sig: int, tmp_path: Path) 
 
 
 @pytest.mark.skipif(not engine_status()[0], reason=f"needs a Docker engine with Compose v2: {engine_status()[1]}")
-def test_interrupted_docker_run_and_killed_docker_run_leave_no_container(tmp_path: Path) -> None:
+def test_interrupted_docker_run_and_killed_docker_run_leave_no_container(tmp_path: Path, compose_containers) -> None:  # type: ignore[no-untyped-def]
     """Ctrl-C in the middle of a Docker run: `compose down`, no container, no run directory, the rows kept. Then
     SIGKILL of another: its containers outlive it, and the next reap (any later run, or `down`) removes them."""
-    import docker
-
-    def containers() -> list[object]:
-        client = docker.from_env()
-        try:
-            return list(client.containers.list(all=True, filters={"label": "com.docker.compose.project"}))
-        finally:
-            client.close()
 
     def docker_run(results: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "pytest", "experiments/test_matrix.py", f"--lab-results={results}", "-q", "-x",
@@ -151,7 +143,7 @@ def test_interrupted_docker_run_and_killed_docker_run_leave_no_container(tmp_pat
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert not containers(), proc.stdout.read().decode()[-2000:]  # type: ignore[union-attr]
+    assert not compose_containers(), proc.stdout.read().decode()[-2000:]  # type: ignore[union-attr]
     assert not state.directory.exists()  # type: ignore[attr-defined]
     assert list((tmp_path / "interrupted" / "runs").glob("*.jsonl")), "rows recorded before the interrupt are kept"
 
@@ -163,10 +155,10 @@ def test_interrupted_docker_run_and_killed_docker_run_leave_no_container(tmp_pat
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert containers(), "a SIGKILLed Docker run leaves its containers to the reaper"
+    assert compose_containers(), "a SIGKILLed Docker run leaves its containers to the reaper"
     reaped = reap_stale()
     assert any("compose project" in line for line in reaped), reaped
-    assert not containers()
+    assert not compose_containers()
 
 
 def test_killed_run_is_cleaned_up() -> None:

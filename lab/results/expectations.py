@@ -117,6 +117,11 @@ class Expectation:
         return data
 
 
+def _alternatives(value: Any) -> tuple[Any, ...]:
+    """A field that takes one value or a list of them, as the values (none where it is not set)."""
+    return tuple(value) if isinstance(value, list) else (value,) if value is not None else ()
+
+
 def load(path: Path) -> list[Expectation]:
     try:
         doc = tomllib.loads(path.read_text())
@@ -133,22 +138,17 @@ def load(path: Path) -> list[Expectation]:
         for name in ("client", "topology", "scenario", "pooler", "pool_mode", "pooler_version", "error_class", "reason"):
             if name in raw and not isinstance(raw[name], str):
                 raise ConfigError(f"{where}: {name} = {raw[name]!r} must be a string")
-        sqlstate = raw.get("sqlstate")
-        states = tuple(sqlstate) if isinstance(sqlstate, list) else (sqlstate,) if sqlstate is not None else ()
-        if not all(isinstance(c, str) and len(c) == 5 for c in states) or (isinstance(sqlstate, list) and len(states) < 2):
-            raise ConfigError(f"{where}: sqlstate = {sqlstate!r} must be a 5-character SQLSTATE (or a list of several)")
-        if isinstance(sqlstate, list):
-            raw = {**raw, "sqlstate": states}
         if not isinstance(raw.get("docs", []), list) or not all(isinstance(d, str) for d in raw.get("docs", [])):
             raise ConfigError(f"{where}: docs must be a list of strings")
         if raw.get("outcome") not in (*KINDS, ANY):
             raise ConfigError(f"{where}: outcome must be one of {', '.join(KINDS)} (or {ANY!r}, recorded but not held)")
-        phase = raw.get("phase")
-        phases = tuple(phase) if isinstance(phase, list) else (phase,) if phase is not None else ()
+        phases, states = _alternatives(raw.get("phase")), _alternatives(raw.get("sqlstate"))
         if any(p not in PHASES for p in phases):
             raise ConfigError(f"{where}: phase must be one of {', '.join(PHASES)} (or a list of them)")
-        if isinstance(phase, list):
-            raw = {**raw, "phase": phases}
+        if not all(isinstance(c, str) and len(c) == 5 for c in states) or (isinstance(raw.get("sqlstate"), list) and len(states) < 2):
+            raise ConfigError(f"{where}: sqlstate = {raw['sqlstate']!r} must be a 5-character SQLSTATE (or a list of several)")
+        # a list in the file (the values any of which is expected) is a tuple in the rule
+        raw = {**raw, **{name: tuple(raw[name]) for name in ("phase", "sqlstate") if isinstance(raw.get(name), list)}}
         if not str(raw.get("reason", "")).strip():
             raise ConfigError(f"{where}: every rule needs a one-line reason")
         if raw.get("pooler_version") not in (None, UNDECLARED):

@@ -121,15 +121,18 @@ def engine(timeout: float = 3) -> tuple[bool, str]:
         import docker
     except ImportError:
         return False, "the docker SDK is not installed (pip install 'pooler-lab[docker]')"
+    def unanswered(exc: Exception) -> tuple[bool, str]:
+        return False, f"no Docker engine answers ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+
     try:
         client = docker.from_env(timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - no socket, no engine
-        return False, f"no Docker engine answers ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+        return unanswered(exc)
     try:
         client.ping()
         return True, f"Docker engine {client.version().get('Version', '?')}"
     except Exception as exc:  # noqa: BLE001 - any failure means: no engine to use
-        return False, f"no Docker engine answers ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+        return unanswered(exc)
     finally:
         client.close()
 

@@ -158,9 +158,14 @@ def obtainable(client) -> tuple[bool, str]:  # type: ignore[no-untyped-def]
                    "(`./pooler-lab docker images`)")
 
 
+def _apt_sources() -> list[Path]:
+    """This machine's apt source files: deb822 ones, then the classic list (where they exist)."""
+    return [p for p in [*sorted(Path("/etc/apt/sources.list.d").glob("*.sources")), Path("/etc/apt/sources.list")] if p.is_file()]
+
+
 def _mirror() -> str:
     """The Debian mirror this machine's apt uses (debootstrap fetches the base from it)."""
-    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")) + [Path("/etc/apt/sources.list")]:
+    for path in _apt_sources():
         try:
             text = path.read_text()
         except OSError:
@@ -185,8 +190,8 @@ def _build_base(client, progress: Progress) -> None:  # type: ignore[no-untyped-
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise EnvironmentProblem(f"debootstrap bookworm from {mirror} failed: {' | '.join(tail)}")
         # the machine's own apt sources (with updates and security), so images get the versions the host has
-        for src in [*Path("/etc/apt/sources.list.d").glob("*.sources"), Path("/etc/apt/sources.list")]:
-            if src.is_file() and src.stat().st_size:
+        for src in _apt_sources():
+            if src.stat().st_size:
                 shutil.copy2(src, root / "etc/apt" / src.relative_to("/etc/apt"))
         for deb in (root / "var/cache/apt/archives").glob("*.deb"):
             deb.unlink()

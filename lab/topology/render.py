@@ -12,6 +12,7 @@ import os
 import posixpath
 import secrets
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from string import Template
 
@@ -61,15 +62,23 @@ class Credentials:
         """The role's SCRAM secret for this run: init.sql stores it on the server, userlist.txt gives it to PgBouncer."""
         return scram_secret(password, role_salt(self.scram_salt, role))
 
+    @cached_property
+    def _scram_secrets(self) -> dict[str, str]:
+        """Each role's secret, computed once (4,096 PBKDF2 rounds each): every service's templates are rendered
+        with them."""
+        return {
+            "SUPERUSER_SCRAM": self.scram(self.superuser, self.superuser_password),
+            "APP_SCRAM": self.scram(self.app_user, self.app_password),
+            "JIT_OFF_SCRAM": self.scram(JIT_OFF_USER, self.app_password),
+        }
+
     def values(self) -> dict[str, str]:
         """What the templates may name: the roles' SCRAM secrets, never the superuser's or the application's password."""
         return {
             "SUPERUSER": self.superuser,
-            "SUPERUSER_SCRAM": self.scram(self.superuser, self.superuser_password),
             "APP_USER": self.app_user,
-            "APP_SCRAM": self.scram(self.app_user, self.app_password),
             "JIT_OFF_USER": JIT_OFF_USER,
-            "JIT_OFF_SCRAM": self.scram(JIT_OFF_USER, self.app_password),
+            **self._scram_secrets,
             "AUTHENTICATOR_USER": self.authenticator_user,
             "AUTHENTICATOR_PASSWORD": self.authenticator_password,
         }
