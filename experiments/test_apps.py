@@ -30,7 +30,9 @@ def leftovers(lab_topology: Topology) -> Iterator[list[str]]:
 
 
 @pytest.mark.experiment("apps")
-def test_apps(cell: Cell, lab_topology: Topology, lab_options: LabOptions, record: Recorder, leftovers: list[str]) -> None:
+def test_apps(
+    cell: Cell, lab_topology: Topology, lab_options: LabOptions, record: Recorder, leftovers: list[str]
+) -> None:
     endpoint = lab_topology.endpoint(cell.topology)
     # Fresh server connections before the cell, so its outcome is its own two processes'. Through a pooler only
     # (direct, each process has its own server connection), and never on a target: its user's other sessions may
@@ -40,5 +42,15 @@ def test_apps(cell: Cell, lab_topology: Topology, lab_options: LabOptions, recor
         leftovers.append(endpoint.user)
     results = apps.run_apps(cell.client.name, endpoint.dsn(), cell.case, lab_options.cell_timeout)
     outcome, failed = apps.outcome_of(results)
-    record(outcome, AppsMeasures(processes=len(results), mode=cell.case, failed_app=failed, apps=[r.to_dict() for r in results],
-                                 workers_per_app=apps.WORKERS, ops_per_worker=apps.OPS_PER_WORKER, client_pool_size=apps.POOL_SIZE))
+    record(
+        outcome,
+        AppsMeasures(
+            processes=len(results),
+            mode=cell.case,
+            failed_app=failed,
+            apps=[r.to_dict() for r in results],
+            workers_per_app=apps.WORKERS,
+            ops_per_worker=apps.OPS_PER_WORKER,
+            client_pool_size=apps.POOL_SIZE,
+        ),
+    )

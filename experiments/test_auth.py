@@ -26,13 +26,22 @@ POOL_SIZE = 2
 
 
 @pytest.mark.experiment("auth")
-def test_auth(cell: Cell, lab_topology: Topology, tenant_routers: dict[str, tuple[Endpoint, TenantRouter | None]],
-              record: Recorder) -> None:
-    endpoint = tenant_routers[cell.topology][0] if cell.topology in tenant_routers else lab_topology.endpoint(cell.topology)
+def test_auth(
+    cell: Cell,
+    lab_topology: Topology,
+    tenant_routers: dict[str, tuple[Endpoint, TenantRouter | None]],
+    record: Recorder,
+) -> None:
+    endpoint = (
+        tenant_routers[cell.topology][0] if cell.topology in tenant_routers else lab_topology.endpoint(cell.topology)
+    )
     role = UNKNOWN_ROLE if cell.case == "auth-unknown-user" else endpoint.user
     user = f"{role}.{TENANT}" if endpoint.facts.get("tenant") else role  # through a router: the lab's project, always
     wrong = cell.case == "auth-wrong-password"
     dsn = endpoint.dsn(user=user, password=WRONG_PASSWORD if wrong else None)
     result = run_sync(lambda: cell.client(dsn, POOL_SIZE, timeout=POOL_WAIT_S), WORKLOAD, repeats=1, timeout=5.0)
-    record(result.outcome, AuthMeasures(user=user, password="wrong" if wrong else "right", pool_wait_s=POOL_WAIT_S),
-           facts=endpoint.facts)
+    record(
+        result.outcome,
+        AuthMeasures(user=user, password="wrong" if wrong else "right", pool_wait_s=POOL_WAIT_S),
+        facts=endpoint.facts,
+    )

@@ -45,8 +45,10 @@ def test_cost(cell: Cell, lab_topology: Topology, record: Recorder, pgbench_tabl
         if held and opens > int(held):
             # the connections past the session pool's wait for a server connection until PgBouncer's query_wait_timeout;
             # cancelling them then can crash PgBouncer 1.18 (pgbouncer/pgbouncer#801), so the lab does not try
-            pytest.skip(f"{cell.client.name} may open {opens} connections at concurrency {concurrency}; the session pooler "
-                        f"holds {held} server connections, one per client connection: the rest would wait, not be measured")
+            pytest.skip(
+                f"{cell.client.name} may open {opens} connections at concurrency {concurrency}; the session pooler "
+                f"holds {held} server connections, one per client connection: the rest would wait, not be measured"
+            )
     outcome, result = OK, None
     try:
         if ceiling:
@@ -56,7 +58,7 @@ def test_cost(cell: Cell, lab_topology: Topology, record: Recorder, pgbench_tabl
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 result = asyncio.run(throughput.run(client, concurrency))
-    except Exception as exc:  # noqa: BLE001 - recorded; raised only where the lab's own tool failed
+    except Exception as exc:
         # A configuration that fails under concurrency (workers still waiting for a session pooler's server
         # connection, psycopg2's pool raising PoolError when more threads than connections ask) is a price the
         # row records, not a failure of the lab; pgbench failing is.
@@ -65,9 +67,19 @@ def test_cost(cell: Cell, lab_topology: Topology, record: Recorder, pgbench_tabl
             raise
     finally:
         r = result
-        record(outcome, CostMeasures(
-            concurrency=concurrency, connections=throughput.connections(concurrency),
-            duration_s=float(throughput.PGBENCH_SECONDS) if ceiling else throughput.DURATION_S,
-            ops=r.ops if r else 0, ops_per_s=r.ops_per_s if r else 0.0, ops_per_s_ci=list(r.ops_per_s_ci) if r else [],
-            p50_ms=r.p50_ms if r else 0.0, p50_ci_ms=list(r.p50_ci_ms) if r else [], p99_ms=r.p99_ms if r else 0.0,
-            p99_ci_ms=list(r.p99_ci_ms) if r else []), facts=facts)
+        record(
+            outcome,
+            CostMeasures(
+                concurrency=concurrency,
+                connections=throughput.connections(concurrency),
+                duration_s=float(throughput.PGBENCH_SECONDS) if ceiling else throughput.DURATION_S,
+                ops=r.ops if r else 0,
+                ops_per_s=r.ops_per_s if r else 0.0,
+                ops_per_s_ci=list(r.ops_per_s_ci) if r else [],
+                p50_ms=r.p50_ms if r else 0.0,
+                p50_ci_ms=list(r.p50_ci_ms) if r else [],
+                p99_ms=r.p99_ms if r else 0.0,
+                p99_ci_ms=list(r.p99_ci_ms) if r else [],
+            ),
+            facts=facts,
+        )

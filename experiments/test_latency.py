@@ -35,11 +35,27 @@ def test_insert_latency(cell: Cell, lab_topology: Topology, record: Recorder, ru
     label(benchmark, cell, run_id, f"insert latency, {cell.topology}", facts=record.facts)
     sql = f"INSERT INTO {TABLE.get()} (payload) VALUES (:payload) RETURNING id, payload"
     try:
-        measure(benchmark, client, lambda: insert_returning(client, 0, next(counter)), m,
-                bare=lambda: client.fetch(sql, {"payload": f"bare-{next(counter)}"}))
+        measure(
+            benchmark,
+            client,
+            lambda: insert_returning(client, 0, next(counter)),
+            m,
+            bare=lambda: client.fetch(sql, {"payload": f"bare-{next(counter)}"}),
+        )
     finally:
-        plain = m.bare[m.warmup:]
+        plain = m.bare[m.warmup :]
         bare = statistics.median(plain) * 1000 if plain else None
         overhead = round((statistics.median(m.timed) * 1000 / bare - 1) * 100, 1) if bare and m.timed else None
-        record(m.outcome, LatencyMeasures(rounds=ROUNDS, warmup_rounds=m.warmup, client_pool_size=1, rtt_ms=0, tls=False,
-                                          bare_median_ms=round(bare, 4) if bare else None, harness_overhead_pct=overhead), m.timed)
+        record(
+            m.outcome,
+            LatencyMeasures(
+                rounds=ROUNDS,
+                warmup_rounds=m.warmup,
+                client_pool_size=1,
+                rtt_ms=0,
+                tls=False,
+                bare_median_ms=round(bare, 4) if bare else None,
+                harness_overhead_pct=overhead,
+            ),
+            m.timed,
+        )

@@ -36,8 +36,9 @@ def censuses(lab_topology: Topology) -> Iterator[dict[str, PreparedCensus]]:
 
 
 @pytest.mark.experiment("matrix")
-def test_matrix(cell: Cell, lab_topology: Topology, lab_options: LabOptions, record: Recorder,
-                censuses: dict[str, PreparedCensus]) -> None:
+def test_matrix(
+    cell: Cell, lab_topology: Topology, lab_options: LabOptions, record: Recorder, censuses: dict[str, PreparedCensus]
+) -> None:
     scenario = cell.case
     endpoint = lab_topology.endpoint(cell.topology)
     census = censuses.get(cell.topology)
@@ -48,15 +49,35 @@ def test_matrix(cell: Cell, lab_topology: Topology, lab_options: LabOptions, rec
         end_server_connections(lab_topology.admin_dsn(), endpoint.user)
     before = census.count() if census else None
     after: list[int] = []
-    window = LogWindow(lab_topology.run_id, ["postgres", *([endpoint.facts["service"]] if endpoint.facts.get("pooler") else [])]).open()
-    result = run_cell_sync(cell.client, endpoint.dsn(), scenario, repeats=lab_options.repeats, timeout=lab_options.cell_timeout,
-                           after_iteration=(lambda: after.append(census.count())) if census else None)
+    window = LogWindow(
+        lab_topology.run_id, ["postgres", *([endpoint.facts["service"]] if endpoint.facts.get("pooler") else [])]
+    ).open()
+    result = run_cell_sync(
+        cell.client,
+        endpoint.dsn(),
+        scenario,
+        repeats=lab_options.repeats,
+        timeout=lab_options.cell_timeout,
+        after_iteration=(lambda: after.append(census.count())) if census else None,
+    )
     log, unraised = summarize(window.events(), result.outcome.sqlstate, result.outcome.message)
     role = getattr(cell.client, "login_role", None)
     if role and lab_topology.superuser:  # a role of its own: its poolers' server connections are the cell's to end
         end_server_connections(lab_topology.admin_dsn(), role)
-    record(result.outcome, MatrixMeasures(
-        repeats=lab_options.repeats, iterations_run=result.iterations, cell_timeout_s=lab_options.cell_timeout,
-        workers=scenario.workers, ops_per_worker=scenario.ops_per_worker, client_pool_size=POOL_SIZE,
-        elapsed_s=round(result.elapsed_s, 3), server_log=log, unraised_errors=unraised,
-        prepared_before=before, prepared_after=after if census else None), result.latencies_s)
+    record(
+        result.outcome,
+        MatrixMeasures(
+            repeats=lab_options.repeats,
+            iterations_run=result.iterations,
+            cell_timeout_s=lab_options.cell_timeout,
+            workers=scenario.workers,
+            ops_per_worker=scenario.ops_per_worker,
+            client_pool_size=POOL_SIZE,
+            elapsed_s=round(result.elapsed_s, 3),
+            server_log=log,
+            unraised_errors=unraised,
+            prepared_before=before,
+            prepared_after=after if census else None,
+        ),
+        result.latencies_s,
+    )

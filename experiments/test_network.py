@@ -29,8 +29,15 @@ def rounds_for(rtt_ms: float, client: str) -> int:
 
 
 @pytest.mark.experiment("network")
-def test_insert_over_network(cell: Cell, lab_topology: Topology, lab_network: Network, record: Recorder, run_id: str,  # type: ignore[no-untyped-def]
-                             benchmark, request: pytest.FixtureRequest) -> None:
+def test_insert_over_network(
+    cell: Cell,
+    lab_topology: Topology,
+    lab_network: Network,
+    record: Recorder,
+    run_id: str,  # type: ignore[no-untyped-def]
+    benchmark,
+    request: pytest.FixtureRequest,
+) -> None:
     rtt_ms, tls = cell.case
     rest = cell.topology == "rest"
     if rest:
@@ -51,10 +58,26 @@ def test_insert_over_network(cell: Cell, lab_topology: Topology, lab_network: Ne
         else:
             await insert_returning(client, 0, next(counter))
 
-    m = Measurement(rounds=rounds_for(rtt_ms, cell.client.name), warmup=1)  # one round opens what a kept-alive client keeps
-    label(benchmark, cell, run_id, f"insert rtt={rtt_ms:g}ms {'tls' if tls else 'plain'}", rtt_ms=rtt_ms, tls=tls, facts=target.facts)
+    m = Measurement(
+        rounds=rounds_for(rtt_ms, cell.client.name), warmup=1
+    )  # one round opens what a kept-alive client keeps
+    label(
+        benchmark,
+        cell,
+        run_id,
+        f"insert rtt={rtt_ms:g}ms {'tls' if tls else 'plain'}",
+        rtt_ms=rtt_ms,
+        tls=tls,
+        facts=target.facts,
+    )
     try:
         measure(benchmark, client, one, m)
     finally:
-        record(m.outcome, NetworkMeasures(rtt_ms=rtt_ms, tls=tls, rounds=m.rounds, warmup_rounds=m.warmup, path="rest" if rest else "pg"),
-               m.timed, facts={**target.facts, "tls": tls, "rtt_ms": rtt_ms})
+        record(
+            m.outcome,
+            NetworkMeasures(
+                rtt_ms=rtt_ms, tls=tls, rounds=m.rounds, warmup_rounds=m.warmup, path="rest" if rest else "pg"
+            ),
+            m.timed,
+            facts={**target.facts, "tls": tls, "rtt_ms": rtt_ms},
+        )

@@ -22,7 +22,13 @@ from lab.workloads.rest import CALLS, WORKERS, LastReply, rca_attempt_3
 def test_rest(cell: Cell, rest_trust: Endpoint, lab_options: LabOptions, record: Recorder) -> None:
     tls: bool = cell.case
     last = LastReply()
-    result = run_sync(lambda: cell.client(rest_trust, tls), rca_attempt_3(last), repeats=1, timeout=lab_options.cell_timeout)
+    result = run_sync(
+        lambda: cell.client(rest_trust, tls), rca_attempt_3(last), repeats=1, timeout=lab_options.cell_timeout
+    )
     body = last.body if isinstance(last.body, (list, dict)) else str(last.body)[:200]
-    record(result.outcome, RestMeasures(tls=tls, workers=WORKERS, calls_per_worker=CALLS, last_status=last.status, last_body=body),
-           result.latencies_s, facts={**rest_trust.facts, "tls": tls})
+    record(
+        result.outcome,
+        RestMeasures(tls=tls, workers=WORKERS, calls_per_worker=CALLS, last_status=last.status, last_body=body),
+        result.latencies_s,
+        facts={**rest_trust.facts, "tls": tls},
+    )

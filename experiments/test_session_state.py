@@ -31,5 +31,13 @@ def test_session_state(cell: Cell, lab_topology: Topology, record: Recorder) -> 
         for pid in set(result.pids):
             conn.execute("SELECT pg_terminate_backend(%s)", [pid])
     state = ("leaked" if result.kept else "not leaked") if leak else ("kept" if result.kept else "lost")
-    record(result.outcome, StateMeasures(state=state, seen=result.seen, backend_pids=result.pids,
-                                         same_backend=len(set(result.pids)) == 1, attempts_to_move=result.attempts))
+    record(
+        result.outcome,
+        StateMeasures(
+            state=state,
+            seen=result.seen,
+            backend_pids=result.pids,
+            same_backend=len(set(result.pids)) == 1,
+            attempts_to_move=result.attempts,
+        ),
+    )

@@ -20,7 +20,7 @@ from lab.plan import Cell
 from lab.proxies.tenant import TenantRouter, tenant_user
 from lab.results.measures import TenantMeasures
 from lab.results.recorder import Recorder
-from lab.topology.model import Endpoint, Topology
+from lab.topology.model import Endpoint
 from lab.workloads.harness import POOL_SIZE, run_cell_sync, run_sync
 from lab.workloads.scenarios import SCENARIOS
 
@@ -29,8 +29,12 @@ REFUSED_WAIT_S = 0.15
 
 
 @pytest.mark.experiment("tenant")
-def test_tenant(cell: Cell, tenant_routers: dict[str, tuple[Endpoint, TenantRouter | None]], lab_options: LabOptions,
-                record: Recorder) -> None:
+def test_tenant(
+    cell: Cell,
+    tenant_routers: dict[str, tuple[Endpoint, TenantRouter | None]],
+    lab_options: LabOptions,
+    record: Recorder,
+) -> None:
     router, proxy = tenant_routers[cell.topology]
     user = tenant_user(router.user, router.facts.get("tenant"), cell.case)
     # wrong tenants fail at connect; a short limit keeps psycopg_pool from waiting out its retries. The right
@@ -39,25 +43,40 @@ def test_tenant(cell: Cell, tenant_routers: dict[str, tuple[Endpoint, TenantRout
     timeout = lab_options.cell_timeout if cell.case == "tenant-right-user" else min(2.0, lab_options.cell_timeout)
     seen = len(proxy.dropped) if proxy else 0
     if cell.case == "tenant-right-user":
-        result = run_cell_sync(cell.client, router.dsn(user=user), WORKLOAD, repeats=lab_options.repeats, timeout=timeout)
+        result = run_cell_sync(
+            cell.client, router.dsn(user=user), WORKLOAD, repeats=lab_options.repeats, timeout=timeout
+        )
     else:  # a refused login fails at once; psycopg_pool only logs it and waits this long before its PoolTimeout
         dsn = router.dsn(user=user)
-        result = run_sync(lambda: cell.client(dsn, POOL_SIZE, timeout=REFUSED_WAIT_S), WORKLOAD, repeats=1, timeout=timeout)
+        result = run_sync(
+            lambda: cell.client(dsn, POOL_SIZE, timeout=REFUSED_WAIT_S), WORKLOAD, repeats=1, timeout=timeout
+        )
     dropped = sorted({p for d in proxy.dropped[seen:] for p in d}) if proxy else None
     jit = _server_setting(cell.client, router.dsn(user=user), "jit") if cell.client.name.startswith("rca") else None
-    record(result.outcome, TenantMeasures(user=user, workload=WORKLOAD.name, cell_timeout_s=timeout, server_jit=jit,
-                                          dropped_startup_parameters=dropped), result.latencies_s, facts=router.facts)
+    record(
+        result.outcome,
+        TenantMeasures(
+            user=user,
+            workload=WORKLOAD.name,
+            cell_timeout_s=timeout,
+            server_jit=jit,
+            dropped_startup_parameters=dropped,
+        ),
+        result.latencies_s,
+        facts=router.facts,
+    )
 
 
 def _server_setting(client_cls: type[Client], dsn: str, name: str) -> str | None:
     """What the server says a setting is, asked through a pool built as the configuration builds it (the RCA's
     attempts ask for jit=off); None if that pool cannot connect or answer."""
+
     async def ask() -> str | None:
         client = client_cls(dsn, 1, timeout=2.0)
         try:
             await client.open()
             return str((await client.fetch(f"SHOW {name}", {}))[0][0])
-        except Exception:  # noqa: BLE001 - a pool that cannot connect has no setting to report; the cell's outcome says why
+        except Exception:
             return None
         finally:
             await client.close()

@@ -19,8 +19,13 @@ from lab.workloads.harness import run_cell_sync
 from lab.workloads.scenarios import Scenario, repeated_query
 
 QUERIES = 20
-WIRE_SCENARIO = Scenario("wire-count", f"{QUERIES} sequential queries on a pool of one connection", repeated_query, workers=1,
-                         ops_per_worker=QUERIES)
+WIRE_SCENARIO = Scenario(
+    "wire-count",
+    f"{QUERIES} sequential queries on a pool of one connection",
+    repeated_query,
+    workers=1,
+    ops_per_worker=QUERIES,
+)
 
 
 @pytest.mark.experiment("wire")
@@ -28,14 +33,33 @@ def test_wire(cell: Cell, lab_topology: Topology, record: Recorder) -> None:
     endpoint = lab_topology.endpoint(cell.topology)
     logins = Logins(lab_topology, endpoint)
     with logins.counted(), WireTracer(endpoint.host, endpoint.port) as tracer:
-        result = run_cell_sync(cell.client, endpoint.via(tracer.port, plain=True, wire_tracer=True).dsn(), WIRE_SCENARIO, repeats=1,
-                               timeout=10.0, pool_size=1)
+        result = run_cell_sync(
+            cell.client,
+            endpoint.via(tracer.port, plain=True, wire_tracer=True).dsn(),
+            WIRE_SCENARIO,
+            repeats=1,
+            timeout=10.0,
+            pool_size=1,
+        )
         time.sleep(0.01)  # let the last Terminate cross (every count it reports was made before)
         traces = [t.summary() for t in tracer.snapshot()]
     total = lambda key: sum(t[key] for t in traces)  # noqa: E731
-    record(result.outcome, WireMeasures(
-        queries=QUERIES, client_connections=len(traces), startup_messages=total("startup_messages"),
-        authentication_requests=total("authentication_requests"), password_messages=total("password_messages"),
-        auth_requests_per_query=round(total("authentication_requests") / QUERIES, 3), simple_queries=total("simple_queries"),
-        parse=total("parse"), bind=total("bind"), named_statements=total("named_statements"),
-        server_logins=logins.server, pooler_logins=logins.pooler, per_connection=traces), result.latencies_s)
+    record(
+        result.outcome,
+        WireMeasures(
+            queries=QUERIES,
+            client_connections=len(traces),
+            startup_messages=total("startup_messages"),
+            authentication_requests=total("authentication_requests"),
+            password_messages=total("password_messages"),
+            auth_requests_per_query=round(total("authentication_requests") / QUERIES, 3),
+            simple_queries=total("simple_queries"),
+            parse=total("parse"),
+            bind=total("bind"),
+            named_statements=total("named_statements"),
+            server_logins=logins.server,
+            pooler_logins=logins.pooler,
+            per_connection=traces,
+        ),
+        result.latencies_s,
+    )

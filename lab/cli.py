@@ -40,8 +40,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     backend = "target" if opts.target is not None else choose(opts.backend)
     if backend == "target":
         assert plan.target is not None
-        console.print(f"target {plan.target.name} ({opts.target}): nothing is started; the run writes only into a schema of its own"
-                      if not opts.read_only else f"target {plan.target.name} ({opts.target}), read-only")
+        console.print(
+            f"target {plan.target.name} ({opts.target}): nothing is started; the run writes only into a schema of its own"
+            if not opts.read_only
+            else f"target {plan.target.name} ({opts.target}), read-only"
+        )
     elif backend == "native":
         postgres_bindir(), pgbouncer_binary()
         if opts.backend == "auto":
@@ -55,10 +58,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     results = Path(opts.results)
     results.mkdir(parents=True, exist_ok=True)
     # the backend is already chosen: pytest need not ask the engine again
-    pytest_args = [str(EXPERIMENTS_DIR), f"--benchmark-json={results / 'benchmark.json'}", *to_pytest_args(opts),
-                   *([f"--lab-backend={backend}"] if backend != "target" else []), "-rfE", *args.pytest_args]
-    console.print(f"[bold]pooler-lab run {opts.run_id}[/]: {plan.describe()}; clients {format_names(opts.clients)}, "
-                  f"topologies {format_names(opts.topologies)}, scenarios {format_names(opts.scenarios)}")
+    pytest_args = [
+        str(EXPERIMENTS_DIR),
+        f"--benchmark-json={results / 'benchmark.json'}",
+        *to_pytest_args(opts),
+        *([f"--lab-backend={backend}"] if backend != "target" else []),
+        "-rfE",
+        *args.pytest_args,
+    ]
+    console.print(
+        f"[bold]pooler-lab run {opts.run_id}[/]: {plan.describe()}; clients {format_names(opts.clients)}, "
+        f"topologies {format_names(opts.topologies)}, scenarios {format_names(opts.scenarios)}"
+    )
     started = time.monotonic()
     code = pytest.main(pytest_args)
     elapsed = time.monotonic() - started
@@ -67,7 +78,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if status == 0 and not rows:
         console.print("no rows were recorded: nothing was measured")
         status = UNEXPECTED
-    console.print(f"finished in {elapsed:.1f}s (bring-up, {plan.count()} planned cells, teardown); exit status {status}")
+    console.print(
+        f"finished in {elapsed:.1f}s (bring-up, {plan.count()} planned cells, teardown); exit status {status}"
+    )
     return status
 
 
@@ -78,10 +91,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     chosen = choose(args.backend)
     console.print(f"backend: {chosen}" + (f" ({engine_status()[1]})" if args.backend == "auto" else ""))
     if chosen == "docker" and args.supabase_ports:
-        raise LabError("--supabase-ports: native processes only (the Docker backend publishes the ports compose/.env names)")
+        raise LabError(
+            "--supabase-ports: native processes only (the Docker backend publishes the ports compose/.env names)"
+        )
     say = lambda m: console.print(m)  # noqa: E731
-    backend = (DockerBackend(persistent=True, progress=say, profiles=tuple(args.profiles or ()), images=args.images) if chosen == "docker"
-               else NativeBackend(fixed_ports=args.supabase_ports, persistent=True, progress=say))
+    backend = (
+        DockerBackend(persistent=True, progress=say, profiles=tuple(args.profiles or ()), images=args.images)
+        if chosen == "docker"
+        else NativeBackend(fixed_ports=args.supabase_ports, persistent=True, progress=say)
+    )
     with console.status("starting the topology"):
         try:
             topo = backend.start()
@@ -89,7 +107,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             backend.stop()
             raise
     _print_endpoints(topo.to_dict(), args.show_passwords)
-    console.print("stop it with [bold]python -m lab down[/]; experiments can use it with [bold]pytest experiments/ --lab-backend attach[/]")
+    console.print(
+        "stop it with [bold]python -m lab down[/]; experiments can use it with [bold]pytest experiments/ --lab-backend attach[/]"
+    )
     return 0
 
 
@@ -107,7 +127,9 @@ def _print_endpoints(topology: dict, show_passwords: bool = False) -> None:
             what = "REST" if ep.keys else "server"
         if ep.keys:
             key = ep.keys.get("anon", "") if show_passwords else "********"
-            print(f"  {ep.topology:24} {what:34} {ep.url()}/rest/v1/  https: {ep.url(tls=True)}/rest/v1/  anon key: {key}")
+            print(
+                f"  {ep.topology:24} {what:34} {ep.url()}/rest/v1/  https: {ep.url(tls=True)}/rest/v1/  anon key: {key}"
+            )
         else:
             print(f"  {ep.topology:24} {what:34} {ep.dsn(redact=not show_passwords)}")
     if not show_passwords:
@@ -115,9 +137,7 @@ def _print_endpoints(topology: dict, show_passwords: bool = False) -> None:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from lab.topology.runstate import all_runs
-
-    from lab.topology.runstate import unknown_entries
+    from lab.topology.runstate import all_runs, unknown_entries
 
     stopped_any = False
     runs = all_runs()
@@ -162,7 +182,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print("no topology is running")
         return 0
     for r in runs:
-        owner = "started by `lab up`" if r.persistent else f"owned by pid {r.owner_pid} ({'alive' if r.owner_alive() else 'dead: stale'})"
+        owner = (
+            "started by `lab up`"
+            if r.persistent
+            else f"owned by pid {r.owner_pid} ({'alive' if r.owner_alive() else 'dead: stale'})"
+        )
         procs = ", ".join(f"{p.name}:{p.pid}{'' if r.belongs(p.pid) else ' (gone)'}" for p in r.processes)
         console.print(f"run {r.run_id}: {owner}; {procs}")
         if r.topology:
@@ -208,7 +232,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         from lab.report.claims import LOCAL, MISSING, verdicts
         from lab.report.data import load_rows
 
-        lacking = [v.claim for v in verdicts(load_rows(sources)) if v.verdict == MISSING or (not v.rows and v.verdict != LOCAL)]
+        lacking = [
+            v.claim for v in verdicts(load_rows(sources)) if v.verdict == MISSING or (not v.rows and v.verdict != LOCAL)
+        ]
         if lacking:
             console.print(f"[bold red]claims without a verdict backed by rows:[/] {', '.join(lacking)}")
             return 1
@@ -257,8 +283,10 @@ def cmd_docker(args: argparse.Namespace) -> int:
         docker_images.prepare(client, args.images, args.profiles or (), say, rebuild=args.rebuild)
     finally:
         client.close()
-    say(f"docker {args.action}: done in {time.monotonic() - started:.0f}s; `./pooler-lab run --backend docker` uses it"
-        + ("; `./pooler-lab docker stop` stops the engine the lab started" if args.action == "start" else ""))
+    say(
+        f"docker {args.action}: done in {time.monotonic() - started:.0f}s; `./pooler-lab run --backend docker` uses it"
+        + ("; `./pooler-lab docker stop` stops the engine the lab started" if args.action == "start" else "")
+    )
     return 0
 
 
@@ -285,7 +313,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for row in read_rows(path) if path.exists() else []:
             recorded = row.client["packages"].get(spec.dist)
             mark = "" if row.matches is not False else " (unexpected)"
-            table[row.cell][column] = f"{describe(row.outcome)}{mark}" + ("" if recorded == version else f" [rows say {recorded}]")
+            table[row.cell][column] = f"{describe(row.outcome)}{mark}" + (
+                "" if recorded == version else f" [rows say {recorded}]"
+            )
     out = Table(title="sweep: outcome per version", title_justify="left")
     out.add_column("cell")
     for c in columns:
@@ -297,7 +327,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             differing += 1
         out.add_row(cell, *values)
     Console(width=200).print(out)
-    console.print(f"{len(table)} cells, {differing} differ between versions; rows: {', '.join(str(p) for _, _, p, _ in runs)}")
+    console.print(
+        f"{len(table)} cells, {differing} differ between versions; rows: {', '.join(str(p) for _, _, p, _ in runs)}"
+    )
     if not table:
         console.print("no rows were recorded: nothing was measured")
         return ENVIRONMENT
@@ -310,7 +342,11 @@ def cmd_target(args: argparse.Namespace) -> int:
     target = TargetFile.load(Path(args.file))
     if args.action == "clean":
         dropped = clean(target)
-        console.print(f"target {target.name}: dropped {', '.join(dropped)}" if dropped else f"target {target.name}: nothing of the lab's left")
+        console.print(
+            f"target {target.name}: dropped {', '.join(dropped)}"
+            if dropped
+            else f"target {target.name}: nothing of the lab's left"
+        )
         return 0
     results = check(target)
     for r in results:
@@ -336,26 +372,43 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m lab", description="pooler-lab: Python PostgreSQL clients vs connection poolers",
+        prog="python -m lab",
+        description="pooler-lab: Python PostgreSQL clients vs connection poolers",
         epilog="exit status: 0 ok; 1 unexpected outcomes or changed cells; 2 bad usage or a bad input file; "
-               "3 the environment (missing binary, engine, permissions, port taken, a server that died); 130 interrupted")
+        "3 the environment (missing binary, engine, permissions, port taken, a server that died); 130 interrupted",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="bring the topology up, run the experiment matrix, write results/")
     add_to_argparse(run)
-    run.add_argument("--prepared-pgbouncer", action="store_true",
-                     help="add the transaction-mode PgBouncer 1.21+ with max_prepared_statements (built from Debian's source once); "
-                          "the same as --profiles prepared")
+    run.add_argument(
+        "--prepared-pgbouncer",
+        action="store_true",
+        help="add the transaction-mode PgBouncer 1.21+ with max_prepared_statements (built from Debian's source once); "
+        "the same as --profiles prepared",
+    )
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
     run.set_defaults(func=cmd_run)
 
     up = sub.add_parser("up", help="start the topology (local processes or containers) and leave it running")
-    up.add_argument("--backend", choices=BACKENDS[:3], default="native",
-                    help="native processes (the default here), Docker containers, or auto (Docker where an engine and Compose v2 answer)")
-    up.add_argument("--images", choices=IMAGE_SETS, default="auto", help="Docker backend: which images (see `run --help`)")
+    up.add_argument(
+        "--backend",
+        choices=BACKENDS[:3],
+        default="native",
+        help="native processes (the default here), Docker containers, or auto (Docker where an engine and Compose v2 answer)",
+    )
+    up.add_argument(
+        "--images", choices=IMAGE_SETS, default="auto", help="Docker backend: which images (see `run --help`)"
+    )
     up.add_argument("--profiles", type=names, help="compose profiles to start too (prepared, supavisor)")
-    up.add_argument("--show-passwords", action="store_true", help="print the run's passwords and API keys (masked by default)")
-    up.add_argument("--supabase-ports", action="store_true", help="listen on Supabase's ports (5432 session, 6543 transaction, 54322 direct)")
+    up.add_argument(
+        "--show-passwords", action="store_true", help="print the run's passwords and API keys (masked by default)"
+    )
+    up.add_argument(
+        "--supabase-ports",
+        action="store_true",
+        help="listen on Supabase's ports (5432 session, 6543 transaction, 54322 direct)",
+    )
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser("down", help="stop what `up` started (yours only), and what your killed runs left")
@@ -364,7 +417,9 @@ def parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="show running topologies and their endpoints")
     status.add_argument("--json", action="store_true")
-    status.add_argument("--show-passwords", action="store_true", help="print the run's passwords and API keys (masked by default)")
+    status.add_argument(
+        "--show-passwords", action="store_true", help="print the run's passwords and API keys (masked by default)"
+    )
     status.set_defaults(func=cmd_status)
 
     render = sub.add_parser("render", help="render compose/'s config templates for `docker compose`")
@@ -383,29 +438,46 @@ def parser() -> argparse.ArgumentParser:
     diff.add_argument("current", help="e.g. results/latest.jsonl")
     diff.set_defaults(func=cmd_diff)
 
-    dock = sub.add_parser("docker", help="the Docker backend's machine side: `start` Debian's engine (when none answers), fetch "
-                          "Compose v2 and build the local images; `images` only the last two; `stop` the engine the lab started")
+    dock = sub.add_parser(
+        "docker",
+        help="the Docker backend's machine side: `start` Debian's engine (when none answers), fetch "
+        "Compose v2 and build the local images; `images` only the last two; `stop` the engine the lab started",
+    )
     dock.add_argument("action", choices=("start", "images", "stop"))
-    dock.add_argument("--images", choices=IMAGE_SETS, default="auto",
-                      help="official: use the pinned official images (pulled by compose); local: build them from Debian's packages; "
-                           "auto: local unless a registry answers")
+    dock.add_argument(
+        "--images",
+        choices=IMAGE_SETS,
+        default="auto",
+        help="official: use the pinned official images (pulled by compose); local: build them from Debian's packages; "
+        "auto: local unless a registry answers",
+    )
     dock.add_argument("--profiles", type=names, help="build the images of these compose profiles too (prepared)")
     dock.add_argument("--rebuild", action="store_true", help="rebuild the local images even where they exist")
     dock.set_defaults(func=cmd_docker)
 
     sweep = sub.add_parser("sweep", help="run the matrix once per version of a client package, each in a cached venv")
-    sweep.add_argument("packages", nargs="+", help="e.g. asyncpg==0.27.0 asyncpg==0.29.0 asyncpg  (no version: the newest)")
+    sweep.add_argument(
+        "packages", nargs="+", help="e.g. asyncpg==0.27.0 asyncpg==0.29.0 asyncpg  (no version: the newest)"
+    )
     sweep.add_argument("--scenarios", help="comma-separated scenarios (default: all)")
     sweep.add_argument("--results", default=str(RESULTS_DIR))
-    sweep.add_argument("--backend", choices=BACKENDS[:3], default="auto",
-                       help="where each version's matrix runs: native processes, Docker, or auto (Docker where it answers)")
+    sweep.add_argument(
+        "--backend",
+        choices=BACKENDS[:3],
+        default="auto",
+        help="where each version's matrix runs: native processes, Docker, or auto (Docker where it answers)",
+    )
     sweep.set_defaults(func=cmd_sweep)
 
-    sub.add_parser("build-pgbouncer", help="build PgBouncer 1.21+ from Debian's next release into ~/.cache/pooler-lab (once)").set_defaults(
-        func=cmd_build_pgbouncer)
+    sub.add_parser(
+        "build-pgbouncer", help="build PgBouncer 1.21+ from Debian's next release into ~/.cache/pooler-lab (once)"
+    ).set_defaults(func=cmd_build_pgbouncer)
 
-    target = sub.add_parser("target", help="a pooler the lab did not start: `check` connects once to each endpoint; `clean` drops "
-                                           "what a killed run left (docs/targets.md)")
+    target = sub.add_parser(
+        "target",
+        help="a pooler the lab did not start: `check` connects once to each endpoint; `clean` drops "
+        "what a killed run left (docs/targets.md)",
+    )
     target.add_argument("action", choices=["check", "clean"])
     target.add_argument("file", help="the target file (TOML)")
     target.set_defaults(func=cmd_target)

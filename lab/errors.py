@@ -7,7 +7,6 @@ permissions, a port taken, a server that died); 130 interrupted (Ctrl-C or SIGTE
 
 from collections.abc import Iterable
 
-
 OK, UNEXPECTED, BAD_INPUT, ENVIRONMENT, INTERRUPTED = 0, 1, 2, 3, 130
 
 

@@ -30,7 +30,9 @@ def names(value: str) -> tuple[str, ...]:
     """A comma-separated, non-empty list of names (`--clients ,` is refused, not a matrix of 0 cells)."""
     parts = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
     if not parts:
-        raise argparse.ArgumentTypeError(f"{value!r} names nothing; give comma-separated names (see `./pooler-lab list`)")
+        raise argparse.ArgumentTypeError(
+            f"{value!r} names nothing; give comma-separated names (see `./pooler-lab list`)"
+        )
     return parts
 
 
@@ -108,30 +110,72 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("backend", "auto: Docker where an engine and Compose v2 answer and the images are here or can be had, else native "
-           "processes (saying why); attach: the topology `./pooler-lab up` started",
-           "auto", choices=BACKENDS),
-    Option("images", "Docker backend: official images (pulled), local ones built from Debian's packages (compose/images/), "
-           "or auto: official where they are here or a registry answers, else local", "auto", choices=IMAGE_SETS),
+    Option(
+        "backend",
+        "auto: Docker where an engine and Compose v2 answer and the images are here or can be had, else native "
+        "processes (saying why); attach: the topology `./pooler-lab up` started",
+        "auto",
+        choices=BACKENDS,
+    ),
+    Option(
+        "images",
+        "Docker backend: official images (pulled), local ones built from Debian's packages (compose/images/), "
+        "or auto: official where they are here or a registry answers, else local",
+        "auto",
+        choices=IMAGE_SETS,
+    ),
     Option("experiments", "comma-separated experiments (default: all; `./pooler-lab list` shows them)", parse=names),
-    Option("clients", "comma-separated client configurations (default: all; `./pooler-lab list` shows them)", parse=names),
+    Option(
+        "clients", "comma-separated client configurations (default: all; `./pooler-lab list` shows them)", parse=names
+    ),
     Option("topologies", "comma-separated topologies (default: all)", parse=names),
     Option("scenarios", "comma-separated scenarios (default: all)", parse=names),
-    Option("cell-timeout", "seconds before a cell's outcome is `timeout`", DEFAULT_CELL_TIMEOUT, parse=positive_seconds),
+    Option(
+        "cell-timeout", "seconds before a cell's outcome is `timeout`", DEFAULT_CELL_TIMEOUT, parse=positive_seconds
+    ),
     Option("repeats", "times each matrix cell's workload is repeated", DEFAULT_REPEATS, parse=positive_int),
-    Option("rtts", "comma-separated injected round-trip times in ms for the network benchmarks", DEFAULT_RTTS, parse=rtts),
-    Option("network", "network benchmarks: REST clients plus reference PostgreSQL paths, every client, or none", "reference",
-           choices=NETWORK_MODES),
-    Option("cost", "the price of each fix: queries/s and latency at client concurrency 1, 8 and 32 for every configuration "
-           "that works, beside pgbench -S (adds about a minute)", False, flag=True),
-    Option("profiles", "compose profiles to start too, e.g. prepared (PgBouncer 1.21+ with max_prepared_statements)", (), parse=names),
+    Option(
+        "rtts", "comma-separated injected round-trip times in ms for the network benchmarks", DEFAULT_RTTS, parse=rtts
+    ),
+    Option(
+        "network",
+        "network benchmarks: REST clients plus reference PostgreSQL paths, every client, or none",
+        "reference",
+        choices=NETWORK_MODES,
+    ),
+    Option(
+        "cost",
+        "the price of each fix: queries/s and latency at client concurrency 1, 8 and 32 for every configuration "
+        "that works, beside pgbench -S (adds about a minute)",
+        False,
+        flag=True,
+    ),
+    Option(
+        "profiles",
+        "compose profiles to start too, e.g. prepared (PgBouncer 1.21+ with max_prepared_statements)",
+        (),
+        parse=names,
+    ),
     Option("baseline", "result file to diff this run against at the end; a changed cell fails the run"),
     Option("results", "directory result rows and benchmark JSON are written to", RESULTS_DIR, parse=Path),
-    Option("sslmode", "libpq sslmode of every PostgreSQL path of the local topology (a target's come from its file)", "disable",
-           choices=SSLMODES),
-    Option("target", "a target file (TOML): run against endpoints the lab did not start (docs/targets.md)", parse=target_file),
+    Option(
+        "sslmode",
+        "libpq sslmode of every PostgreSQL path of the local topology (a target's come from its file)",
+        "disable",
+        choices=SSLMODES,
+    ),
+    Option(
+        "target",
+        "a target file (TOML): run against endpoints the lab did not start (docs/targets.md)",
+        parse=target_file,
+    ),
     Option("read-only", "only the scenarios that write nothing (no schema is created on a target)", False, flag=True),
-    Option("run-id", "name of this run's result file and runtime directory (default: generated)", parse=run_id, on_cli=False),
+    Option(
+        "run-id",
+        "name of this run's result file and runtime directory (default: generated)",
+        parse=run_id,
+        on_cli=False,
+    ),
 )
 
 
@@ -159,12 +203,21 @@ class LabOptions:
     run_id: str | None = None
 
     @classmethod
-    def from_values(cls, get: Callable[[Option], Any]) -> "LabOptions":
+    def from_values(cls, get: Callable[[Option], Any]) -> LabOptions:
         return cls(**{o.dest: get(o) for o in OPTIONS})
 
     def selection(self) -> dict[str, list[str]] | None:
         """What narrowed the run on purpose (rows record it, so a diff knows missing cells are not lost ones); None: nothing."""
-        chosen = {k: list(v) for k, v in (("experiments", self.experiments), ("clients", self.clients), ("topologies", self.topologies), ("scenarios", self.scenarios)) if v}
+        chosen = {
+            k: list(v)
+            for k, v in (
+                ("experiments", self.experiments),
+                ("clients", self.clients),
+                ("topologies", self.topologies),
+                ("scenarios", self.scenarios),
+            )
+            if v
+        }
         if self.network != "reference":
             chosen["network"] = [self.network]
         if self.read_only:
@@ -174,7 +227,9 @@ class LabOptions:
         return chosen or None
 
 
-assert {f.name for f in fields(LabOptions)} == {o.dest for o in OPTIONS}, "every option has a field and every field an option"
+assert {f.name for f in fields(LabOptions)} == {o.dest for o in OPTIONS}, (
+    "every option has a field and every field an option"
+)
 
 
 def add_to_argparse(parser: argparse.ArgumentParser, backends: tuple[str, ...] = BACKENDS[:3]) -> None:

@@ -52,8 +52,10 @@ def compose_topologies(profiles: tuple[str, ...] = ()) -> tuple[list[str], dict[
     client configurations run against (the lab.clients label, a glob): the pooler that ignores the RCA's startup
     parameters is there for the RCA's attempts, not for every cell."""
     services = load(profiles=profiles).services.values()
-    return ([s.topology for s in services if s.role in ("server", "pooler")],
-            {s.topology: s.labels["lab.clients"] for s in services if s.labels.get("lab.clients")})
+    return (
+        [s.topology for s in services if s.role in ("server", "pooler")],
+        {s.topology: s.labels["lab.clients"] for s in services if s.labels.get("lab.clients")},
+    )
 
 
 # -- each experiment's cells, before narrowing -----------------------------------------
@@ -71,8 +73,13 @@ def _matrix(topologies: list[str], opts: LabOptions) -> list[Cell]:
 
 def _apps(topologies: list[str], opts: LabOptions) -> list[Cell]:
     """Every client configuration that runs the workloads, as two application processes: at once, and one after the other."""
-    return [Cell("apps", client, t, name, case=mode)
-            for name, mode in apps.MODES.items() for t in topologies for client in CLIENTS.values() if client.workloads is None]
+    return [
+        Cell("apps", client, t, name, case=mode)
+        for name, mode in apps.MODES.items()
+        for t in topologies
+        for client in CLIENTS.values()
+        if client.workloads is None
+    ]
 
 
 PGBENCH = Configuration("pgbench-S", "pgbench -S (built-in select-only script), simple protocol: the ceiling", ())
@@ -86,12 +93,21 @@ def _cost(topologies: list[str], opts: LabOptions) -> list[Cell]:
     from lab.workloads.throughput import CONCURRENCY
 
     subjects: list[Subject] = [PGBENCH, *(c for c in CLIENTS.values() if c.workloads is None)]
-    return [Cell("cost", c, t, "select-by-key", f"c{n}", n, judged=False) for t in topologies for c in subjects for n in CONCURRENCY]
+    return [
+        Cell("cost", c, t, "select-by-key", f"c{n}", n, judged=False)
+        for t in topologies
+        for c in subjects
+        for n in CONCURRENCY
+    ]
 
 
 def _latency(topologies: list[str], opts: LabOptions) -> list[Cell]:
     insert = SCENARIOS["insert-returning"]
-    return [Cell("latency", c, t, "single-insert", insert.name, insert, judged=False) for t in topologies for c in DRIVERS.values()]
+    return [
+        Cell("latency", c, t, "single-insert", insert.name, insert, judged=False)
+        for t in topologies
+        for c in DRIVERS.values()
+    ]
 
 
 def _tenant(topologies: list[str], opts: LabOptions) -> list[Cell]:
@@ -100,20 +116,42 @@ def _tenant(topologies: list[str], opts: LabOptions) -> list[Cell]:
         from lab.topology.backends.target import TargetFile
 
         routers = [n for n, e in TargetFile.load(opts.target).endpoints.items() if e.pooler == "supavisor"]
-        return [Cell("tenant", c, t, kind, case=kind) for t in routers for kind in USER_KINDS for c in DRIVERS.values()] + \
-            [Cell("tenant", CLIENTS[a], t, "tenant-right-user", case="tenant-right-user") for t in routers for a in RCA_ATTEMPTS]
+        return [
+            Cell("tenant", c, t, kind, case=kind) for t in routers for kind in USER_KINDS for c in DRIVERS.values()
+        ] + [
+            Cell("tenant", CLIENTS[a], t, "tenant-right-user", case="tenant-right-user")
+            for t in routers
+            for a in RCA_ATTEMPTS
+        ]
     transaction, session = ROUTES
     cells = [Cell("tenant", c, transaction, kind, case=kind) for kind in USER_KINDS for c in DRIVERS.values()]
     # the RCA's attempts through a Supavisor-like router: their startup parameters are accepted and dropped there
-    attempts = [Cell("tenant", CLIENTS[a], t, "tenant-right-user", case="tenant-right-user") for t in ROUTES for a in RCA_ATTEMPTS]
-    return cells + attempts + [Cell("tenant", DRIVERS[c], session, "tenant-wrong-ref", case="tenant-wrong-ref")
-                               for c in ("asyncpg-default", "psycopg-async-default")]
+    attempts = [
+        Cell("tenant", CLIENTS[a], t, "tenant-right-user", case="tenant-right-user")
+        for t in ROUTES
+        for a in RCA_ATTEMPTS
+    ]
+    return (
+        cells
+        + attempts
+        + [
+            Cell("tenant", DRIVERS[c], session, "tenant-wrong-ref", case="tenant-wrong-ref")
+            for c in ("asyncpg-default", "psycopg-async-default")
+        ]
+    )
 
 
 #: one client configuration per way of connecting: the configurations left out (asyncpg-no-cache,
 #: psycopg-async-no-prepare) connect exactly as the one of their family here does
-AUTH_CLIENTS = ("asyncpg-default", "psycopg-async-default", "psycopg-sync", "psycopg2-executor", "sqlalchemy-asyncpg-default",
-                "sqlalchemy-asyncpg-pgbouncer", "sqlalchemy-psycopg")
+AUTH_CLIENTS = (
+    "asyncpg-default",
+    "psycopg-async-default",
+    "psycopg-sync",
+    "psycopg2-executor",
+    "sqlalchemy-asyncpg-default",
+    "sqlalchemy-asyncpg-pgbouncer",
+    "sqlalchemy-psycopg",
+)
 AUTH_KINDS = ("auth-wrong-password", "auth-unknown-user", "auth-wrong-region")
 
 
@@ -124,8 +162,12 @@ def _auth(topologies: list[str], opts: LabOptions) -> list[Cell]:
         return []  # never on somebody's database: failed logins count towards a pooler's ban (Supavisor bans addresses)
     routers = [t for t in ROUTES if ROUTES[t] == "pgbouncer-transaction"]
     places = [*topologies, *routers]
-    cells = [Cell("auth", DRIVERS[c], t, kind, case=kind) for kind in AUTH_KINDS[:2] for t in places for c in AUTH_CLIENTS]
-    return cells + [Cell("auth", DRIVERS[c], t, AUTH_KINDS[2], case=AUTH_KINDS[2]) for t in OTHER_REGION for c in AUTH_CLIENTS]
+    cells = [
+        Cell("auth", DRIVERS[c], t, kind, case=kind) for kind in AUTH_KINDS[:2] for t in places for c in AUTH_CLIENTS
+    ]
+    return cells + [
+        Cell("auth", DRIVERS[c], t, AUTH_KINDS[2], case=AUTH_KINDS[2]) for t in OTHER_REGION for c in AUTH_CLIENTS
+    ]
 
 
 def _wire(topologies: list[str], opts: LabOptions) -> list[Cell]:
@@ -133,26 +175,46 @@ def _wire(topologies: list[str], opts: LabOptions) -> list[Cell]:
 
 
 def _session_state(topologies: list[str], opts: LabOptions) -> list[Cell]:
-    kept = [Cell("session-state", session_state.PROBE, t, f"state-{k}", k, case=kind)
-            for t in topologies for k, kind in session_state.KINDS.items()]
-    return kept + [Cell("session-state", session_state.PROBE, t, f"leak-{k}", f"leak-{k}", case=session_state.KINDS[k])
-                   for t in topologies for k in session_state.LEAK_KINDS]
+    kept = [
+        Cell("session-state", session_state.PROBE, t, f"state-{k}", k, case=kind)
+        for t in topologies
+        for k, kind in session_state.KINDS.items()
+    ]
+    return kept + [
+        Cell("session-state", session_state.PROBE, t, f"leak-{k}", f"leak-{k}", case=session_state.KINDS[k])
+        for t in topologies
+        for k in session_state.LEAK_KINDS
+    ]
 
 
 def _limits(topologies: list[str], opts: LabOptions) -> list[Cell]:
-    bursts = [Cell("limits", burst.SUBJECTS[c], t, f"burst-{burst.BURST}", "burst", case=c) for t in topologies for c in burst.CONNECTORS]
-    hybrids = [Cell("limits", burst.SUBJECTS[c], "direct", f"hybrid-burst-{burst.BURST}", "burst", case=c == "rca-hybrid")
-               for c in ("rca-hybrid", "pool-only")]
+    bursts = [
+        Cell("limits", burst.SUBJECTS[c], t, f"burst-{burst.BURST}", "burst", case=c)
+        for t in topologies
+        for c in burst.CONNECTORS
+    ]
+    hybrids = [
+        Cell("limits", burst.SUBJECTS[c], "direct", f"hybrid-burst-{burst.BURST}", "burst", case=c == "rca-hybrid")
+        for c in ("rca-hybrid", "pool-only")
+    ]
     return bursts + hybrids
 
 
 def _loop_lag(topologies: list[str], opts: LabOptions) -> list[Cell]:
-    return [Cell("loop-lag", m, t, "loop-lag") for t in loop_lag.TOPOLOGIES if t in topologies for m in loop_lag.MODES.values()]
+    return [
+        Cell("loop-lag", m, t, "loop-lag")
+        for t in loop_lag.TOPOLOGIES
+        if t in topologies
+        for m in loop_lag.MODES.values()
+    ]
 
 
 def _rest(topologies: list[str], opts: LabOptions) -> list[Cell]:
-    return [Cell("rest", c, "rest", "rca-attempt-3", f"{'https' if tls else 'http'}-rca-attempt-3", tls)
-            for c in REST_CLIENTS.values() for tls in (False, True)]
+    return [
+        Cell("rest", c, "rest", "rca-attempt-3", f"{'https' if tls else 'http'}-rca-attempt-3", tls)
+        for c in REST_CLIENTS.values()
+        for tls in (False, True)
+    ]
 
 
 RCA_ATTEMPTS = ("rca-attempt-1", "rca-attempt-2")
@@ -172,8 +234,12 @@ def _network(topologies: list[str], opts: LabOptions) -> list[Cell]:
         paths += [(c, t) for t in topologies for c in DRIVERS.values()]
     else:
         paths += [(DRIVERS[c], t) for c, t in REFERENCE_PG_PATHS if t in topologies]
-    return [Cell("network", c, t, "single-insert", f"rtt{rtt:g}ms-{'tls' if tls else 'plain'}", (rtt, tls), judged=False)
-            for c, t in paths for rtt in opts.rtts for tls in (False, True)]
+    return [
+        Cell("network", c, t, "single-insert", f"rtt{rtt:g}ms-{'tls' if tls else 'plain'}", (rtt, tls), judged=False)
+        for c, t in paths
+        for rtt in opts.rtts
+        for tls in (False, True)
+    ]
 
 
 EXPERIMENTS: dict[str, Callable[[list[str], LabOptions], list[Cell]]] = {
@@ -193,16 +259,24 @@ EXPERIMENTS: dict[str, Callable[[list[str], LabOptions], list[Cell]]] = {
 
 
 #: Scenarios that write nothing that outlives them (--read-only keeps only these).
-READ_ONLY_SCENARIOS = ("repeated-query", *apps.MODES, "wire-count", "loop-lag", *(f"state-{k}" for k in session_state.KINDS),
-                       *(f"leak-{k}" for k in session_state.LEAK_KINDS), *USER_KINDS)
+READ_ONLY_SCENARIOS = (
+    "repeated-query",
+    *apps.MODES,
+    "wire-count",
+    "loop-lag",
+    *(f"state-{k}" for k in session_state.KINDS),
+    *(f"leak-{k}" for k in session_state.LEAK_KINDS),
+    *USER_KINDS,
+)
 #: Connections a cell may hold at once on its endpoint; a target endpoint that allows fewer does not run it.
 CONNECTIONS = {"matrix": 5, "apps": apps.APPS * apps.POOL_SIZE, "tenant": 4, "session-state": 5, "limits": burst.BURST}
 
 
-def _on_target(cells: dict[str, list[Cell]], target: "TargetFile", opts: LabOptions) -> dict[str, list[Cell]]:
+def _on_target(cells: dict[str, list[Cell]], target: TargetFile, opts: LabOptions) -> dict[str, list[Cell]]:
     """A target runs what is safe on somebody's database: its REST tier only if the file names one (https only),
     tenant cells only through its own Supavisor endpoints, bursts only if the file opts in, never more connections
     than an endpoint allows."""
+
     def fits(c: Cell) -> bool:
         if getattr(c.client, "local_only", False):  # needs a role only the lab's own topology has
             return False
@@ -218,8 +292,12 @@ def _on_target(cells: dict[str, list[Cell]], target: "TargetFile", opts: LabOpti
         return c.experiment != "network" or c.case[0] == 0
 
     skipped = set() if target.allow_bursts else {"limits"}
-    return {name: [] if name in skipped else [c for c in cs if real_network(c) and (rest_fits(c) if c.topology == "rest" else fits(c))]
-            for name, cs in cells.items()}
+    return {
+        name: []
+        if name in skipped
+        else [c for c in cs if real_network(c) and (rest_fits(c) if c.topology == "rest" else fits(c))]
+        for name, cs in cells.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -229,10 +307,10 @@ class Plan:
     options: LabOptions
     cells: dict[str, list[Cell]]
     known: dict[str, tuple[str, ...]]  # "client" / "topology" / "scenario" -> every name the lab has
-    target: "TargetFile | None" = None
+    target: TargetFile | None = None
 
     @classmethod
-    def build(cls, options: LabOptions) -> "Plan":
+    def build(cls, options: LabOptions) -> Plan:
         local, limits = compose_topologies(options.profiles)
         target = None
         topologies = local
@@ -246,8 +324,10 @@ class Plan:
             if name not in EXPERIMENTS:
                 raise UnknownName("experiment", name, EXPERIMENTS)
         every = {name: make(topologies, options) for name, make in EXPERIMENTS.items()}
-        every = {name: [c for c in cs if c.topology not in limits or fnmatchcase(c.client.name, limits[c.topology])]
-                 for name, cs in every.items()}
+        every = {
+            name: [c for c in cs if c.topology not in limits or fnmatchcase(c.client.name, limits[c.topology])]
+            for name, cs in every.items()
+        }
         # the lab's vocabulary: every name of the local topology's cells and of this run's, whatever narrows the run
         flat = [c for cells in every.values() for c in cells]
         if options.experiments is not None:
@@ -267,12 +347,22 @@ class Plan:
             for name in names or ():
                 if name not in known[kind]:
                     raise UnknownName(kind, name, known[kind])
-        keep = lambda c: all(w is None or n in w for w, n in ((options.clients, c.client.name),  # noqa: E731
-                                                              (options.topologies, c.topology), (options.scenarios, c.scenario)))
+        keep = lambda c: all(
+            w is None or n in w
+            for w, n in (
+                (options.clients, c.client.name),
+                (options.topologies, c.topology),
+                (options.scenarios, c.scenario),
+            )
+        )
         plan = cls(options, {name: [c for c in cells if keep(c)] for name, cells in every.items()}, known, target)
         if plan.count() == 0:
-            raise LabError("the options select no cell: " + ", ".join(f"{k} {','.join(v)}" for k, v in wanted.items() if v)
-                           + (" on this target" if target else "") + (" with --read-only" if options.read_only else ""))
+            raise LabError(
+                "the options select no cell: "
+                + ", ".join(f"{k} {','.join(v)}" for k, v in wanted.items() if v)
+                + (" on this target" if target else "")
+                + (" with --read-only" if options.read_only else "")
+            )
         return plan
 
     def of(self, experiment: str) -> list[Cell]:

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.options import add_to_pytest
 from lab.errors import ENVIRONMENT, LabError, ServerDied
-from lab.options import LabOptions
+from lab.options import LabOptions, add_to_pytest
 from lab.paths import EXPECTATIONS_FILE
 from lab.plan import Cell, Plan
 from lab.proxies.network import Network
@@ -28,8 +27,8 @@ from lab.proxies.tenant import OTHER_REGION, OTHER_TENANT, ROUTES, TENANT, Tenan
 from lab.results.expectations import Expectation, check_names, load
 from lab.results.recorder import Recorder
 from lab.results.rows import RowWriter
-from lab.topology.model import Endpoint, Topology
 from lab.topology.backends import Watched
+from lab.topology.model import Endpoint, Topology
 from lab.topology.runstate import RunState, new_run_id
 
 OPTIONS = pytest.StashKey[LabOptions]()
@@ -44,7 +43,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "experiment(name): the lab experiment whose cells parametrize this test's `cell`")
+    config.addinivalue_line(
+        "markers", "experiment(name): the lab experiment whose cells parametrize this test's `cell`"
+    )
 
     # `kill <pid>` cleans up as Ctrl-C does: fixture teardown stops the servers.
     def interrupt(signum: int, frame: object) -> None:
@@ -68,7 +69,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     marker = metafunc.definition.get_closest_marker("experiment")
     if marker is None:
-        raise pytest.UsageError(f"{metafunc.definition.nodeid} takes a cell but names no experiment (@pytest.mark.experiment)")
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid} takes a cell but names no experiment (@pytest.mark.experiment)"
+        )
     cells = metafunc.config.stash[PLAN].of(marker.args[0])
     metafunc.parametrize("cell", cells, ids=[c.id for c in cells])
 
@@ -174,7 +177,9 @@ SUPAVISOR_ROUTES = {"tenant-proxy-transaction": "supavisor", "tenant-proxy-sessi
 
 
 @pytest.fixture(scope="session")
-def tenant_routers(lab_topology: Topology, lab_options: LabOptions) -> Iterator[dict[str, tuple[Endpoint, TenantRouter | None]]]:
+def tenant_routers(
+    lab_topology: Topology, lab_options: LabOptions
+) -> Iterator[dict[str, tuple[Endpoint, TenantRouter | None]]]:
     """Locally, the lab's Supavisor-style routers, each an endpoint of its own (the pooler's, on the router's port),
     with the router for what it saw: one per pooler for the lab's tenant, and one of another region. With the
     compose profile "supavisor" (Docker), the real Supavisor takes the lab's tenant's routes. On a target, its own
@@ -188,8 +193,10 @@ def tenant_routers(lab_topology: Topology, lab_options: LabOptions) -> Iterator[
         with TenantRouter.in_front_of(lab_topology, OTHER_REGION, OTHER_TENANT) as elsewhere:
             yield {**routed, **elsewhere}
         return
-    with TenantRouter.in_front_of(lab_topology, ROUTES, TENANT) as routed_here, \
-            TenantRouter.in_front_of(lab_topology, OTHER_REGION, OTHER_TENANT) as elsewhere:
+    with (
+        TenantRouter.in_front_of(lab_topology, ROUTES, TENANT) as routed_here,
+        TenantRouter.in_front_of(lab_topology, OTHER_REGION, OTHER_TENANT) as elsewhere,
+    ):
         yield {**routed_here, **elsewhere}
 
 
@@ -206,12 +213,26 @@ def row_writer(pytestconfig: pytest.Config, lab_options: LabOptions, run_id: str
 
 
 @pytest.fixture
-def record(request: pytest.FixtureRequest, cell: Cell, run_id: str, expectations: list[Expectation], row_writer: RowWriter,
-           lab_options: LabOptions) -> Recorder:
+def record(
+    request: pytest.FixtureRequest,
+    cell: Cell,
+    run_id: str,
+    expectations: list[Expectation],
+    row_writer: RowWriter,
+    lab_options: LabOptions,
+) -> Recorder:
     """The recorder of this test's own cell; facts default to its topology's endpoint's."""
     run: LabRun = request.getfixturevalue("lab_run")
     endpoint = run.topology.endpoints.get(cell.topology)
-    return Recorder(cell, run_id, expectations, row_writer.write, endpoint.facts if endpoint else {}, lab_options.selection(), run.health)
+    return Recorder(
+        cell,
+        run_id,
+        expectations,
+        row_writer.write,
+        endpoint.facts if endpoint else {},
+        lab_options.selection(),
+        run.health,
+    )
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]

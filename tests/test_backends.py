@@ -48,18 +48,49 @@ def test_an_engine_without_compose_v2_is_not_usable(tmp_path: Path, compose_cont
         pytest.skip("the system has its own Compose v2 plugin: an engine without one cannot be made here")
     env = {**os.environ, "POOLER_LAB_CACHE": str(tmp_path / "empty-cache")}
     before = run_dirs()
-    done = subprocess.run([sys.executable, "-m", "lab", "run", "--backend", "docker", "--experiments", "wire"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "run", "--backend", "docker", "--experiments", "wire"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 3, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "answers, but Compose v2 is not installed" in lines[0] and "Traceback" not in done.stderr, done.stderr
-    for command in (["up", "--backend", "docker"], ["sweep", "asyncpg", "--backend", "docker"]):  # the same, before anything starts
-        refused = subprocess.run([sys.executable, "-m", "lab", *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert (
+        len(lines) == 1 and "answers, but Compose v2 is not installed" in lines[0] and "Traceback" not in done.stderr
+    ), done.stderr
+    for command in (
+        ["up", "--backend", "docker"],
+        ["sweep", "asyncpg", "--backend", "docker"],
+    ):  # the same, before anything starts
+        refused = subprocess.run(
+            [sys.executable, "-m", "lab", *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
         assert refused.returncode == 3 and "Compose v2 is not installed" in refused.stderr, (command, refused.stderr)
         assert "Traceback" not in refused.stderr
-    auto = subprocess.run([sys.executable, "-m", "lab", "run", "--experiments", "wire", "--clients", "asyncpg-default",
-                           "--topologies", "direct", "--results", str(tmp_path / "results")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    auto = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lab",
+            "run",
+            "--experiments",
+            "wire",
+            "--clients",
+            "asyncpg-default",
+            "--topologies",
+            "direct",
+            "--results",
+            str(tmp_path / "results"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert auto.returncode == 0, auto.stdout[-2000:] + auto.stderr[-2000:]
     assert "backend: native processes (Docker engine" in auto.stderr and "Compose v2 is not installed" in auto.stderr
     assert run_dirs() <= before
@@ -70,11 +101,15 @@ def test_native_run_renders_exactly_the_files_compose_mounts(topology) -> None: 
     compose = yaml.safe_load((COMPOSE_DIR / "docker-compose.yml").read_text())
     mounted = {
         m.group(1)
-        for svc in compose["services"].values() if not svc.get("profiles")
-        for v in svc.get("volumes", []) if "/tls:" not in v and (m := re.match(r"\$\{LAB_RENDERED_DIR[^}]*\}/([^:]+):", v))
+        for svc in compose["services"].values()
+        if not svc.get("profiles")
+        for v in svc.get("volumes", [])
+        if "/tls:" not in v and (m := re.match(r"\$\{LAB_RENDERED_DIR[^}]*\}/([^:]+):", v))
     }
     rendered_dir = RUNTIME_BASE / topology.run_id / "config"
-    rendered = {str(p.relative_to(rendered_dir)) for p in rendered_dir.rglob("*") if p.is_file() and p.parent.name != "tls"}
+    rendered = {
+        str(p.relative_to(rendered_dir)) for p in rendered_dir.rglob("*") if p.is_file() and p.parent.name != "tls"
+    }
     assert rendered == mounted
 
 
@@ -89,7 +124,9 @@ def test_native_processes_run_with_the_compose_settings(topology) -> None:  # ty
         assert hba and {m for (m,) in hba} == {"scram-sha-256"}  # POSTGRES_INITDB_ARGS --auth-host=scram-sha-256
     for svc in topo.poolers:
         ep = topology.endpoint(svc.topology)
-        with psycopg.connect(host=ep.host, port=ep.port, dbname="pgbouncer", autocommit=True, prepare_threshold=None, **admin) as conn:
+        with psycopg.connect(
+            host=ep.host, port=ep.port, dbname="pgbouncer", autocommit=True, prepare_threshold=None, **admin
+        ) as conn:
             config = {row[0]: row[1] for row in conn.execute("SHOW CONFIG").fetchall()}
         assert config["pool_mode"] == svc.pool_mode
         assert config["default_pool_size"] == str(svc.pool_size)
@@ -111,11 +148,18 @@ def test_poolers_hold_the_servers_own_scram_secrets(topology) -> None:  # type: 
             conn.execute("DROP ROLE lab_scram_probe")
         salt = base64.b64decode(stored.split("$")[1].split(":")[1])
         assert scram_secret("probe-password", salt) == stored
-        on_server = dict(conn.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolpassword IS NOT NULL").fetchall())
+        on_server = dict(
+            conn.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolpassword IS NOT NULL").fetchall()
+        )
         for svc in load().poolers:
-            userlist = dict(re.findall(r'^"([^"]+)" "([^"]+)"', (rendered / svc.name / "userlist.txt").read_text(), re.M))
+            userlist = dict(
+                re.findall(r'^"([^"]+)" "([^"]+)"', (rendered / svc.name / "userlist.txt").read_text(), re.M)
+            )
             assert userlist and all(on_server[role] == secret for role, secret in userlist.items())
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [topology.endpoint("direct").user])
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+            [topology.endpoint("direct").user],
+        )
     for svc in load().poolers:
         ep = topology.endpoint(svc.topology)
         with psycopg.connect(ep.dsn(), prepare_threshold=None, connect_timeout=5) as conn:
@@ -148,8 +192,11 @@ def test_docker_backend_brings_up_the_compose_topology(compose_containers) -> No
 
 
 @pytest.mark.skipif(not ENGINE, reason=f"the Docker backend needs a Docker engine with Compose v2: {WHY}")
-def test_a_failed_docker_bring_up_says_why_in_one_line_and_leaves_nothing(tmp_path: Path, compose_containers,  # type: ignore[no-untyped-def]
-                                                                          run_dirs) -> None:
+def test_a_failed_docker_bring_up_says_why_in_one_line_and_leaves_nothing(
+    tmp_path: Path,
+    compose_containers,  # type: ignore[no-untyped-def]
+    run_dirs,
+) -> None:
     """A PgBouncer setting it rejects: `up --wait` fails; the error names the service and quotes its log, and no
     container, volume or run directory is left."""
     import docker
@@ -164,9 +211,8 @@ def test_a_failed_docker_bring_up_says_why_in_one_line_and_leaves_nothing(tmp_pa
     client = docker.from_env()
     volumes = {v.name for v in client.volumes.list()}
     backend = DockerBackend(compose_dir=compose)
-    with pytest.raises(StartupError) as raised:
-        with backend:
-            pass
+    with pytest.raises(StartupError) as raised, backend:
+        pass
     message = str(raised.value)
     assert "\n" not in message and "pgbouncer" in message and "no_such_setting" in message, message
     assert run_dirs() <= before

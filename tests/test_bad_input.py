@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.topology.backends import native
-from lab.options import LabOptions
-from lab.plan import Plan
 from lab.clients import client_class
 from lab.errors import MissingDependency, PortTaken, UnknownName
+from lab.options import LabOptions
+from lab.plan import Plan
+from lab.topology.backends import native
 from lab.topology.ports import ensure_free
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,19 +26,32 @@ def test_unknown_client_lists_valid_ones() -> None:
 
 
 def test_unknown_topology_lists_valid_ones() -> None:
-    with pytest.raises(UnknownName, match="valid topologies: direct, pgbouncer-session, pgbouncer-transaction, pgbouncer-transaction-ignoring, rest, tenant-proxy-other-region, tenant-proxy-session"):
+    with pytest.raises(
+        UnknownName,
+        match="valid topologies: direct, pgbouncer-session, pgbouncer-transaction, pgbouncer-transaction-ignoring, rest, tenant-proxy-other-region, tenant-proxy-session",
+    ):
         Plan.build(LabOptions(topologies=("supavisor",)))
 
 
 def test_cli_rejects_unknown_names_before_starting_anything() -> None:
-    done = subprocess.run([sys.executable, "-m", "lab", "run", "--scenarios", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "run", "--scenarios", "nope"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "unknown scenario 'nope'" in done.stderr and "repeated-query" in done.stderr
 
 
 def test_pytest_option_rejects_unknown_names() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "experiments/", "--lab-clients", "asyncpg-fast", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "pytest", "experiments/", "--lab-clients", "asyncpg-fast", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 4  # pytest's usage error
     assert "unknown client 'asyncpg-fast'; valid clients:" in done.stderr + done.stdout
@@ -60,15 +73,20 @@ def test_missing_pgbouncer_says_what_to_install(monkeypatch: pytest.MonkeyPatch)
         native.pgbouncer_binary()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--cell-timeout", "nan"], "give a finite number of seconds above 0"),
-    (["--cell-timeout", "-1"], "give a finite number of seconds above 0"),
-    (["--repeats", "0"], "at least 1"),
-    (["--clients", ","], "names nothing"),
-    (["--rtts", "inf"], "finite"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--cell-timeout", "nan"], "give a finite number of seconds above 0"),
+        (["--cell-timeout", "-1"], "give a finite number of seconds above 0"),
+        (["--repeats", "0"], "at least 1"),
+        (["--clients", ","], "names nothing"),
+        (["--rtts", "inf"], "finite"),
+    ],
+)
 def test_bad_values_are_refused_before_anything_starts(args: list[str], message: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "lab", "run", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "run", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2 and message in done.stderr, done.stderr
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab.errors import ConfigError
 from lab.paths import COMPOSE_DIR
 from lab.topology.compose import interpolate, load, load_settings
 from lab.topology.render import Credentials, Placement, render, render_template
-from lab.errors import ConfigError
 
 CREDS = Credentials(superuser_password="su-secret", app_password="app-secret")
 
@@ -20,14 +20,21 @@ def _native(tmp_path: Path) -> dict[str, Path]:
     topo = load()
     ports = {name: 40000 + i for i, name in enumerate(topo.services)}
     tls_ports = {"nginx": 41000}
-    return render(topo, Placement.native(topo, ports, tls_ports, tmp_path, tmp_path / "sock", tmp_path / "state"), CREDS, tmp_path)
+    return render(
+        topo, Placement.native(topo, ports, tls_ports, tmp_path, tmp_path / "sock", tmp_path / "state"), CREDS, tmp_path
+    )
 
 
 def test_every_mounted_file_is_rendered_without_placeholders(tmp_path: Path) -> None:
     written = _native(tmp_path)
     compose = yaml.safe_load((COMPOSE_DIR / "docker-compose.yml").read_text())
-    mounts = [v for svc in compose["services"].values() if not svc.get("profiles") for v in svc.get("volumes", [])
-              if v.startswith("${LAB_RENDERED_DIR") and "/tls:" not in v]
+    mounts = [
+        v
+        for svc in compose["services"].values()
+        if not svc.get("profiles")
+        for v in svc.get("volumes", [])
+        if v.startswith("${LAB_RENDERED_DIR") and "/tls:" not in v
+    ]
     templates = {k: p for k, p in written.items() if not k.startswith("tls/")}
     assert len(templates) == len(mounts) == 9
     assert {"tls/ca.crt", "tls/server.crt", "tls/server.key"} <= set(written)
@@ -79,7 +86,11 @@ def test_placeholder_without_value_names_file_and_placeholder(tmp_path: Path) ->
 
 
 def test_settings_must_be_whole_numbers(tmp_path: Path) -> None:
-    text = (COMPOSE_DIR / ".env").read_text().replace("PGBOUNCER_TRANSACTION_POOL_SIZE=2", "PGBOUNCER_TRANSACTION_POOL_SIZE=two")
+    text = (
+        (COMPOSE_DIR / ".env")
+        .read_text()
+        .replace("PGBOUNCER_TRANSACTION_POOL_SIZE=2", "PGBOUNCER_TRANSACTION_POOL_SIZE=two")
+    )
     (tmp_path / ".env").write_text(text)
     with pytest.raises(ConfigError, match="PGBOUNCER_TRANSACTION_POOL_SIZE='two' is not a whole number"):
         load_settings(tmp_path)
@@ -113,14 +124,23 @@ def test_pool_sizes_make_clients_share_backends() -> None:
 def test_prepared_profile_renders_the_extra_setting(tmp_path: Path) -> None:
     topo = load(profiles=("prepared",))
     ports = {name: 40000 + i for i, name in enumerate(topo.services)}
-    written = render(topo, Placement.native(topo, ports, {"nginx": 41000}, tmp_path, tmp_path / "s", tmp_path / "st"), CREDS, tmp_path)
+    written = render(
+        topo,
+        Placement.native(topo, ports, {"nginx": 41000}, tmp_path, tmp_path / "s", tmp_path / "st"),
+        CREDS,
+        tmp_path,
+    )
     prepared = written["pgbouncer-prepared/pgbouncer.ini"].read_text()
     assert f"max_prepared_statements = {topo.settings['PGBOUNCER_MAX_PREPARED_STATEMENTS']}" in prepared
-    assert "\nmax_prepared_statements" not in written["pgbouncer-transaction/pgbouncer.ini"].read_text()  # 1.18 does not know it
+    assert (
+        "\nmax_prepared_statements" not in written["pgbouncer-transaction/pgbouncer.ini"].read_text()
+    )  # 1.18 does not know it
 
 
 @pytest.mark.parametrize("host_network", [False, True], ids=["bridge", "host"])
-def test_every_profile_renders_for_containers_and_compose_v2_accepts_the_result(tmp_path: Path, host_network: bool) -> None:
+def test_every_profile_renders_for_containers_and_compose_v2_accepts_the_result(
+    tmp_path: Path, host_network: bool
+) -> None:
     """`lab render` with every profile, for either network mode: no placeholder left, files readable by the
     containers' own users (inside a directory only the owner enters), and the real Compose v2 (where the lab has
     one) accepts the file with the run's env files: every image, port and mount resolved."""
@@ -146,15 +166,37 @@ def test_every_profile_renders_for_containers_and_compose_v2_accepts_the_result(
         assert path.stat().st_mode & 0o044 == 0o044, f"{path}: a container's own user must read it"
     assert out.stat().st_mode & 0o077 == 0, "the rendered directory is the owner's only"
     listen = (out / "pgbouncer-transaction" / "pgbouncer.ini").read_text()
-    assert f"listen_addr = {'127.0.0.1' if host_network else '*'}" in listen and "logfile = /lab-logs/pgbouncer-transaction.log" in listen
+    assert (
+        f"listen_addr = {'127.0.0.1' if host_network else '*'}" in listen
+        and "logfile = /lab-logs/pgbouncer-transaction.log" in listen
+    )
     found = compose_command()
     if found is None:
         pytest.skip("no Compose v2 here to validate the file with (`./pooler-lab docker start` fetches one)")
     env_file = write_compose_secrets(creds, out, logs_dir(tmp_path / "logs"), run_env)
-    files = ["-f", str(COMPOSE_DIR / "docker-compose.yml"), *(["-f", str(COMPOSE_DIR / HOST_NETWORK_FILE)] if host_network else [])]
-    done = subprocess.run([*found[0], *files, "--env-file", str(COMPOSE_DIR / ".env"), "--env-file", str(env_file),
-                           *[a for p in profiles for a in ("--profile", p)], "config", "--format", "json"],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "COMPOSE_PROJECT_NAME": "pooler-lab-config-test"})
+    files = [
+        "-f",
+        str(COMPOSE_DIR / "docker-compose.yml"),
+        *(["-f", str(COMPOSE_DIR / HOST_NETWORK_FILE)] if host_network else []),
+    ]
+    done = subprocess.run(
+        [
+            *found[0],
+            *files,
+            "--env-file",
+            str(COMPOSE_DIR / ".env"),
+            "--env-file",
+            str(env_file),
+            *[a for p in profiles for a in ("--profile", p)],
+            "config",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COMPOSE_PROJECT_NAME": "pooler-lab-config-test"},
+    )
     assert done.returncode == 0, done.stderr
     config = __import__("json").loads(done.stdout)
     assert set(config["services"]) == set(topo.services)
@@ -162,4 +204,7 @@ def test_every_profile_renders_for_containers_and_compose_v2_accepts_the_result(
         if host_network:
             assert svc.get("network_mode") == "host" and not svc.get("ports"), name
         else:
-            assert all(p["host_ip"] == "127.0.0.1" and not p.get("published") for p in svc["ports"]), (name, svc["ports"])
+            assert all(p["host_ip"] == "127.0.0.1" and not p.get("published") for p in svc["ports"]), (
+                name,
+                svc["ports"],
+            )

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from lab.proxies.network import Network
-from lab.topology.runstate import RunState
 from lab.topology.model import Endpoint
+from lab.topology.runstate import RunState
 
 
 class _Echo(socketserver.BaseRequestHandler):
@@ -61,7 +61,9 @@ def test_round_trip_at_20ms_is_within_1ms(echo_endpoint, network) -> None:
     delayed = network.delayed(echo_endpoint, 20)
     assert delayed.facts["rtt_ms"] == 20 and delayed.port != echo_endpoint.port
     measured = statistics.median(_round_trips(delayed.port))
-    assert abs(measured - 20 - baseline) < 1.0, f"median round trip {measured:.2f} ms through a 20 ms proxy (loopback {baseline:.2f} ms)"
+    assert abs(measured - 20 - baseline) < 1.0, (
+        f"median round trip {measured:.2f} ms through a 20 ms proxy (loopback {baseline:.2f} ms)"
+    )
 
 
 def test_connect_costs_a_round_trip_and_bytes_pass_intact(echo_endpoint, network) -> None:

@@ -14,11 +14,24 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _row(cell: str, outcome: Outcome, asyncpg: str = "0.32.0") -> Row:
-    return Row(run_id="r", experiment="matrix", cell=cell, client={"name": "asyncpg-default", "packages": {"asyncpg": asyncpg}},
-               topology={"name": "pgbouncer-transaction", "pooler_version": "1.18.0"}, scenario="repeated-query", outcome=outcome)
+    return Row(
+        run_id="r",
+        experiment="matrix",
+        cell=cell,
+        client={"name": "asyncpg-default", "packages": {"asyncpg": asyncpg}},
+        topology={"name": "pgbouncer-transaction", "pooler_version": "1.18.0"},
+        scenario="repeated-query",
+        outcome=outcome,
+    )
 
 
-FAIL = Outcome("error", "asyncpg.InvalidSQLStatementNameError", "26000", "prepared statement \"__asyncpg_stmt_1__\" does not exist", "later query")
+FAIL = Outcome(
+    "error",
+    "asyncpg.InvalidSQLStatementNameError",
+    "26000",
+    'prepared statement "__asyncpg_stmt_1__" does not exist',
+    "later query",
+)
 
 
 def _write(tmp: Path, name: str, rows: list[Row]) -> Path:
@@ -29,7 +42,9 @@ def _write(tmp: Path, name: str, rows: list[Row]) -> Path:
 
 
 def _diff(a: Path, b: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lab", "diff", str(a), str(b)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "lab", "diff", str(a), str(b)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_identical_files_exit_0(tmp_path: Path) -> None:
@@ -51,7 +66,9 @@ def test_one_changed_cell_is_printed_and_fails(tmp_path: Path) -> None:
 
 
 def test_message_text_and_latency_do_not_count() -> None:
-    other_name = Outcome("error", FAIL.error_class, "26000", "prepared statement \"__asyncpg_stmt_9__\" does not exist", "later query")
+    other_name = Outcome(
+        "error", FAIL.error_class, "26000", 'prepared statement "__asyncpg_stmt_9__" does not exist', "later query"
+    )
     assert diff_rows([_row("b", FAIL)], [_row("b", other_name)]).changes == []
 
 
@@ -63,8 +80,12 @@ def test_missing_files_are_a_clear_error(tmp_path: Path) -> None:
 def test_unreadable_files_exit_2_with_one_line(tmp_path: Path) -> None:
     good = _write(tmp_path, "base", [_row("a", Outcome("ok"))])
     whole = good.read_text()
-    for name, text in (("truncated", whole[: len(whole) // 2]), ("garbage", "\x00\x01 not json\n"), ("empty", ""),
-                       ("schema", whole.replace('"schema": 2', '"schema": 7'))):
+    for name, text in (
+        ("truncated", whole[: len(whole) // 2]),
+        ("garbage", "\x00\x01 not json\n"),
+        ("empty", ""),
+        ("schema", whole.replace('"schema": 2', '"schema": 7')),
+    ):
         bad = tmp_path / f"{name}.jsonl"
         bad.write_text(text)
         for args in ((good, bad), (bad, good)):
@@ -90,7 +111,13 @@ def test_what_a_rule_leaves_open_is_not_a_change() -> None:
     from dataclasses import replace
 
     open_rule = {"outcome": "error", "sqlstate": None, "error_class": None, "phase": "later query"}
-    other = Outcome("error", "psycopg.DuplicatePreparedStatement", "42P05", "prepared statement \"_pg3_0\" already exists", "later query")
+    other = Outcome(
+        "error",
+        "psycopg.DuplicatePreparedStatement",
+        "42P05",
+        'prepared statement "_pg3_0" already exists',
+        "later query",
+    )
     before = replace(_row("a", FAIL), expected=open_rule)
     after = replace(_row("a", other), expected=open_rule)
     assert not diff_rows([before], [after]).changes
@@ -98,4 +125,6 @@ def test_what_a_rule_leaves_open_is_not_a_change() -> None:
     assert diff_rows([replace(before, expected=held)], [replace(after, expected=held)]).changes
     either = {**open_rule, "sqlstate": ["42P05", "26000"]}  # a rule that allows several: which one came is no change
     assert not diff_rows([replace(before, expected=held)], [replace(after, expected=either)]).changes
-    assert diff_rows([replace(before, expected=either)], [replace(after, expected=either, outcome=Outcome("ok"))]).changes
+    assert diff_rows(
+        [replace(before, expected=either)], [replace(after, expected=either, outcome=Outcome("ok"))]
+    ).changes

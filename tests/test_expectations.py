@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from lab.errors import ConfigError
 from lab.options import LabOptions
 from lab.plan import Plan
-from lab.errors import ConfigError
 from lab.results.expectations import load, lookup
 from lab.results.outcome import Outcome
 
@@ -17,15 +17,21 @@ FACTS = {
     "direct": {"pool_mode": None, "pooler_version": None},
     "pgbouncer-transaction": {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": "1.18.0"},
     "pgbouncer-session": {"pooler": "pgbouncer", "pool_mode": "session", "pooler_version": "1.18.0"},
-    "pgbouncer-transaction-ignoring": {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": "1.18.0",
-                                       "pooler_settings": "ignore_startup_parameters = jit, options"},
+    "pgbouncer-transaction-ignoring": {
+        "pooler": "pgbouncer",
+        "pool_mode": "transaction",
+        "pooler_version": "1.18.0",
+        "pooler_settings": "ignore_startup_parameters = jit, options",
+    },
 }
 
 
 def test_every_cell_has_a_rule_with_reason_and_docs() -> None:
     rules = load(TABLE)
     for cell in Plan.build(LabOptions()).of("matrix"):
-        rule = lookup(rules, cell.client.name, cell.topology, cell.scenario, FACTS[cell.topology], cell.client.versions())
+        rule = lookup(
+            rules, cell.client.name, cell.topology, cell.scenario, FACTS[cell.topology], cell.client.versions()
+        )
         assert rule.reason and rule.docs, cell.id
 
 
@@ -34,15 +40,37 @@ def test_known_failures_are_expected_on_pgbouncer_118_only() -> None:
     tx = lookup(rules, "asyncpg-default", "pgbouncer-transaction", "repeated-query", FACTS["pgbouncer-transaction"])
     assert (tx.outcome, tx.sqlstate) == ("error", "26000")
     # PgBouncer 1.21+ tracks prepared statements: the 1.18 failure is not expected of it
-    newer = lookup(rules, "asyncpg-default", "pgbouncer-prepared-transaction", "repeated-query", {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": "1.24.1"})
+    newer = lookup(
+        rules,
+        "asyncpg-default",
+        "pgbouncer-prepared-transaction",
+        "repeated-query",
+        {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": "1.24.1"},
+    )
     assert newer.outcome == "ok" and "max_prepared_statements" in newer.reason
     # the same binary with the setting at 0 is held to 1.18's rules: the setting, not the version, decides
-    off = lookup(rules, "asyncpg-default", "pgbouncer-prepared-off-transaction", "repeated-query",
-                 {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": "1.24.1", "pooler_settings": "max_prepared_statements = 0"})
+    off = lookup(
+        rules,
+        "asyncpg-default",
+        "pgbouncer-prepared-off-transaction",
+        "repeated-query",
+        {
+            "pooler": "pgbouncer",
+            "pool_mode": "transaction",
+            "pooler_version": "1.24.1",
+            "pooler_settings": "max_prepared_statements = 0",
+        },
+    )
     assert (off.outcome, off.sqlstate) == ("error", "26000")
     # and a pooler version nobody has looked at in a mode nobody has described fails loudly
     with pytest.raises(LookupError):
-        lookup(rules, "asyncpg-default", "pgbouncer-statement", "repeated-query", {"pooler": "pgbouncer", "pool_mode": "statement", "pooler_version": "1.24.1"})
+        lookup(
+            rules,
+            "asyncpg-default",
+            "pgbouncer-statement",
+            "repeated-query",
+            {"pooler": "pgbouncer", "pool_mode": "statement", "pooler_version": "1.24.1"},
+        )
 
 
 def test_mismatches_name_each_difference() -> None:
@@ -73,12 +101,20 @@ def test_malformed_rules_are_refused(tmp_path: Path, body: str, message: str) ->
 def test_cell_without_rule_is_an_error() -> None:
     rules = load(TABLE)
     with pytest.raises(LookupError, match="no expectation covers"):
-        lookup(rules, "asyncpg-default", "some-new-topology", "repeated-query", {"pooler": "pgbouncer", "pool_mode": "statement"})
+        lookup(
+            rules,
+            "asyncpg-default",
+            "some-new-topology",
+            "repeated-query",
+            {"pooler": "pgbouncer", "pool_mode": "statement"},
+        )
 
 
 def test_a_rule_may_allow_several_phases(tmp_path: Path) -> None:
     path = tmp_path / "e.toml"
-    path.write_text('[[rule]]\noutcome = "error"\nreason = "r"\nphase = ["first query", "later query"]\nsqlstate = "26000"\n')
+    path.write_text(
+        '[[rule]]\noutcome = "error"\nreason = "r"\nphase = ["first query", "later query"]\nsqlstate = "26000"\n'
+    )
     rule = load(path)[0]
     assert rule.mismatches(Outcome("error", sqlstate="26000", phase="first query")) == []
     assert rule.mismatches(Outcome("error", sqlstate="26000", phase="later query")) == []
@@ -94,9 +130,11 @@ def test_a_rule_may_allow_several_sqlstates_and_refuses_a_malformed_one(tmp_path
     rule = load(path)[0]
     assert rule.mismatches(Outcome("error", sqlstate="26000", phase="later query")) == []
     assert rule.mismatches(Outcome("error", sqlstate="42P05", phase="later query")) == []
-    assert rule.mismatches(Outcome("error", sqlstate="08P01", phase="later query")) == ["sqlstate '08P01', expected '42P05' or '26000'"]
+    assert rule.mismatches(Outcome("error", sqlstate="08P01", phase="later query")) == [
+        "sqlstate '08P01', expected '42P05' or '26000'"
+    ]
     assert rule.to_dict()["sqlstate"] == ["42P05", "26000"]
-    for bad in ('"4P05"', '["42P05"]', '[42]'):
+    for bad in ('"4P05"', '["42P05"]', "[42]"):
         path.write_text(f'[[rule]]\noutcome = "error"\nreason = "r"\nsqlstate = {bad}\n')
         with pytest.raises(ConfigError, match="sqlstate"):
             load(path)

@@ -14,11 +14,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from lab.errors import PortTaken
 from lab.topology.backends.docker import engine_status
-
 from lab.topology.backends.native import NativeBackend
 from lab.topology.compose import load
-from lab.errors import PortTaken
 from lab.topology.processes import group_alive, run_as, spawn
 from lab.topology.runstate import RunState, all_runs, reap_stale
 
@@ -65,9 +64,8 @@ def test_failed_start_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(native, "binary_version", lambda b: "0")
     before = _my_runs()
     backend = NativeBackend()
-    with pytest.raises(native.StartupError, match="exited during start-up"):
-        with backend:
-            pass
+    with pytest.raises(native.StartupError, match="exited during start-up"), backend:
+        pass
     assert real().exists()
     assert _my_runs() == before
 
@@ -81,9 +79,8 @@ def test_fixed_port_taken_is_refused_before_starting() -> None:
             pytest.skip("port 6543 is held by something else on this machine; the refusal is covered by test_bad_input")
         s.listen()
         before = _my_runs()
-        with pytest.raises(PortTaken, match="6543"):
-            with NativeBackend(fixed_ports=True):
-                pass
+        with pytest.raises(PortTaken, match="6543"), NativeBackend(fixed_ports=True):
+            pass
     assert _my_runs() == before
 
 
@@ -103,8 +100,19 @@ def _run_state_of(proc: subprocess.Popen) -> RunState | None:
 def test_interrupted_experiment_run_stops_its_servers(sig: int, tmp_path: Path) -> None:
     """Ctrl-C (SIGINT) or kill (SIGTERM) in the middle of `pytest experiments/`."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "experiments/test_matrix.py", f"--lab-results={tmp_path}", "-q", "-x", "--lab-backend=native"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "experiments/test_matrix.py",
+            f"--lab-results={tmp_path}",
+            "-q",
+            "-x",
+            "--lab-backend=native",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         assert _wait_for(lambda: _run_state_of(proc) is not None), "the topology never came up"
@@ -127,11 +135,26 @@ def test_interrupted_docker_run_and_killed_docker_run_leave_no_container(tmp_pat
     SIGKILL of another: its containers outlive it, and the next reap (any later run, or `down`) removes them."""
 
     def docker_run(results: Path) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "pytest", "experiments/test_matrix.py", f"--lab-results={results}", "-q", "-x",
-                                 "--lab-backend=docker"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "experiments/test_matrix.py",
+                f"--lab-results={results}",
+                "-q",
+                "-x",
+                "--lab-backend=docker",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
 
     def state_of(proc: subprocess.Popen[bytes]) -> object:
-        return next((s for s in all_runs() if s.owner_pid == proc.pid and s.topology and s.topology.get("endpoints")), None)
+        return next(
+            (s for s in all_runs() if s.owner_pid == proc.pid and s.topology and s.topology.get("endpoints")), None
+        )
 
     proc = docker_run(tmp_path / "interrupted")
     try:
@@ -164,7 +187,11 @@ def test_interrupted_docker_run_and_killed_docker_run_leave_no_container(tmp_pat
 def test_killed_run_is_cleaned_up() -> None:
     """SIGKILL gives the run no chance to clean up: the kernel's parent-death signal and the reaper do."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from lab.topology.backends.native import NativeBackend; import time; NativeBackend().start(); time.sleep(600)"],
+        [
+            sys.executable,
+            "-c",
+            "from lab.topology.backends.native import NativeBackend; import time; NativeBackend().start(); time.sleep(600)",
+        ],
         cwd=ROOT,
     )
     try:
@@ -185,8 +212,15 @@ def test_killed_run_is_cleaned_up() -> None:
 def test_reaper_stops_processes_of_a_dead_owner(tmp_path: Path) -> None:
     """Without the parent-death signal (a server that ignored it, another kernel): the reaper still stops it."""
     state = RunState.create(persistent=False, base=tmp_path)
-    server = spawn("sleeper", ["sleep", "300"], run_as(), state.directory / "sleep.log", signal.SIGTERM, None,
-                   env={"POOLER_LAB_RUN": str(state.directory)})
+    server = spawn(
+        "sleeper",
+        ["sleep", "300"],
+        run_as(),
+        state.directory / "sleep.log",
+        signal.SIGTERM,
+        None,
+        env={"POOLER_LAB_RUN": str(state.directory)},
+    )
     state.add_process("sleeper", server.pid, signal.SIGTERM)
     state.owner_pid, state.owner_start = 1, -1  # an owner that is certainly not alive as recorded
     state.save()
@@ -199,26 +233,46 @@ def test_reaper_stops_processes_of_a_dead_owner(tmp_path: Path) -> None:
 
 def test_up_status_down() -> None:
     env = {**os.environ}
-    up = subprocess.run([sys.executable, "-m", "lab", "up"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    up = subprocess.run(
+        [sys.executable, "-m", "lab", "up"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env
+    )
     assert up.returncode == 0, up.stderr
     try:
-        masked = subprocess.run([sys.executable, "-m", "lab", "status", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout
-        status = json.loads(subprocess.run([sys.executable, "-m", "lab", "status", "--json", "--show-passwords"], cwd=ROOT,
-                                           capture_output=True, text=True, timeout=30).stdout)
+        masked = subprocess.run(
+            [sys.executable, "-m", "lab", "status", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=30
+        ).stdout
+        status = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "lab", "status", "--json", "--show-passwords"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
+        )
         mine = [r for r in status if r["persistent"]]
         assert mine and all(p["alive"] for p in mine[-1]["processes"])
         run_id = mine[-1]["run_id"]
-        secrets = [mine[-1]["topology"]["superuser_password"], *(e["password"] for e in mine[-1]["topology"]["endpoints"].values() if e["password"])]
-        plain = subprocess.run([sys.executable, "-m", "lab", "status"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        secrets = [
+            mine[-1]["topology"]["superuser_password"],
+            *(e["password"] for e in mine[-1]["topology"]["endpoints"].values() if e["password"]),
+        ]
+        plain = subprocess.run(
+            [sys.executable, "-m", "lab", "status"], cwd=ROOT, capture_output=True, text=True, timeout=30
+        )
         for shown in (up.stdout + up.stderr, masked, plain.stdout + plain.stderr):
             assert not any(secret in shown for secret in secrets), "a password was printed without --show-passwords"
         assert "postgresql://lab_app:********@127.0.0.1:" in plain.stdout
         dsn = mine[-1]["topology"]["endpoints"]["pgbouncer-session"]
-        with psycopg.connect(host=dsn["host"], port=dsn["port"], user=dsn["user"], password=dsn["password"], dbname="postgres") as conn:
+        with psycopg.connect(
+            host=dsn["host"], port=dsn["port"], user=dsn["user"], password=dsn["password"], dbname="postgres"
+        ) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         # only this test's own topology: `down` with no id would stop every persistent run of this user
-        down = subprocess.run([sys.executable, "-m", "lab", "down", run_id], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        down = subprocess.run(
+            [sys.executable, "-m", "lab", "down", run_id], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
     assert down.returncode == 0
     pids = [p["pid"] for p in mine[-1]["processes"]]
     assert _wait_for(lambda: not any(_alive(p) for p in pids), 10)
@@ -237,8 +291,15 @@ def test_cleanup_touches_nothing_it_cannot_prove_is_its_own(tmp_path: Path) -> N
     sleeper = subprocess.Popen(["sleep", "300"])
     try:
         # a forged record: its directory points elsewhere, its pid is a process the lab never started
-        forged = {"run_id": "forged", "directory": str(victim), "owner_pid": 1, "owner_start": -1, "created": 0,
-                  "processes": [{"name": "postgres", "pid": sleeper.pid, "stop_signal": 9, "start": None}], "topology": None}
+        forged = {
+            "run_id": "forged",
+            "directory": str(victim),
+            "owner_pid": 1,
+            "owner_start": -1,
+            "created": 0,
+            "processes": [{"name": "postgres", "pid": sleeper.pid, "stop_signal": 9, "start": None}],
+            "topology": None,
+        }
         (base / "forged.json").write_text(json.dumps(forged))
         (base / "forged2.json").write_text(json.dumps({**forged, "run_id": "another-name"}))
         reaped = reap_stale(base)
@@ -271,8 +332,14 @@ def test_a_base_others_control_is_refused(tmp_path: Path) -> None:
         os.chown(other, run_as().uid, run_as().gid)
         with pytest.raises(EnvironmentProblem, match="belongs to uid"):
             all_runs(other)
-        done = subprocess.run([sys.executable, "-m", "lab", "status"], cwd=ROOT, capture_output=True, text=True, timeout=30,
-                              env={**os.environ, "POOLER_LAB_RUNTIME": str(other)})
+        done = subprocess.run(
+            [sys.executable, "-m", "lab", "status"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "POOLER_LAB_RUNTIME": str(other)},
+        )
         assert done.returncode == 3 and "Traceback" not in done.stderr and "belongs to uid" in done.stderr
 
 
@@ -280,9 +347,23 @@ def test_a_server_that_dies_mid_run_stops_the_run(tmp_path: Path) -> None:
     """Kill PostgreSQL in the middle of the matrix: one line names it, exit status 3, and no row after it is a client's outcome.
     Nothing this failing run printed or wrote holds one of its passwords."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lab", "run", "--backend", "native", "--network", "none", "--results", str(tmp_path), "--",
-         "experiments/test_matrix.py"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "lab",
+            "run",
+            "--backend",
+            "native",
+            "--network",
+            "none",
+            "--results",
+            str(tmp_path),
+            "--",
+            "experiments/test_matrix.py",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         assert _wait_for(lambda: _run_state_of(proc) is not None, 60), "the topology never came up"
@@ -290,8 +371,11 @@ def test_a_server_that_dies_mid_run_stops_the_run(tmp_path: Path) -> None:
         assert state is not None
         assert _wait_for(lambda: any(p.stat().st_size > 0 for p in (tmp_path / "runs").glob("*.jsonl")), 60)
         assert state.topology is not None
-        secrets = [state.topology["superuser_password"], *(e["password"] for e in state.topology["endpoints"].values() if e["password"]),
-                   *(k for e in state.topology["endpoints"].values() for k in e["keys"].values())]
+        secrets = [
+            state.topology["superuser_password"],
+            *(e["password"] for e in state.topology["endpoints"].values() if e["password"]),
+            *(k for e in state.topology["endpoints"].values() for k in e["keys"].values()),
+        ]
         assert len(secrets) >= 4
         killed_at = time.time()
         postgres = next(p for p in state.processes if p.name == "postgres")

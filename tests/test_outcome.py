@@ -40,7 +40,9 @@ def test_psycopg2_error_uses_pgcode(topology) -> None:
 
 def test_sqlalchemy_wrapper_reports_the_driver_sqlstate(topology) -> None:
     async def go() -> None:
-        engine = create_async_engine(topology.endpoint("direct").dsn().replace("postgresql://", "postgresql+psycopg://"))
+        engine = create_async_engine(
+            topology.endpoint("direct").dsn().replace("postgresql://", "postgresql+psycopg://")
+        )
         try:
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT CAST('x' AS integer)"))
@@ -68,8 +70,12 @@ def test_wrong_password_through_pgbouncer_is_a_connect_error(topology) -> None:
 
 def test_timeout_and_wrong_result() -> None:
     assert classify(TimeoutError()).kind == "timeout"
-    out = classify(PhaseError("later query", WrongResult("SELECT n * 2: got [(3,)], expected [(4,)]\nmore")), iteration=2)
-    assert out == Outcome("wrong-result", phase="later query", iteration=2, detail="SELECT n * 2: got [(3,)], expected [(4,)]")
+    out = classify(
+        PhaseError("later query", WrongResult("SELECT n * 2: got [(3,)], expected [(4,)]\nmore")), iteration=2
+    )
+    assert out == Outcome(
+        "wrong-result", phase="later query", iteration=2, detail="SELECT n * 2: got [(3,)], expected [(4,)]"
+    )
 
 
 def test_wrong_result_carries_what_was_asked_and_what_came() -> None:
@@ -77,8 +83,17 @@ def test_wrong_result_carries_what_was_asked_and_what_came() -> None:
     assert (out.kind, out.expected, out.received) == ("wrong-result", "[(20012,)]", "[(20022,)]")
     assert Outcome.from_dict(out.to_dict()) == out
     # rows written before the fields existed still read
-    assert Outcome.from_dict({"kind": "ok", "error_class": None, "sqlstate": None, "message": None, "phase": None,
-                              "iteration": None, "detail": None}) == Outcome("ok")
+    assert Outcome.from_dict(
+        {
+            "kind": "ok",
+            "error_class": None,
+            "sqlstate": None,
+            "message": None,
+            "phase": None,
+            "iteration": None,
+            "detail": None,
+        }
+    ) == Outcome("ok")
 
 
 def test_first_line_and_summary() -> None:

@@ -89,8 +89,14 @@ def test_the_router_forwards_what_supavisor_forwards() -> None:
     is accepted, never refused, never forwarded."""
     from lab.proxies.tenant import supavisor_startup
 
-    asked = {"user": "lab_app.ref", "database": "postgres", "jit": "off", "options": "-c jit=off", "application_name": "bot",
-             "client_encoding": "UTF8"}
+    asked = {
+        "user": "lab_app.ref",
+        "database": "postgres",
+        "jit": "off",
+        "options": "-c jit=off",
+        "application_name": "bot",
+        "client_encoding": "UTF8",
+    }
     sent, dropped = supavisor_startup(asked, "lab_app", session=False)
     assert sent == {"user": "lab_app", "database": "postgres"}
     assert dropped == ["application_name", "client_encoding", "jit", "options(jit)"]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-
-from importlib.metadata import version
 
 from lab.clients import CLIENTS
 from lab.plan import Cell
@@ -17,14 +16,21 @@ from lab.results.outcome import Outcome
 from lab.results.recorder import Recorder, Unexpected
 from lab.results.rows import Row, RowWriter, latency_stats, read_rows
 
-MEASURES = MatrixMeasures(repeats=1, iterations_run=1, cell_timeout_s=10, workers=4, ops_per_worker=15, client_pool_size=4, elapsed_s=0.1)
+MEASURES = MatrixMeasures(
+    repeats=1, iterations_run=1, cell_timeout_s=10, workers=4, ops_per_worker=15, client_pool_size=4, elapsed_s=0.1
+)
 
 
 def _row(outcome: Outcome = Outcome("ok")) -> Row:
     rows: list[Row] = []
     cell = Cell("matrix", CLIENTS["asyncpg-default"], "direct", "repeated-query")
-    record = Recorder(cell, "r1", [Expectation(outcome="ok", reason="because")], rows.append,
-                      {"server_version": "15.18", "pooler": None, "backend": "native"})
+    record = Recorder(
+        cell,
+        "r1",
+        [Expectation(outcome="ok", reason="because")],
+        rows.append,
+        {"server_version": "15.18", "pooler": None, "backend": "native"},
+    )
     try:
         record(outcome, MEASURES, [0.001, 0.002, 0.003])
     except Unexpected:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from lab.results.outcome import Outcome
 from lab.report.network import overhead_points, slope_table
-from lab.results.measures import NetworkMeasures
-from lab.results.rows import Row
 from lab.report.rtt_model import rest_trips, tls_handshake_trips, trips
+from lab.results.measures import NetworkMeasures
+from lab.results.outcome import Outcome
+from lab.results.rows import Row
 
 
 def test_counts() -> None:
@@ -19,10 +19,17 @@ def test_counts() -> None:
 
 
 def _row(client: str, topology: str, rtt: float, tls: bool, median: float, path: str) -> Row:
-    return Row(run_id="r", experiment="network", cell=f"{client}-{topology}-{rtt}-{tls}", client={"name": client, "packages": {}},
-               topology={"name": topology, "tls_version": "TLSv1.3"}, scenario="single-insert", outcome=Outcome("ok"),
-               latency_ms={"n": 5, "min": median, "median": median, "p95": median, "max": median},
-               measures=NetworkMeasures(rtt_ms=rtt, tls=tls, rounds=5, warmup_rounds=1, path=path))
+    return Row(
+        run_id="r",
+        experiment="network",
+        cell=f"{client}-{topology}-{rtt}-{tls}",
+        client={"name": client, "packages": {}},
+        topology={"name": topology, "tls_version": "TLSv1.3"},
+        scenario="single-insert",
+        outcome=Outcome("ok"),
+        latency_ms={"n": 5, "min": median, "median": median, "p95": median, "max": median},
+        measures=NetworkMeasures(rtt_ms=rtt, tls=tls, rounds=5, warmup_rounds=1, path=path),
+    )
 
 
 def test_overhead_and_prediction() -> None:

@@ -50,25 +50,40 @@ def test_rca_post_as_written_gets_201_and_the_row(rest, tls: bool) -> None:
 
 
 def test_service_role_key_switches_role(rest) -> None:
-    r = httpx.post(f"{rest.url()}/rest/v1/lab_items", json={"payload": "svc"},
-                   headers=_headers(rest.keys["service_role"], Prefer="return=representation"))
+    r = httpx.post(
+        f"{rest.url()}/rest/v1/lab_items",
+        json={"payload": "svc"},
+        headers=_headers(rest.keys["service_role"], Prefer="return=representation"),
+    )
     assert r.status_code == 201 and r.json()[0]["inserted_by"] == "service_role"
 
 
 def test_array_body_and_return_minimal(rest) -> None:
-    r = httpx.post(f"{rest.url()}/rest/v1/lab_items", json=[{"payload": "a1"}, {"payload": "a2"}],
-                   headers=_headers(rest.keys["anon"], Prefer="return=minimal"))
+    r = httpx.post(
+        f"{rest.url()}/rest/v1/lab_items",
+        json=[{"payload": "a1"}, {"payload": "a2"}],
+        headers=_headers(rest.keys["anon"], Prefer="return=minimal"),
+    )
     assert r.status_code == 201 and r.content == b""
-    r = httpx.post(f"{rest.url()}/rest/v1/lab_items", json=[{"payload": "b1"}, {"payload": "b2"}],
-                   headers=_headers(rest.keys["anon"], Prefer="return=representation"))
+    r = httpx.post(
+        f"{rest.url()}/rest/v1/lab_items",
+        json=[{"payload": "b1"}, {"payload": "b2"}],
+        headers=_headers(rest.keys["anon"], Prefer="return=representation"),
+    )
     assert r.status_code == 201 and [x["payload"] for x in r.json()] == ["b1", "b2"]
 
 
 def test_get_with_select_and_eq(rest) -> None:
-    created = httpx.post(f"{rest.url()}/rest/v1/lab_items", json={"payload": "find-me"},
-                         headers=_headers(rest.keys["anon"], Prefer="return=representation")).json()[0]
-    r = httpx.get(f"{rest.url()}/rest/v1/lab_items", params={"select": "id,payload", "id": f"eq.{created['id']}"},
-                  headers=_headers(rest.keys["anon"]))
+    created = httpx.post(
+        f"{rest.url()}/rest/v1/lab_items",
+        json={"payload": "find-me"},
+        headers=_headers(rest.keys["anon"], Prefer="return=representation"),
+    ).json()[0]
+    r = httpx.get(
+        f"{rest.url()}/rest/v1/lab_items",
+        params={"select": "id,payload", "id": f"eq.{created['id']}"},
+        headers=_headers(rest.keys["anon"]),
+    )
     assert r.status_code == 200 and r.json() == [{"id": created["id"], "payload": "find-me"}]
 
 
@@ -128,7 +143,11 @@ def _jwt_secret(topology) -> str:  # type: ignore[no-untyped-def]
 
 def test_expired_token_is_refused(topology, rest) -> None:
     expired = jwt.encode({"role": "anon", "exp": int(time.time()) - 60}, _jwt_secret(topology), algorithm="HS256")
-    r = httpx.post(f"{rest.url()}/rest/v1/lab_items", json={"payload": "x"}, headers=_headers(rest.keys["anon"]) | {"Authorization": f"Bearer {expired}"})
+    r = httpx.post(
+        f"{rest.url()}/rest/v1/lab_items",
+        json={"payload": "x"},
+        headers=_headers(rest.keys["anon"]) | {"Authorization": f"Bearer {expired}"},
+    )
     assert r.status_code == 401 and r.json()["code"] == "PGRST303"
 
 
@@ -142,7 +161,9 @@ def test_postgres_paths_offer_tls(topology, name: str) -> None:
 
 
 def test_bad_limit_is_a_postgrest_error(rest) -> None:
-    r = httpx.get(f"{rest.url()}/rest/v1/lab_items", params={"select": "id", "limit": "ten"}, headers=_headers(rest.keys["anon"]))
+    r = httpx.get(
+        f"{rest.url()}/rest/v1/lab_items", params={"select": "id", "limit": "ten"}, headers=_headers(rest.keys["anon"])
+    )
     assert r.status_code == 400 and r.json()["code"] == "PGRST100"
 
 
@@ -156,8 +177,11 @@ def _assert_postgrest_error(r: httpx.Response, status: int, code: str | None = N
 @pytest.mark.parametrize("role, status, code", [("no_such_role", 400, "22023"), ("postgres", 403, "42501")])
 def test_a_role_it_cannot_switch_to_is_a_client_error(topology, rest, role: str, status: int, code: str) -> None:
     token = jwt.encode({"role": role}, _jwt_secret(topology), algorithm="HS256")
-    r = httpx.post(f"{rest.url()}/rest/v1/lab_items", json={"payload": "x"},
-                   headers=_headers(rest.keys["anon"]) | {"Authorization": f"Bearer {token}"})
+    r = httpx.post(
+        f"{rest.url()}/rest/v1/lab_items",
+        json={"payload": "x"},
+        headers=_headers(rest.keys["anon"]) | {"Authorization": f"Bearer {token}"},
+    )
     _assert_postgrest_error(r, status, code)
 
 
@@ -165,9 +189,15 @@ def test_odd_bodies_and_parameters_get_postgrest_errors(rest) -> None:
     url, headers = f"{rest.url()}/rest/v1/lab_items", _headers(rest.keys["anon"])
     _assert_postgrest_error(httpx.get(url, params={"limit": "\u00b2"}, headers=headers), 400, "PGRST100")
     nested = ("[" * 100_000 + "]" * 100_000).encode()
-    _assert_postgrest_error(httpx.post(url, content=nested, headers=headers | {"Content-Type": "application/json"}), 400, "PGRST102")
-    _assert_postgrest_error(httpx.post(url, json=[{"payload": "a"}, {"payload": "b", "id": 9}], headers=headers), 400, "PGRST102")
-    empty = httpx.post(url, json={}, headers=headers)  # a row of defaults: payload has none, and anon may insert only payload
+    _assert_postgrest_error(
+        httpx.post(url, content=nested, headers=headers | {"Content-Type": "application/json"}), 400, "PGRST102"
+    )
+    _assert_postgrest_error(
+        httpx.post(url, json=[{"payload": "a"}, {"payload": "b", "id": 9}], headers=headers), 400, "PGRST102"
+    )
+    empty = httpx.post(
+        url, json={}, headers=headers
+    )  # a row of defaults: payload has none, and anon may insert only payload
     assert 400 <= empty.status_code < 500 and set(empty.json()) == {"code", "details", "hint", "message"}, empty.text
 
 

@@ -27,8 +27,22 @@ def test_spec_parsing_and_refusals() -> None:
 
 def test_sweep_over_two_asyncpg_versions(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "lab", "sweep", "asyncpg==0.30.0", "asyncpg==0.31.0", "--scenarios", "repeated-query", "--results", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "lab",
+            "sweep",
+            "asyncpg==0.30.0",
+            "asyncpg==0.31.0",
+            "--scenarios",
+            "repeated-query",
+            "--results",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     versions = {}

@@ -13,7 +13,9 @@ from lab.proxies.tenant import OTHER_REGION, OTHER_TENANT, ROUTES, TENANT, Tenan
 
 def _connect(dsn: str, **kwargs: object) -> object:
     async def go() -> object:
-        conn = await asyncpg.connect(dsn, timeout=5, statement_cache_size=0, **kwargs)  # nothing named: no leftover can collide
+        conn = await asyncpg.connect(
+            dsn, timeout=5, statement_cache_size=0, **kwargs
+        )  # nothing named: no leftover can collide
         try:
             return await conn.fetchval("SHOW jit")
         finally:
@@ -24,7 +26,10 @@ def _connect(dsn: str, **kwargs: object) -> object:
 
 @pytest.fixture(scope="module")
 def routers(topology):  # type: ignore[no-untyped-def]
-    with TenantRouter.in_front_of(topology, ROUTES, TENANT) as here, TenantRouter.in_front_of(topology, OTHER_REGION, OTHER_TENANT) as far:
+    with (
+        TenantRouter.in_front_of(topology, ROUTES, TENANT) as here,
+        TenantRouter.in_front_of(topology, OTHER_REGION, OTHER_TENANT) as far,
+    ):
         yield {**here, **far}
 
 
@@ -35,12 +40,20 @@ def test_the_right_user_logs_in_and_a_startup_parameter_is_dropped(routers) -> N
     assert "jit" in router.dropped[-1]
 
 
-@pytest.mark.parametrize("user, password, sqlstate, text", [
-    ("{role}.{tenant}", "wrong", "28P01", 'password authentication failed for user "{role}"'),  # PgBouncer said 08P01
-    ("lab_nobody.{tenant}", None, "XX000", "(EAUTHQUERY) user not found in the database"),
-    ("{role}.someoneelse", None, "XX000", "(ENOTFOUND) tenant/user {role}.someoneelse not found"),
-    ("{role}", None, "XX000", "(ENOIDENTIFIER) no tenant identifier provided"),
-])
+@pytest.mark.parametrize(
+    "user, password, sqlstate, text",
+    [
+        (
+            "{role}.{tenant}",
+            "wrong",
+            "28P01",
+            'password authentication failed for user "{role}"',
+        ),  # PgBouncer said 08P01
+        ("lab_nobody.{tenant}", None, "XX000", "(EAUTHQUERY) user not found in the database"),
+        ("{role}.someoneelse", None, "XX000", "(ENOTFOUND) tenant/user {role}.someoneelse not found"),
+        ("{role}", None, "XX000", "(ENOIDENTIFIER) no tenant identifier provided"),
+    ],
+)
 def test_refusals_are_supavisors(routers, user: str, password: str | None, sqlstate: str, text: str) -> None:  # type: ignore[no-untyped-def]
     endpoint, _ = routers["tenant-proxy-transaction"]
     role = endpoint.user

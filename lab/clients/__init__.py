@@ -13,6 +13,7 @@ from lab.clients.psycopg_client import (
     PsycopgSyncNoPrepareClient,
     PsycopgSyncPrepareFirstClient,
 )
+from lab.clients.rca import RcaAttempt1, RcaAttempt1AlterRole, RcaAttempt2, RcaAttempt2AlterRole
 from lab.clients.sqlalchemy_client import (
     SqlalchemyAsyncpgClient,
     SqlalchemyAsyncpgNoCacheClient,
@@ -20,7 +21,6 @@ from lab.clients.sqlalchemy_client import (
     SqlalchemyPsycopgClient,
     SqlalchemyPsycopgNoPrepareClient,
 )
-from lab.clients.rca import RcaAttempt1, RcaAttempt1AlterRole, RcaAttempt2, RcaAttempt2AlterRole
 from lab.names import pick
 
 #: The driver configurations: every experiment that compares drivers runs each of these.
@@ -53,8 +53,11 @@ FIXES: dict[str, type[Client]] = {
 }
 #: Every client configuration of the matrix: the drivers, the fixes, the RCA's attempts 1 and 2 as written, and the
 #: same pools with jit=off as a role setting (ALTER ROLE) instead of a startup parameter.
-CLIENTS: dict[str, type[Client]] = {**DRIVERS, **FIXES, **{c.name: c for c in (RcaAttempt1, RcaAttempt2, RcaAttempt1AlterRole,
-                                                                               RcaAttempt2AlterRole)}}
+CLIENTS: dict[str, type[Client]] = {
+    **DRIVERS,
+    **FIXES,
+    **{c.name: c for c in (RcaAttempt1, RcaAttempt2, RcaAttempt1AlterRole, RcaAttempt2AlterRole)},
+}
 
 
 def client_class(name: str) -> type[Client]:

@@ -64,7 +64,9 @@ class AsyncpgUniqueNamesClient(AsyncpgClient):
     prepared under a name of its own, so no two client connections can collide on a name."""
 
     name = "asyncpg-unique-names"
-    description = "asyncpg.create_pool, every query prepared as conn.prepare(sql, name=<uuid>) and then run, no SQLAlchemy"
+    description = (
+        "asyncpg.create_pool, every query prepared as conn.prepare(sql, name=<uuid>) and then run, no SQLAlchemy"
+    )
 
     async def _run(self, conn: Any, query: str, args: list[Any]) -> Rows:
         stmt = await conn.prepare(query, name=f"__lab_{uuid4().hex}__")

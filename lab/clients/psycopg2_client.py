@@ -22,7 +22,9 @@ from lab.results.outcome import in_phase
 class Psycopg2Client(Client):
     name = "psycopg2-executor"
     packages = ("psycopg2-binary",)
-    description = "psycopg2 ThreadedConnectionPool driven through loop.run_in_executor(ThreadPoolExecutor(max_workers=5))"
+    description = (
+        "psycopg2 ThreadedConnectionPool driven through loop.run_in_executor(ThreadPoolExecutor(max_workers=5))"
+    )
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -30,7 +32,9 @@ class Psycopg2Client(Client):
     async def open(self) -> None:
         self.executor = ThreadPoolExecutor(max_workers=5, thread_name_prefix=self.name)
         self.pool = await self._call(
-            lambda: psycopg2.pool.ThreadedConnectionPool(self.size, self.size, self.dsn, connect_timeout=max(1, int(self.timeout)))
+            lambda: psycopg2.pool.ThreadedConnectionPool(
+                self.size, self.size, self.dsn, connect_timeout=max(1, int(self.timeout))
+            )
         )
 
     def _run(self, steps: Sequence[Step]) -> list[Rows]:

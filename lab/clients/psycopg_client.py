@@ -59,7 +59,11 @@ class PsycopgAsyncClient(Client):
 
     async def open(self) -> None:
         self.pool = AsyncConnectionPool(
-            self.dsn, min_size=self.size, max_size=self.size, open=False, timeout=self.timeout,
+            self.dsn,
+            min_size=self.size,
+            max_size=self.size,
+            open=False,
+            timeout=self.timeout,
             kwargs={"connect_timeout": max(1, int(self.timeout)), **self.connect_kwargs},
         )
         with capture_pool_errors():
@@ -90,7 +94,9 @@ class PsycopgAsyncClient(Client):
 
 class PsycopgAsyncNoPrepareClient(PsycopgAsyncClient):
     name = "psycopg-async-no-prepare"
-    description = "psycopg 3 AsyncConnectionPool with prepare_threshold=None (never prepares), per psycopg's docs for PgBouncer"
+    description = (
+        "psycopg 3 AsyncConnectionPool with prepare_threshold=None (never prepares), per psycopg's docs for PgBouncer"
+    )
     connect_kwargs = {"prepare_threshold": None}
 
 
@@ -108,7 +114,11 @@ class PsycopgSyncClient(Client):
     async def open(self) -> None:
         self.executor = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix=self.name)
         self.pool = ConnectionPool(
-            self.dsn, min_size=self.size, max_size=self.size, open=False, timeout=self.timeout,
+            self.dsn,
+            min_size=self.size,
+            max_size=self.size,
+            open=False,
+            timeout=self.timeout,
             kwargs={"connect_timeout": max(1, int(self.timeout)), **self.connect_kwargs},
         )
 
@@ -147,7 +157,9 @@ class PsycopgSyncClient(Client):
 
 class PsycopgSyncNoPrepareClient(PsycopgSyncClient):
     name = "psycopg-sync-no-prepare"
-    description = "psycopg 3 sync ConnectionPool with prepare_threshold=None (never prepares): the fix psycopg's docs give, sync"
+    description = (
+        "psycopg 3 sync ConnectionPool with prepare_threshold=None (never prepares): the fix psycopg's docs give, sync"
+    )
     connect_kwargs = {"prepare_threshold": None}
 
 

@@ -99,10 +99,14 @@ class RcaAttempt1AlterRole(_AlterRole, RcaAttempt1):
 
 class RcaAttempt2AlterRole(_AlterRole, RcaAttempt2):
     name = "rca-attempt-2-alter-role"
-    description = f"AsyncConnectionPool(min_size=1, max_size=5) as {JIT_OFF_USER} (ALTER ROLE ... SET jit = off), no options"
+    description = (
+        f"AsyncConnectionPool(min_size=1, max_size=5) as {JIT_OFF_USER} (ALTER ROLE ... SET jit = off), no options"
+    )
 
     async def open(self) -> None:
-        self.pool = AsyncConnectionPool(_as_role(self.dsn, JIT_OFF_USER), min_size=1, max_size=5, open=False, timeout=self.timeout)
+        self.pool = AsyncConnectionPool(
+            _as_role(self.dsn, JIT_OFF_USER), min_size=1, max_size=5, open=False, timeout=self.timeout
+        )
         with capture_pool_errors():
             await self.pool.open(wait=True, timeout=self.timeout)
         await self._jit_is_off()

@@ -9,11 +9,11 @@ RCA's code does against Supabase.
 from __future__ import annotations
 
 import contextvars
-from contextvars import ContextVar
 import os
 import types
-from dataclasses import dataclass
 from abc import ABC, abstractmethod
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,7 +28,7 @@ from lab.topology.model import Endpoint
 TABLE: ContextVar[str] = ContextVar("rest_table", default="lab_items")
 
 # --- verbatim from the RCA, attempt 3 / solution 1 (docs/incident.md) ------------------
-RCA_ATTEMPT_3 = '''
+RCA_ATTEMPT_3 = """
 async def save_to_supabase_rest(table: str, data: dict) -> bool:
     url = f"{SUPABASE_URL}/rest/v1/{table}"
     headers = {
@@ -41,7 +41,7 @@ async def save_to_supabase_rest(table: str, data: dict) -> bool:
     async with httpx.AsyncClient() as client:
         response = await client.post(url, json=data, headers=headers)
         return response.status_code == 201
-'''
+"""
 # ------------------------------------------------------------------------------------------
 
 
@@ -122,8 +122,12 @@ class HttpxPerCall(RestClient):
 
     async def open(self) -> None:
         self.observed = Observed()
-        namespace: dict[str, Any] = {"SUPABASE_URL": self.base_url, "SUPABASE_ANON_KEY": self.key, "httpx": self.observed.module()}
-        exec(compile(RCA_ATTEMPT_3, "<the RCA: attempt 3>", "exec"), namespace)  # noqa: S102 - the RCA's own code
+        namespace: dict[str, Any] = {
+            "SUPABASE_URL": self.base_url,
+            "SUPABASE_ANON_KEY": self.key,
+            "httpx": self.observed.module(),
+        }
+        exec(compile(RCA_ATTEMPT_3, "<the RCA: attempt 3>", "exec"), namespace)
         self.save_to_supabase_rest = namespace["save_to_supabase_rest"]
 
     async def insert(self, row: dict[str, Any]) -> Reply:

@@ -29,7 +29,9 @@ class SqlalchemyAsyncpgClient(Client):
     scheme = "postgresql+asyncpg"
 
     def engine(self) -> AsyncEngine:
-        return create_async_engine(self._url(), pool_size=5, max_overflow=10, pool_timeout=self.timeout, connect_args=self._ssl_args())
+        return create_async_engine(
+            self._url(), pool_size=5, max_overflow=10, pool_timeout=self.timeout, connect_args=self._ssl_args()
+        )
 
     def _url(self) -> str:
         url = self.dsn.replace("postgresql://", self.scheme + "://", 1)
@@ -107,19 +109,33 @@ class SqlalchemyPsycopgClient(SqlalchemyAsyncpgClient):
 
 class SqlalchemyPsycopgNoPrepareClient(SqlalchemyPsycopgClient):
     name = "sqlalchemy-psycopg-no-prepare"
-    description = "create_async_engine('postgresql+psycopg://...', pool_size=5, connect_args={'prepare_threshold': None})"
+    description = (
+        "create_async_engine('postgresql+psycopg://...', pool_size=5, connect_args={'prepare_threshold': None})"
+    )
 
     def engine(self) -> AsyncEngine:
-        return create_async_engine(self._url(), pool_size=5, max_overflow=10, pool_timeout=self.timeout,
-                                   connect_args={"prepare_threshold": None})
+        return create_async_engine(
+            self._url(),
+            pool_size=5,
+            max_overflow=10,
+            pool_timeout=self.timeout,
+            connect_args={"prepare_threshold": None},
+        )
 
 
 class SqlalchemyAsyncpgNoCacheClient(SqlalchemyAsyncpgClient):
     name = "sqlalchemy-asyncpg-no-cache"
-    description = ("create_async_engine('postgresql+asyncpg://...?prepared_statement_cache_size=0', pool_size=5, "
-                   "connect_args={'statement_cache_size': 0}): SQLAlchemy's own pool, both statement caches off")
+    description = (
+        "create_async_engine('postgresql+asyncpg://...?prepared_statement_cache_size=0', pool_size=5, "
+        "connect_args={'statement_cache_size': 0}): SQLAlchemy's own pool, both statement caches off"
+    )
 
     def engine(self) -> AsyncEngine:
         sep = "&" if "?" in self._url() else "?"
-        return create_async_engine(self._url() + f"{sep}prepared_statement_cache_size=0", pool_size=5, max_overflow=10,
-                                   pool_timeout=self.timeout, connect_args={"statement_cache_size": 0, **self._ssl_args()})
+        return create_async_engine(
+            self._url() + f"{sep}prepared_statement_cache_size=0",
+            pool_size=5,
+            max_overflow=10,
+            pool_timeout=self.timeout,
+            connect_args={"statement_cache_size": 0, **self._ssl_args()},
+        )

@@ -21,9 +21,11 @@ class ThreadedProxy(ABC):
         self._server: asyncio.AbstractServer | None = None
         self.port = 0
 
-    def __enter__(self) -> "ThreadedProxy":
+    def __enter__(self) -> ThreadedProxy:
         self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(asyncio.start_server(self._handle, HOST, 0), self._loop).result(10)
+        self._server = asyncio.run_coroutine_threadsafe(asyncio.start_server(self._handle, HOST, 0), self._loop).result(
+            10
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -56,5 +58,5 @@ class ThreadedProxy(ABC):
         finally:
             try:
                 writer.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass

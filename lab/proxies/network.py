@@ -11,10 +11,10 @@ import socket
 import sys
 
 from lab.topology.backends.native import wait_ready
+from lab.topology.model import Endpoint
 from lab.topology.ports import HOST, free_port
 from lab.topology.processes import Server, run_as_self
 from lab.topology.runstate import RunState
-from lab.topology.model import Endpoint
 
 
 def _tcp_probe(port: int) -> bool:
@@ -48,8 +48,17 @@ class Network:
         name = f"delay-{endpoint.topology}-{port}-{rtt_ms:g}ms"
         server = self.state.start(
             name,
-            [sys.executable, "-m", "lab.proxies.delay", "--listen", f"{HOST}:{listen}", "--target", f"{endpoint.host}:{port}",
-             "--one-way-ms", str(rtt_ms / 2)],
+            [
+                sys.executable,
+                "-m",
+                "lab.proxies.delay",
+                "--listen",
+                f"{HOST}:{listen}",
+                "--target",
+                f"{endpoint.host}:{port}",
+                "--one-way-ms",
+                str(rtt_ms / 2),
+            ],
             run_as_self(),
             kind="proxy",
             python=True,

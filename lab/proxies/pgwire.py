@@ -25,15 +25,45 @@ PROTOCOL_3 = 196608
 
 # message type bytes, by direction
 CLIENT_TYPES = {
-    b"Q": "Query", b"P": "Parse", b"B": "Bind", b"E": "Execute", b"D": "Describe", b"S": "Sync", b"H": "Flush",
-    b"C": "Close", b"X": "Terminate", b"p": "PasswordMessage", b"d": "CopyData", b"c": "CopyDone", b"f": "CopyFail", b"F": "FunctionCall",
+    b"Q": "Query",
+    b"P": "Parse",
+    b"B": "Bind",
+    b"E": "Execute",
+    b"D": "Describe",
+    b"S": "Sync",
+    b"H": "Flush",
+    b"C": "Close",
+    b"X": "Terminate",
+    b"p": "PasswordMessage",
+    b"d": "CopyData",
+    b"c": "CopyDone",
+    b"f": "CopyFail",
+    b"F": "FunctionCall",
 }
 SERVER_TYPES = {
-    b"R": "Authentication", b"S": "ParameterStatus", b"K": "BackendKeyData", b"Z": "ReadyForQuery", b"T": "RowDescription",
-    b"D": "DataRow", b"C": "CommandComplete", b"E": "ErrorResponse", b"N": "NoticeResponse", b"1": "ParseComplete",
-    b"2": "BindComplete", b"3": "CloseComplete", b"t": "ParameterDescription", b"n": "NoData", b"s": "PortalSuspended",
-    b"I": "EmptyQueryResponse", b"A": "NotificationResponse", b"G": "CopyInResponse", b"H": "CopyOutResponse", b"W": "CopyBothResponse",
-    b"d": "CopyData", b"c": "CopyDone", b"v": "NegotiateProtocolVersion",
+    b"R": "Authentication",
+    b"S": "ParameterStatus",
+    b"K": "BackendKeyData",
+    b"Z": "ReadyForQuery",
+    b"T": "RowDescription",
+    b"D": "DataRow",
+    b"C": "CommandComplete",
+    b"E": "ErrorResponse",
+    b"N": "NoticeResponse",
+    b"1": "ParseComplete",
+    b"2": "BindComplete",
+    b"3": "CloseComplete",
+    b"t": "ParameterDescription",
+    b"n": "NoData",
+    b"s": "PortalSuspended",
+    b"I": "EmptyQueryResponse",
+    b"A": "NotificationResponse",
+    b"G": "CopyInResponse",
+    b"H": "CopyOutResponse",
+    b"W": "CopyBothResponse",
+    b"d": "CopyData",
+    b"c": "CopyDone",
+    b"v": "NegotiateProtocolVersion",
 }
 
 
@@ -122,7 +152,11 @@ def startup_params(message: Message) -> dict[str, str]:
 
 
 def startup_message(params: dict[str, str]) -> bytes:
-    body = struct.pack("!i", PROTOCOL_3) + b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in params.items()) + b"\0"
+    body = (
+        struct.pack("!i", PROTOCOL_3)
+        + b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in params.items())
+        + b"\0"
+    )
     return struct.pack("!i", len(body) + 4) + body
 
 
@@ -136,7 +170,13 @@ def error_fields(message: Message) -> dict[str, str]:
 
 
 def error_response(severity: str, sqlstate: str, text: str) -> bytes:
-    body = b"".join(code + value.encode() + b"\0" for code, value in ((b"S", severity), (b"V", severity), (b"C", sqlstate), (b"M", text))) + b"\0"
+    body = (
+        b"".join(
+            code + value.encode() + b"\0"
+            for code, value in ((b"S", severity), (b"V", severity), (b"C", sqlstate), (b"M", text))
+        )
+        + b"\0"
+    )
     return b"E" + struct.pack("!i", len(body) + 4) + body
 
 

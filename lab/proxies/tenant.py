@@ -32,22 +32,27 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
-from lab.proxies.pgwire import Framer, auth_code, error_fields, error_response, startup_message, startup_params
 from lab.proxies.base import ThreadedProxy
+from lab.proxies.pgwire import Framer, auth_code, error_fields, error_response, startup_message, startup_params
 
 if TYPE_CHECKING:
     from lab.topology.model import Endpoint, Topology
 
-SUPAVISOR_SOURCE = "https://github.com/supabase/supavisor/blob/main/lib/supavisor/errors/tenant_or_user_not_found_error.ex"
+SUPAVISOR_SOURCE = (
+    "https://github.com/supabase/supavisor/blob/main/lib/supavisor/errors/tenant_or_user_not_found_error.ex"
+)
 #: the Supavisor commit whose startup handling `supavisor_startup` follows (2026-08-20)
 SUPAVISOR_COMMIT = "03e5cc5697904df3b98b2e4a587bbbd5bc054157"
-STARTUP_SOURCES = tuple(f"https://github.com/supabase/supavisor/blob/{SUPAVISOR_COMMIT}/lib/supavisor/{path}" for path in (
-    "protocol/client.ex",  # decode_startup_packet: any key accepted; only `user` is required
-    "protocol/startup_options.ex",  # `options`: -c name=value and --name=value, backslash escapes as pg_split_opts
-    "client_handler/protocol_helpers.ex",  # extract_and_validate_user_info: search_path, options' jit and client_tls
-    "db_handler.ex",  # send_startup: the server gets user, database, application_name and options(search_path) only
-    "client_handler.ex",  # maybe_set_application_name: the client's application_name is SET in session mode only
-))
+STARTUP_SOURCES = tuple(
+    f"https://github.com/supabase/supavisor/blob/{SUPAVISOR_COMMIT}/lib/supavisor/{path}"
+    for path in (
+        "protocol/client.ex",  # decode_startup_packet: any key accepted; only `user` is required
+        "protocol/startup_options.ex",  # `options`: -c name=value and --name=value, backslash escapes as pg_split_opts
+        "client_handler/protocol_helpers.ex",  # extract_and_validate_user_info: search_path, options' jit and client_tls
+        "db_handler.ex",  # send_startup: the server gets user, database, application_name and options(search_path) only
+        "client_handler.ex",  # maybe_set_application_name: the client's application_name is SET in session mode only
+    )
+)
 SQLSTATE = "XX000"
 
 
@@ -58,12 +63,16 @@ def not_found_message(user: str, tenant: str) -> str:
 #: The tenant the lab's routers know, and the user names the tenant experiment logs in with.
 TENANT = "labproject01"
 USER_KINDS = ("tenant-right-user", "tenant-wrong-ref", "tenant-no-ref")
+
+
 def tenant_user(user: str, tenant: str | None, kind: str) -> str:
     """The user name a tenant cell logs in with: `<role>.<ref>` with the right ref, a wrong one, or none.
     `user` may be the plain role (the lab's router, which knows `tenant`) or Supabase's `role.ref` (a target)."""
     role, _, ref = user.partition(".")
     ref = tenant or ref
-    return {"tenant-right-user": f"{role}.{ref}", "tenant-wrong-ref": f"{role}.someoneelse", "tenant-no-ref": role}[kind]
+    return {"tenant-right-user": f"{role}.{ref}", "tenant-wrong-ref": f"{role}.someoneelse", "tenant-no-ref": role}[
+        kind
+    ]
 
 
 #: router topology -> the pooler it routes to
@@ -106,7 +115,13 @@ def parse_options(value: str) -> dict[str, str]:
     settings: dict[str, str] = {}
     i = 0
     while i < len(tokens):
-        pair = tokens[i + 1] if tokens[i] == "-c" and i + 1 < len(tokens) else tokens[i][2:] if tokens[i].startswith("--") else None
+        pair = (
+            tokens[i + 1]
+            if tokens[i] == "-c" and i + 1 < len(tokens)
+            else tokens[i][2:]
+            if tokens[i].startswith("--")
+            else None
+        )
         i += 2 if tokens[i] == "-c" else 1
         if pair and "=" in pair:
             name, setting = pair.split("=", 1)
@@ -126,42 +141,66 @@ def supavisor_startup(params: Mapping[str, str], role: str, session: bool) -> tu
         out["application_name"] = params["application_name"]
     dropped = sorted(k for k in params if k not in out)
     if "options" in params:
-        dropped = [d for d in dropped if d != "options"] + [f"options({', '.join(sorted(parse_options(params['options']))) or params['options']})"]
+        dropped = [d for d in dropped if d != "options"] + [
+            f"options({', '.join(sorted(parse_options(params['options']))) or params['options']})"
+        ]
     return out, dropped
 
 
 class TenantRouter(ThreadedProxy):
     """Routes `<user>.<tenant>` to the pooler as `<user>`; refuses every other tenant."""
 
-    def __init__(self, target_host: str, target_port: int, tenant: str, delay_s: float = 0.0, session: bool = False,
-                 roles: frozenset[str] | None = None) -> None:
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        tenant: str,
+        delay_s: float = 0.0,
+        session: bool = False,
+        roles: frozenset[str] | None = None,
+    ) -> None:
         super().__init__(target_host, target_port)
         self.tenant, self.delay_s, self.session = tenant, delay_s, session
         self.roles = roles  # the roles the tenant's auth_query would find; None: every role
         self.refused: list[str] = []
         self.dropped: list[list[str]] = []  # per routed client: the startup parameters not forwarded
 
-    def __enter__(self) -> "TenantRouter":
+    def __enter__(self) -> TenantRouter:
         super().__enter__()
         return self
 
     @classmethod
     @contextmanager
-    def in_front_of(cls, topology: "Topology", routes: Mapping[str, str], tenant: str) -> Iterator[dict[str, tuple["Endpoint", "TenantRouter"]]]:
+    def in_front_of(
+        cls, topology: Topology, routes: Mapping[str, str], tenant: str
+    ) -> Iterator[dict[str, tuple[Endpoint, TenantRouter]]]:
         """A router per route (router topology -> pooler topology); yields each router's endpoint and the router."""
         with ExitStack() as stack:
             endpoints = {}
             routers = []
             for name, pooler in routes.items():
                 target = topology.endpoint(pooler)
-                router = stack.enter_context(cls(target.host, target.port, tenant, session=target.facts.get("pool_mode") == "session",
-                                                 roles=frozenset({target.user, topology.superuser} - {""})))
+                router = stack.enter_context(
+                    cls(
+                        target.host,
+                        target.port,
+                        tenant,
+                        session=target.facts.get("pool_mode") == "session",
+                        roles=frozenset({target.user, topology.superuser} - {""}),
+                    )
+                )
                 routers.append(router)
                 endpoints[name] = target.via(
-                    router.port, topology=name, plain=True, routes_to=pooler, tenant=tenant, refusal_delay_s=router.delay_s,
+                    router.port,
+                    topology=name,
+                    plain=True,
+                    routes_to=pooler,
+                    tenant=tenant,
+                    refusal_delay_s=router.delay_s,
                     tenant_router="lab.proxies.tenant (stand-in for Supavisor's tenant routing)",
                     startup_parameters=f"as Supavisor {SUPAVISOR_COMMIT[:8]}: user, database"
-                                       f"{', application_name' if router.session else ''} forwarded; any other accepted and dropped")
+                    f"{', application_name' if router.session else ''} forwarded; any other accepted and dropped",
+                )
             yield {name: (endpoints[name], r) for name, r in zip(endpoints, routers)}
 
     async def _refuse(self, writer: asyncio.StreamWriter, text: str) -> None:
@@ -231,14 +270,18 @@ class TenantRouter(ThreadedProxy):
                 for i, msg in enumerate(messages):
                     if msg.kind == "ErrorResponse":
                         code = error_fields(msg).get("C", "")
-                        refused = code in ("28P01", "28000") or (code == "08P01" and "authentication" in error_fields(msg).get("M", ""))
-                        client_w.write(error_response("FATAL", "28P01", wrong_password_message(role)) if refused else msg.encode())
+                        refused = code in ("28P01", "28000") or (
+                            code == "08P01" and "authentication" in error_fields(msg).get("M", "")
+                        )
+                        client_w.write(
+                            error_response("FATAL", "28P01", wrong_password_message(role)) if refused else msg.encode()
+                        )
                         await client_w.drain()
                         client_w.close()
                         return False
                     client_w.write(msg.encode())
                     if auth_code(msg) == 0:  # AuthenticationOk: the rest is the session's, passed on unread
-                        client_w.write(b"".join(m.encode() for m in messages[i + 1:]) + bytes(framer.buffer))
+                        client_w.write(b"".join(m.encode() for m in messages[i + 1 :]) + bytes(framer.buffer))
                         await client_w.drain()
                         return True
                 await client_w.drain()

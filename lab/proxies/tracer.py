@@ -15,8 +15,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.proxies.pgwire import Framer, Message, auth_code, error_fields, parse_statement_name, startup_params
 from lab.proxies.base import ThreadedProxy
+from lab.proxies.pgwire import Framer, Message, auth_code, error_fields, parse_statement_name, startup_params
 
 
 @dataclass
@@ -103,7 +103,7 @@ class WireTracer(ThreadedProxy):
         self.connections: list[ConnectionTrace] = []
         self._lock = threading.Lock()
 
-    def __enter__(self) -> "WireTracer":
+    def __enter__(self) -> WireTracer:
         super().__enter__()
         return self
 
@@ -117,7 +117,9 @@ class WireTracer(ThreadedProxy):
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         with self._lock:
-            trace = ConnectionTrace(len(self.connections) + 1, raw={"client": bytearray(), "server": bytearray()} if self.record else None)
+            trace = ConnectionTrace(
+                len(self.connections) + 1, raw={"client": bytearray(), "server": bytearray()} if self.record else None
+            )
             self.connections.append(trace)
         session = Session(trace)
         try:
@@ -133,4 +135,6 @@ class WireTracer(ThreadedProxy):
 
             return observe
 
-        await asyncio.gather(self.pipe(client_r, server_w, observer("client")), self.pipe(server_r, client_w, observer("server")))
+        await asyncio.gather(
+            self.pipe(client_r, server_w, observer("client")), self.pipe(server_r, client_w, observer("server"))
+        )

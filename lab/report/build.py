@@ -7,12 +7,18 @@ from pathlib import Path
 
 import markdown
 
+from lab.report.cost import cost_markdown
 from lab.report.data import Rows, load_rows, versions_of
 from lab.report.matrix import matrix_markdown
+from lab.report.network import (
+    network_markdown,
+    plot_latency,
+    plot_overhead,
+    target_overhead_markdown,
+    where_100_200_comes_from,
+)
 from lab.report.oncall import oncall_markdown
 from lab.report.serverside import serverside_markdown
-from lab.report.cost import cost_markdown
-from lab.report.network import network_markdown, plot_latency, plot_overhead, target_overhead_markdown, where_100_200_comes_from
 
 
 def build_markdown(data: Rows, out_dir: Path) -> str:
@@ -43,18 +49,31 @@ def build_markdown(data: Rows, out_dir: Path) -> str:
         parts += ["### What the server and the pooler saw", "", serverside_markdown(matrix)]
     apps = data.of("apps")
     if apps:
-        parts += ["## Two application processes", "",
-                  "Each client configuration as two OS processes on one topology, each a lone client (one connection) with SQL of its own: "
-                  "alive at once (`apps-at-once`: their first queries in transactions that overlap, so each prepares on a server "
-                  "connection of its own, then one query each in turn), or the second started after the first exited (`app-restart`). "
-                  "A wrong result is process 1 given process 2's answer; an error is process 2's (the row's measures name the process).", "", matrix_markdown(apps), "Versions: " + "; ".join(versions_of(apps)), ""]
+        parts += [
+            "## Two application processes",
+            "",
+            "Each client configuration as two OS processes on one topology, each a lone client (one connection) with SQL of its own: "
+            "alive at once (`apps-at-once`: their first queries in transactions that overlap, so each prepares on a server "
+            "connection of its own, then one query each in turn), or the second started after the first exited (`app-restart`). "
+            "A wrong result is process 1 given process 2's answer; an error is process 2's (the row's measures name the process).",
+            "",
+            matrix_markdown(apps),
+            "Versions: " + "; ".join(versions_of(apps)),
+            "",
+        ]
     auth = data.of("auth")
     if auth:
-        parts += ["## Logins that fail", "",
-                  "What the application sees for a wrong password, an unknown user, and the right user at a pooler of another "
-                  "region, per way of connecting (hover a cell for the full message). asyncpg reports the SQLSTATE; libpq-based "
-                  "clients report none during start-up, so their message is the server's or pooler's text.", "",
-                  matrix_markdown(auth), "Versions: " + "; ".join(versions_of(auth)), ""]
+        parts += [
+            "## Logins that fail",
+            "",
+            "What the application sees for a wrong password, an unknown user, and the right user at a pooler of another "
+            "region, per way of connecting (hover a cell for the full message). asyncpg reports the SQLSTATE; libpq-based "
+            "clients report none during start-up, so their message is the server's or pooler's text.",
+            "",
+            matrix_markdown(auth),
+            "Versions: " + "; ".join(versions_of(auth)),
+            "",
+        ]
     if rest:
         parts += ["## The REST tier (C7)", "", matrix_markdown(rest), "Versions: " + "; ".join(versions_of(rest)), ""]
     overhead_png = plot_overhead(network, out_dir / "rest-overhead.png") if network else None
@@ -64,16 +83,27 @@ def build_markdown(data: Rows, out_dir: Path) -> str:
         parts += ["Where 100–200 ms can come from, by this run's model:", "", where_100_200_comes_from(network)]
         parts += ["Versions: " + "; ".join(versions_of(network)), ""]
     if target_network:
-        parts += ["## REST overhead on the target's own network (C8)", "", target_overhead_markdown(target_network),
-                  "Versions: " + "; ".join(versions_of(target_network)), ""]
+        parts += [
+            "## REST overhead on the target's own network (C8)",
+            "",
+            target_overhead_markdown(target_network),
+            "Versions: " + "; ".join(versions_of(target_network)),
+            "",
+        ]
     cost = data.of("cost")
     if cost:
         parts += ["## The price of each fix", "", cost_markdown(cost), ""]
     overhead = [r for r in data.of("latency") if getattr(r.measures, "harness_overhead_pct", None) is not None]
     if latency_png:
-        parts += ["## Insert latency by client and topology (RTT 0)", "", f"![latency]({latency_png.name})", "",
-                  "A hatched bar marked `fails` is a configuration that fails through that topology (see the matrix): its latency is not measured. "
-                  "sqlalchemy-asyncpg-pgbouncer pays a new connection, with its SCRAM exchange, on every checkout (NullPool).", ""]
+        parts += [
+            "## Insert latency by client and topology (RTT 0)",
+            "",
+            f"![latency]({latency_png.name})",
+            "",
+            "A hatched bar marked `fails` is a configuration that fails through that topology (see the matrix): its latency is not measured. "
+            "sqlalchemy-asyncpg-pgbouncer pays a new connection, with its SCRAM exchange, on every checkout (NullPool).",
+            "",
+        ]
     if overhead:
         parts += ["### The lab's own overhead on these figures", "", _overhead_markdown(overhead), ""]
     return "\n".join(parts)
@@ -88,9 +118,13 @@ def _overhead_markdown(rows: list) -> str:
         pct = r.measures.harness_overhead_pct
         over += abs(pct) > 5
         flag = " ⚠ above 5%" if abs(pct) > 5 else ""
-        out.append(f"| `{r.cell}` | {r.latency_ms.get('median') if r.latency_ms else '—'} | {r.measures.bare_median_ms} | {pct:+.1f}%{flag} |")
+        out.append(
+            f"| `{r.cell}` | {r.latency_ms.get('median') if r.latency_ms else '—'} | {r.measures.bare_median_ms} | {pct:+.1f}%{flag} |"
+        )
     out.append("")
-    out.append(f"{len(rows) - over} of {len(rows)} within 5%." + (" Treat the others' latency with care." if over else ""))
+    out.append(
+        f"{len(rows) - over} of {len(rows)} within 5%." + (" Treat the others' latency with care." if over else "")
+    )
     return "\n".join(out)
 
 
@@ -110,24 +144,41 @@ span[class^=k-]{padding:1px 5px;border-radius:3px;white-space:nowrap;cursor:help
 
 def _load(data: Rows) -> str:
     """The machine's load while the rows were recorded: a busy machine makes latencies (not outcomes) less trustworthy."""
-    loads = [(float(r.host["load_1m"]), int(r.host.get("cpus") or 1)) for r in data.rows if r.host.get("load_1m") is not None]
+    loads = [
+        (float(r.host["load_1m"]), int(r.host.get("cpus") or 1)) for r in data.rows if r.host.get("load_1m") is not None
+    ]
     if not loads:
         return "_The rows do not record the machine's load (written by an older lab)._"
     worst, cpus = max(loads)
     busy = worst > 0.75 * cpus
-    return (f"Machine load while these rows were recorded: 1-minute load average up to {worst:.2f} on {cpus} cores"
-            + (" — **busy: treat latencies and the model comparison with care**." if busy else " (not busy)."))
+    return f"Machine load while these rows were recorded: 1-minute load average up to {worst:.2f} on {cpus} cores" + (
+        " — **busy: treat latencies and the model comparison with care**." if busy else " (not busy)."
+    )
 
 
 def _covers(data: Rows) -> str:
     """Which system the rows measured: the lab's local topology (which backend), or a target the lab did not start."""
     targets = sorted({str(r.topology["target"]) for r in data.rows if r.topology.get("target")})
-    backends = sorted({str(r.topology.get("backend")) for r in data.rows if r.topology.get("backend") and not r.topology.get("target")})
+    backends = sorted(
+        {
+            str(r.topology.get("backend"))
+            for r in data.rows
+            if r.topology.get("backend") and not r.topology.get("target")
+        }
+    )
     parts = []
     if targets:
-        declared = sorted({f"{r.topology['name']}: {r.topology.get('pooler') or 'no pooler'} {r.topology.get('pool_mode') or ''} "
-                           f"{r.topology.get('pooler_version') or '(version not declared)'}".strip() for r in data.rows if r.topology.get("target")})
-        parts.append(f"**Target:** {', '.join(targets)}, endpoints the lab did not start (as their file declares them: {'; '.join(declared)}).")
+        declared = sorted(
+            {
+                f"{r.topology['name']}: {r.topology.get('pooler') or 'no pooler'} {r.topology.get('pool_mode') or ''} "
+                f"{r.topology.get('pooler_version') or '(version not declared)'}".strip()
+                for r in data.rows
+                if r.topology.get("target")
+            }
+        )
+        parts.append(
+            f"**Target:** {', '.join(targets)}, endpoints the lab did not start (as their file declares them: {'; '.join(declared)})."
+        )
     if backends:
         parts.append(f"**Local topology** started by the lab ({', '.join(backends)} backend).")
     return " ".join(parts)
@@ -140,6 +191,8 @@ def write_report(sources: list[Path], out_dir: Path) -> tuple[Path, Path]:
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     md_path.write_text(md)
     body = markdown.markdown(md, extensions=["tables"])
-    html_path.write_text("<!doctype html><html><head><meta charset='utf-8'><title>pooler-lab report</title>"
-                         f"<style>{STYLE}</style></head><body>" + body + "</body></html>")
+    html_path.write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>pooler-lab report</title>"
+        f"<style>{STYLE}</style></head><body>" + body + "</body></html>"
+    )
     return md_path, html_path

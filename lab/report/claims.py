@@ -14,19 +14,24 @@ from dataclasses import dataclass, field
 
 from lab.report.data import Rows, versions_of
 from lab.report.network import medians, overhead_points, tls_version
-from lab.results.rows import Row
 from lab.report.rtt_model import DIRECT_REFERENCE, trips
+from lab.results.rows import Row
 
-HOLDS, FAILS, CONDITIONAL, LOCAL = "holds", "does not hold", "holds only under stated conditions", "cannot be checked locally"
+HOLDS, FAILS, CONDITIONAL, LOCAL = (
+    "holds",
+    "does not hold",
+    "holds only under stated conditions",
+    "cannot be checked locally",
+)
 MISSING = "not measured in these results"
 
 CLAIMS = {
     "C1": "`FATAL: Tenant or user not found` is caused by the pooler in transaction mode combined with asyncpg / psycopg 3.",
     "C2": "PgBouncer in transaction mode does not keep connection state between transactions.",
     "C3": "asyncpg and psycopg 3 send SCRAM-SHA-256 authentication parameters with every query.",
-    "C4": "The pooler therefore treats each query as a new connection whose tenant/user is already \"finished\".",
-    "C5": "Attempt 1 fails: `asyncpg.create_pool(..., server_settings={\"jit\": \"off\"})` against the transaction pooler.",
-    "C6": "Attempt 2 fails the same way: psycopg 3 `AsyncConnectionPool(..., kwargs={\"options\": \"-c jit=off\"})`.",
+    "C4": 'The pooler therefore treats each query as a new connection whose tenant/user is already "finished".',
+    "C5": 'Attempt 1 fails: `asyncpg.create_pool(..., server_settings={"jit": "off"})` against the transaction pooler.',
+    "C6": 'Attempt 2 fails the same way: psycopg 3 `AsyncConnectionPool(..., kwargs={"options": "-c jit=off"})`.',
     "C7": "Attempt 3 works: an httpx POST to `{SUPABASE_URL}/rest/v1/{table}` with apikey, Bearer and `Prefer: return=representation`.",
     "C8": "The REST API is 100–200 ms slower than direct PostgreSQL.",
     "C9": "A direct connection is fully compatible with asyncpg / psycopg 3 but limited in connections and needs an application-side pool.",
@@ -52,7 +57,12 @@ def _pick(data: Rows, experiment: str, **match: object) -> list[Row]:
     for r in data.of(experiment):
         ok = True
         for key, want in match.items():
-            got = {"client": r.client["name"], "topology": r.topology["name"], "scenario": r.scenario, "pool_mode": r.topology.get("pool_mode")}[key]
+            got = {
+                "client": r.client["name"],
+                "topology": r.topology["name"],
+                "scenario": r.scenario,
+                "pool_mode": r.topology.get("pool_mode"),
+            }[key]
             if callable(want):
                 ok = ok and bool(want(got))
             else:
@@ -64,7 +74,7 @@ def _pick(data: Rows, experiment: str, **match: object) -> list[Row]:
 
 def _is_tenant_error(r: Row) -> bool:
     text = f"{r.outcome.message} {r.outcome.detail}".lower()
-    return "tenant" in text and "not found" in text or "tenant identifier" in text
+    return ("tenant" in text and "not found" in text) or "tenant identifier" in text
 
 
 def doc_name(url: str) -> str:
@@ -75,7 +85,13 @@ def doc_name(url: str) -> str:
     host = parts.netloc.removeprefix("www.").removeprefix("docs.")
     path = [p for p in parts.path.split("/") if p]
     if host == "github.com" and len(path) >= 2:
-        tail = f" #{path[3]}" if len(path) >= 4 and path[2] in ("issues", "pull") else f" {path[-1]}" if len(path) > 2 else ""
+        tail = (
+            f" #{path[3]}"
+            if len(path) >= 4 and path[2] in ("issues", "pull")
+            else f" {path[-1]}"
+            if len(path) > 2
+            else ""
+        )
         return f"{path[1]}{tail}"
     page = (path[-1] if path else "").removesuffix(".html")
     return f"{host.split('.')[0]} {page}{' #' + parts.fragment if parts.fragment else ''}".strip()
@@ -107,7 +123,9 @@ def c1(data: Rows) -> Verdict:
     wrong_at_connect = all(r.outcome.kind == "error" and r.outcome.phase == "connect" for r in wrong)
     tenant_errors_in_right = [r for r in right + tx_matrix if _is_tenant_error(r)]
     session_wrong = [r for r in wrong if r.topology.get("pool_mode") == "session"]
-    right_failures = sorted({f"{r.client['name']}: {r.outcome.sqlstate} at {r.outcome.phase}" for r in right if r.outcome.kind == "error"})
+    right_failures = sorted(
+        {f"{r.client['name']}: {r.outcome.sqlstate} at {r.outcome.phase}" for r in right if r.outcome.kind == "error"}
+    )
     example = next((r for r in wrong if r.outcome.sqlstate), wrong[0] if wrong else None)
     verdict = FAILS if wrong_at_connect and not tenant_errors_in_right else CONDITIONAL
     finding = (
@@ -120,9 +138,14 @@ def c1(data: Rows) -> Verdict:
     )
     elsewhere = [r for r in data.of("auth") if r.scenario == "auth-wrong-region"]
     if elsewhere:
-        same = all(_is_tenant_error(r) or "not found" in (r.outcome.message or "") + (r.outcome.detail or "") for r in elsewhere)
-        finding += (f" The right user name and password at a pooler of another region get {'the same' if same else 'a'} tenant error in "
-                    f"{len(elsewhere)} of {len(elsewhere)} cells: the address is the other cause.")
+        same = all(
+            _is_tenant_error(r) or "not found" in (r.outcome.message or "") + (r.outcome.detail or "")
+            for r in elsewhere
+        )
+        finding += (
+            f" The right user name and password at a pooler of another region get {'the same' if same else 'a'} tenant error in "
+            f"{len(elsewhere)} of {len(elsewhere)} cells: the address is the other cause."
+        )
     return Verdict("C1", verdict, finding, wrong + right + elsewhere, _docs(wrong + right + elsewhere))
 
 
@@ -137,15 +160,29 @@ def c2(data: Rows) -> Verdict:
     kinds = ", ".join(f"{r.scenario.removeprefix('state-')}: {r.measures.state}" for r in rows)
     kept = [r.scenario.removeprefix("state-") for r in rows if r.measures.state == "kept"]
     verdict = HOLDS if len(lost) == len(rows) else CONDITIONAL
-    extra = (f" It does keep what it tracks: {', '.join(kept)} (parameters the server reports, which the pooler sets again on the "
-             "next server connection); everything else set on a connection is lost or leaks to other clients.") if kept else ""
+    extra = (
+        (
+            f" It does keep what it tracks: {', '.join(kept)} (parameters the server reports, which the pooler sets again on the "
+            "next server connection); everything else set on a connection is lost or leaks to other clients."
+        )
+        if kept
+        else ""
+    )
     if leaks:
         leaked = [r.scenario.removeprefix("leak-") for r in leaks if r.measures.state == "leaked"]
-        extra += (f" Another client on the same server connection sees {', '.join(leaked) or 'none'} of what one client set "
-                  f"({len(leaked)} of {len(leaks)} settings leak: PgBouncer sets a tracked parameter again only where the next client "
-                  "has a value of its own).")
-    return Verdict("C2", verdict, f"Through the transaction pooler, with the later transaction on another backend ({len(moved)}/{len(rows)} cells): "
-                   f"{kinds}.{extra}", rows + leaks, _docs(rows + leaks))
+        extra += (
+            f" Another client on the same server connection sees {', '.join(leaked) or 'none'} of what one client set "
+            f"({len(leaked)} of {len(leaks)} settings leak: PgBouncer sets a tracked parameter again only where the next client "
+            "has a value of its own)."
+        )
+    return Verdict(
+        "C2",
+        verdict,
+        f"Through the transaction pooler, with the later transaction on another backend ({len(moved)}/{len(rows)} cells): "
+        f"{kinds}.{extra}",
+        rows + leaks,
+        _docs(rows + leaks),
+    )
 
 
 def c3(data: Rows) -> Verdict:
@@ -157,15 +194,23 @@ def c3(data: Rows) -> Verdict:
     pooled_once = all(r.measures.client_connections == 1 for r in rows)
     verdict = FAILS if pooled_once and per_query_max < 1 else HOLDS
     nullpool = [r for r in data.of("wire") if r.client["name"] == "sqlalchemy-asyncpg-pgbouncer"]
-    extra = (f" The only configuration that authenticates again and again is SQLAlchemy's NullPool ({nullpool[0].measures.client_connections} "
-             f"connections for {nullpool[0].measures.queries} queries): one SCRAM exchange per new connection, not per query.") if nullpool else ""
+    extra = (
+        (
+            f" The only configuration that authenticates again and again is SQLAlchemy's NullPool ({nullpool[0].measures.client_connections} "
+            f"connections for {nullpool[0].measures.queries} queries): one SCRAM exchange per new connection, not per query."
+        )
+        if nullpool
+        else ""
+    )
     return Verdict(
-        "C3", verdict,
+        "C3",
+        verdict,
         f"On the wire, each asyncpg / psycopg 3 client connection authenticates once, at startup "
         f"({', '.join(f'{x:g}' for x in sorted(per_connection))} authentication requests per connection: SASL, SASLContinue, SASLFinal), "
         f"then sends {rows[0].measures.queries} queries with no authentication message among them "
         f"(at most {per_query_max:.2f} authentication requests per query, all from connection setup).{extra}",
-        rows, _docs(rows) + ["https://www.postgresql.org/docs/15/sasl-authentication.html"],
+        rows,
+        _docs(rows) + ["https://www.postgresql.org/docs/15/sasl-authentication.html"],
     )
 
 
@@ -178,11 +223,13 @@ def c4(data: Rows) -> Verdict:
     server = sum(r.measures.server_logins or 0 for r in rows)
     verdict = FAILS if not [r for r in per_query if r.client["name"] != "sqlalchemy-asyncpg-pgbouncer"] else HOLDS
     return Verdict(
-        "C4", verdict,
+        "C4",
+        verdict,
         f"PgBouncer logged one login per client connection in {len(same)}/{len(rows)} cells, whatever the number of queries "
         f"({rows[0].measures.queries}); the server logged {server} new logins for all of them together (PgBouncer reuses its "
         f"server connections). Only a client that opens a connection per query (NullPool) makes a login per query.",
-        rows, _docs(rows),
+        rows,
+        _docs(rows),
     )
 
 
@@ -193,28 +240,43 @@ def _attempt(data: Rows, claim: str, attempt: str) -> Verdict:
     routed = _pick(data, "tenant", client=attempt)
     if not rows:
         return Verdict(claim, MISSING, f"no {attempt} rows")
-    by_topology = {r.topology["name"]: r for r in rows if "ignore_startup_parameters" not in str(r.topology.get("pooler_settings") or "")}
+    by_topology = {
+        r.topology["name"]: r
+        for r in rows
+        if "ignore_startup_parameters" not in str(r.topology.get("pooler_settings") or "")
+    }
     tx = [r for r in rows + routed if r.topology.get("pool_mode") == "transaction"]
     if not tx:
         return Verdict(claim, MISSING, "no transaction-pooler cell")
     fails_tx = all(r.outcome.kind == "error" for r in tx)
     tenant = any(_is_tenant_error(r) for r in rows + routed)
-    parts = [f"{t}: {_fmt(r)}" + (f" (cause: {r.outcome.detail})" if r.outcome.detail else "") for t, r in by_topology.items()]
+    parts = [
+        f"{t}: {_fmt(r)}" + (f" (cause: {r.outcome.detail})" if r.outcome.detail else "")
+        for t, r in by_topology.items()
+    ]
     finding = "On PgBouncer — " + "; ".join(parts) + "."
     if routed:
         jit = sorted({str(r.measures.server_jit) for r in routed})
-        finding += (" Through a Supavisor-like router (startup handling as Supavisor's source has it) — "
-                    + "; ".join(f"{r.topology['name']}: {_fmt(r)}" for r in routed)
-                    + f": it connects, the startup parameter is dropped, not refused (the server's jit stays {'/'.join(jit)}),"
-                    " and what fails is the driver's prepared statements through the transaction pooler.")
+        finding += (
+            " Through a Supavisor-like router (startup handling as Supavisor's source has it) — "
+            + "; ".join(f"{r.topology['name']}: {_fmt(r)}" for r in routed)
+            + f": it connects, the startup parameter is dropped, not refused (the server's jit stays {'/'.join(jit)}),"
+            " and what fails is the driver's prepared statements through the transaction pooler."
+        )
     ignoring = [r for r in rows if "ignore_startup_parameters" in str(r.topology.get("pooler_settings") or "")]
     if ignoring:
-        finding += (" With PgBouncer's ignore_startup_parameters covering it: "
-                    + "; ".join(f"{r.topology['name']}: {_fmt(r)}" for r in ignoring) + " (it connects; the parameter is dropped).")
+        finding += (
+            " With PgBouncer's ignore_startup_parameters covering it: "
+            + "; ".join(f"{r.topology['name']}: {_fmt(r)}" for r in ignoring)
+            + " (it connects; the parameter is dropped)."
+        )
     alter = _pick(data, "matrix", client=f"{attempt}-alter-role")
     if alter:
-        finding += (" With jit=off as a role setting (ALTER ROLE) instead: "
-                    + "; ".join(f"{r.topology['name']}: {_fmt(r)}" for r in alter) + ".")
+        finding += (
+            " With jit=off as a role setting (ALTER ROLE) instead: "
+            + "; ".join(f"{r.topology['name']}: {_fmt(r)}" for r in alter)
+            + "."
+        )
     verdict = HOLDS if fails_tx else FAILS
     note = "" if tenant else " It fails, but never with 'Tenant or user not found'."
     return Verdict(claim, verdict, finding + note, rows + routed + alter, _docs(rows + routed + alter))
@@ -233,12 +295,18 @@ def c7(data: Rows) -> Verdict:
     if not rows:
         return Verdict("C7", MISSING, "no REST rows")
     ok = [r for r in rows if r.outcome.kind == "ok"]
-    server = rows[0].topology.get("rest_server", "?") + (" — a stand-in for PostgREST" if rows[0].topology.get("stand_in") else "")
+    server = rows[0].topology.get("rest_server", "?") + (
+        " — a stand-in for PostgREST" if rows[0].topology.get("stand_in") else ""
+    )
     statuses = sorted({str(r.measures.last_status) for r in rows})
-    return Verdict("C7", HOLDS if len(ok) == len(rows) else FAILS,
-                   f"The RCA's function, unmodified, over {', '.join('https' if r.measures.tls else 'http' for r in rows)}: "
-                   f"{len(ok)}/{len(rows)} cells ok, status {', '.join(statuses)} with the inserted row in the body. REST server: {server}.",
-                   rows, _docs(rows))
+    return Verdict(
+        "C7",
+        HOLDS if len(ok) == len(rows) else FAILS,
+        f"The RCA's function, unmodified, over {', '.join('https' if r.measures.tls else 'http' for r in rows)}: "
+        f"{len(ok)}/{len(rows)} cells ok, status {', '.join(statuses)} with the inserted row in the body. REST server: {server}.",
+        rows,
+        _docs(rows),
+    )
 
 
 def c8(data: Rows) -> Verdict:
@@ -257,24 +325,33 @@ def c8(data: Rows) -> Verdict:
     if rest0 is not None and direct0 is not None and rt and dt and rt.total > dt.total:
         base, extra = rest0 - direct0, rt.total - dt.total
         lo, hi = (100 - base) / extra, (200 - base) / extra
-        conditions = (f" By the round-trip model fitted to these rows, the per-call https client reaches 100–200 ms of overhead at an RTT of "
-                      f"{lo:.0f}–{hi:.0f} ms ({base:.0f} ms of client construction and server work, plus {extra} extra round trip(s): "
-                      f"{rt.explain()} against {dt.explain()}).")
+        conditions = (
+            f" By the round-trip model fitted to these rows, the per-call https client reaches 100–200 ms of overhead at an RTT of "
+            f"{lo:.0f}–{hi:.0f} ms ({base:.0f} ms of client construction and server work, plus {extra} extra round trip(s): "
+            f"{rt.explain()} against {dt.explain()})."
+        )
     in_band = [p for p in points if 100 <= p.measured_ms <= 200]
     verdict = CONDITIONAL if conditions or in_band else FAILS
     keep_alive = f"{max(p.measured_ms for p in shared):.0f} ms" if shared else "not measured"
     worst = f"{max(p.measured_ms for p in per_call_tls):.0f} ms" if per_call_tls else "not measured"
     return Verdict(
-        "C8", verdict,
+        "C8",
+        verdict,
         f"Measured median overhead (REST − {DIRECT_REFERENCE[0]} direct) up to {biggest.measured_ms:.0f} ms at {biggest.rtt_ms:g} ms RTT; the RCA's per-call "
         f"client over https: at most {worst} in these runs; a kept-alive REST client (httpx shared, supabase-py): at most {keep_alive}, "
         f"and negative beyond a few ms of RTT (one round trip per insert against the asyncpg pool's two).{conditions}",
-        rows, ["https://www.rfc-editor.org/rfc/rfc8446#section-2", "https://www.python-httpx.org/advanced/clients/#why-use-a-client"],
+        rows,
+        [
+            "https://www.rfc-editor.org/rfc/rfc8446#section-2",
+            "https://www.python-httpx.org/advanced/clients/#why-use-a-client",
+        ],
     )
 
 
 def c9(data: Rows) -> Verdict:
-    direct = [r for r in _pick(data, "matrix", topology="direct") if r.client["name"].startswith(("asyncpg", "psycopg"))]
+    direct = [
+        r for r in _pick(data, "matrix", topology="direct") if r.client["name"].startswith(("asyncpg", "psycopg"))
+    ]
     burst = [r for r in data.of("limits") if r.scenario.startswith("burst")]
     if not direct or not burst:
         return Verdict("C9", MISSING, "matrix or burst rows missing")
@@ -284,16 +361,22 @@ def c9(data: Rows) -> Verdict:
     maxc = next((r.topology.get("max_connections") for r in burst if r.topology.get("max_connections")), "?")
     failed = ", ".join(f"{r.client['name']}: {r.measures.failed}/{r.measures.clients} refused" for r in refused)
     verdict = HOLDS if compatible and refused else CONDITIONAL
-    return Verdict("C9", verdict,
-                   f"Direct, every asyncpg / psycopg 3 configuration passes every scenario ({len(direct)} cells). A burst of "
-                   f"{burst[0].measures.clients} clients against max_connections={maxc}: {failed}; through the poolers all complete "
-                   f"({len(pooled_ok)} cells). The limit is real and an application-side pool (or a pooler) is what keeps under it.",
-                   direct + burst, _docs(burst))
+    return Verdict(
+        "C9",
+        verdict,
+        f"Direct, every asyncpg / psycopg 3 configuration passes every scenario ({len(direct)} cells). A burst of "
+        f"{burst[0].measures.clients} clients against max_connections={maxc}: {failed}; through the poolers all complete "
+        f"({len(pooled_ok)} cells). The limit is real and an application-side pool (or a pooler) is what keeps under it.",
+        direct + burst,
+        _docs(burst),
+    )
 
 
 def c10(data: Rows) -> Verdict:
     state = [r for r in _pick(data, "session-state", pool_mode="session") if r.scenario.startswith("state-")]
-    matrix = [r for r in _pick(data, "matrix", pool_mode="session") if r.client["name"].startswith(("asyncpg", "psycopg"))]
+    matrix = [
+        r for r in _pick(data, "matrix", pool_mode="session") if r.client["name"].startswith(("asyncpg", "psycopg"))
+    ]
     if not state or not matrix:
         return Verdict("C10", MISSING, "session-pooler rows missing")
     kept = all(r.measures.state == "kept" for r in state)
@@ -302,15 +385,24 @@ def c10(data: Rows) -> Verdict:
     rca_fail = [r for r in rca if r.outcome.kind == "error"]
     routed = [r for r in _pick(data, "tenant", pool_mode="session") if r.client["name"].startswith("rca")]
     verdict = HOLDS if kept and workload_ok and not rca_fail else CONDITIONAL if kept and workload_ok else FAILS
-    finding = (f"Session state through the session pooler: {'all kept' if kept else 'not all kept'} ({len(state)} kinds). "
-               f"asyncpg / psycopg 3 workloads: {'all ok' if workload_ok else 'failures'}.")
+    finding = (
+        f"Session state through the session pooler: {'all kept' if kept else 'not all kept'} ({len(state)} kinds). "
+        f"asyncpg / psycopg 3 workloads: {'all ok' if workload_ok else 'failures'}."
+    )
     if rca_fail:
-        finding += (" But on PgBouncer the RCA's own pools fail there too, at connect: " + "; ".join(_fmt(r) for r in rca_fail)
-                    + " — PgBouncer in any mode refuses startup parameters it does not track.")
+        finding += (
+            " But on PgBouncer the RCA's own pools fail there too, at connect: "
+            + "; ".join(_fmt(r) for r in rca_fail)
+            + " — PgBouncer in any mode refuses startup parameters it does not track."
+        )
     if routed:
-        finding += (" Through a Supavisor-like router in session mode the same pools " + ("work" if all(r.outcome.kind == "ok" for r in routed)
-                    else "fail") + ": " + "; ".join(f"{r.client['name']}: {_fmt(r)}" for r in routed)
-                    + " (Supavisor drops the parameter instead of refusing it).")
+        finding += (
+            " Through a Supavisor-like router in session mode the same pools "
+            + ("work" if all(r.outcome.kind == "ok" for r in routed) else "fail")
+            + ": "
+            + "; ".join(f"{r.client['name']}: {_fmt(r)}" for r in routed)
+            + " (Supavisor drops the parameter instead of refusing it)."
+        )
     return Verdict("C10", verdict, finding, state + matrix + rca + routed, _docs(state + matrix + rca + routed))
 
 
@@ -321,19 +413,25 @@ def c11(data: Rows) -> Verdict:
         return Verdict("C11", MISSING, "matrix or loop-lag rows missing")
     pg2 = [r for r in tx if r.client["name"] == "psycopg2-executor"]
     pg2_ok = all(r.outcome.kind == "ok" for r in pg2)
-    also_ok = sorted({r.client["name"] for r in tx if r.outcome.kind == "ok" and r.client["name"] != "psycopg2-executor"}
-                     - {r.client["name"] for r in tx if r.outcome.kind != "ok"})
+    also_ok = sorted(
+        {r.client["name"] for r in tx if r.outcome.kind == "ok" and r.client["name"] != "psycopg2-executor"}
+        - {r.client["name"] for r in tx if r.outcome.kind != "ok"}
+    )
     in_loop = [r for r in lag if r.client["name"] == "psycopg2-in-loop"]
     executor = [r for r in lag if r.client["name"] == "psycopg2-executor"]
     blocks = all(r.measures.max_lag_ms >= 0.5 * r.measures.query_sleep_ms for r in in_loop)
     frees = all(r.measures.max_lag_ms < 0.1 * r.measures.query_sleep_ms for r in executor)
     verdict = CONDITIONAL if pg2_ok and blocks and frees else FAILS
-    return Verdict("C11", verdict,
-                   f"psycopg2 passes every transaction-pooler scenario ({len(pg2)} cells): it binds parameters on the client and never prepares. "
-                   f"Called inside a coroutine it blocks the loop for the whole query (max lag {', '.join(str(r.measures.max_lag_ms) for r in in_loop)} ms "
-                   f"for a {in_loop[0].measures.query_sleep_ms:g} ms query); through the executor, {', '.join(str(r.measures.max_lag_ms) for r in executor)} ms. "
-                   f"'More compatible' holds against the drivers' defaults only: {', '.join(also_ok)} pass the same cells without threads.",
-                   pg2 + lag, _docs(pg2 + lag))
+    return Verdict(
+        "C11",
+        verdict,
+        f"psycopg2 passes every transaction-pooler scenario ({len(pg2)} cells): it binds parameters on the client and never prepares. "
+        f"Called inside a coroutine it blocks the loop for the whole query (max lag {', '.join(str(r.measures.max_lag_ms) for r in in_loop)} ms "
+        f"for a {in_loop[0].measures.query_sleep_ms:g} ms query); through the executor, {', '.join(str(r.measures.max_lag_ms) for r in executor)} ms. "
+        f"'More compatible' holds against the drivers' defaults only: {', '.join(also_ok)} pass the same cells without threads.",
+        pg2 + lag,
+        _docs(pg2 + lag),
+    )
 
 
 def c12(data: Rows) -> Verdict:
@@ -344,10 +442,14 @@ def c12(data: Rows) -> Verdict:
     working = sorted({r.client["name"] for r in rows} - {c for c, _ in failing})
     verdict = HOLDS if not failing else CONDITIONAL
     detail = "; ".join(f"{c} through {t}" for c, t in failing)
-    return Verdict("C12", verdict,
-                   f"Fails: {detail or 'nothing'}. Works everywhere: {', '.join(working) or 'none'} (SQLAlchemy's documented PgBouncer settings). "
-                   f"SQLAlchemy's pool does not change what the driver does on the wire; its default settings inherit the driver's prepared statements.",
-                   rows, _docs(rows))
+    return Verdict(
+        "C12",
+        verdict,
+        f"Fails: {detail or 'nothing'}. Works everywhere: {', '.join(working) or 'none'} (SQLAlchemy's documented PgBouncer settings). "
+        f"SQLAlchemy's pool does not change what the driver does on the wire; its default settings inherit the driver's prepared statements.",
+        rows,
+        _docs(rows),
+    )
 
 
 def c13(data: Rows) -> Verdict:
@@ -360,27 +462,47 @@ def c13(data: Rows) -> Verdict:
     if hybrid is None:
         return Verdict("C13", MISSING, "no hybrid row")
     lat = hybrid.latency_ms or {}
-    finding = (f"Under a burst of {hybrid.measures.clients}: the hybrid completed {hybrid.measures.completed} "
-               f"({hybrid.measures.by_path}), median {lat.get('median', float('nan')):.0f} ms, max {lat.get('max', float('nan')):.0f} ms")
+    finding = (
+        f"Under a burst of {hybrid.measures.clients}: the hybrid completed {hybrid.measures.completed} "
+        f"({hybrid.measures.by_path}), median {lat.get('median', float('nan')):.0f} ms, max {lat.get('max', float('nan')):.0f} ms"
+    )
     if alone is not None:
         finding += f"; the same pool without REST lost {alone.measures.failed} inserts to PoolTimeout"
-    finding += (f". Through a pooler the same kind of burst also completes without a second code path ({len(pooled)} cells ok), "
-                "and psycopg 3 with prepare_threshold=None works through the transaction pooler (see the matrix).")
+    finding += (
+        f". Through a pooler the same kind of burst also completes without a second code path ({len(pooled)} cells ok), "
+        "and psycopg 3 with prepare_threshold=None works through the transaction pooler (see the matrix)."
+    )
     verdict = CONDITIONAL if hybrid.outcome.kind == "ok" else FAILS
     return Verdict("C13", verdict, finding, rows + pooled, _docs(rows + pooled))
 
 
 def c14(data: Rows) -> Verdict:
-    return Verdict("C14", LOCAL,
-                   "Which pool modes a Supabase project offers, on which plan and behind which dashboard setting, is the hosted product's "
-                   "configuration, not software behaviour: nothing the lab runs can observe it. (Locally, a session-mode pooler is one "
-                   "line of PgBouncer configuration, as compose/docker-compose.yml shows.)",
-                   [], ["https://supabase.com/docs/guides/database/connecting-to-postgres"])
+    return Verdict(
+        "C14",
+        LOCAL,
+        "Which pool modes a Supabase project offers, on which plan and behind which dashboard setting, is the hosted product's "
+        "configuration, not software behaviour: nothing the lab runs can observe it. (Locally, a session-mode pooler is one "
+        "line of PgBouncer configuration, as compose/docker-compose.yml shows.)",
+        [],
+        ["https://supabase.com/docs/guides/database/connecting-to-postgres"],
+    )
 
 
 RULES: dict[str, Callable[[Rows], Verdict]] = {
-    "C1": c1, "C2": c2, "C3": c3, "C4": c4, "C5": c5, "C6": c6, "C7": c7, "C8": c8, "C9": c9, "C10": c10,
-    "C11": c11, "C12": c12, "C13": c13, "C14": c14,
+    "C1": c1,
+    "C2": c2,
+    "C3": c3,
+    "C4": c4,
+    "C5": c5,
+    "C6": c6,
+    "C7": c7,
+    "C8": c8,
+    "C9": c9,
+    "C10": c10,
+    "C11": c11,
+    "C12": c12,
+    "C13": c13,
+    "C14": c14,
 }
 
 
@@ -402,7 +524,9 @@ def claims_markdown(data: Rows) -> str:
     for v in verdicts(data):
         docs = ", ".join(f"[{doc_name(d)}]({d})" for d in v.docs[:4]) or "—"
         versions = "; ".join(versions_of(v.rows)[:8]) or "—"
-        out.append(f"| {v.claim} | {CLAIMS[v.claim]} | **{v.verdict}** | {v.finding} | {_row_refs(v.rows)} | {versions} | {docs} |")
+        out.append(
+            f"| {v.claim} | {CLAIMS[v.claim]} | **{v.verdict}** | {v.finding} | {_row_refs(v.rows)} | {versions} | {docs} |"
+        )
     return "\n".join(out)
 
 
@@ -412,13 +536,25 @@ def opening_markdown(data: Rows) -> str:
     wrong = [v for v in vs if v.verdict == FAILS]
     partly = [v for v in vs if v.verdict == CONDITIONAL]
     out = ["## Summary", ""]
-    out.append("**What the RCA got right:** " + ("; ".join(f"{v.claim} ({CLAIMS[v.claim]})" for v in right) or "nothing these rows confirm outright") + ".")
+    out.append(
+        "**What the RCA got right:** "
+        + ("; ".join(f"{v.claim} ({CLAIMS[v.claim]})" for v in right) or "nothing these rows confirm outright")
+        + "."
+    )
     out.append("")
-    out.append("**What it got wrong:** " + ("; ".join(f"{v.claim} — {v.finding.split('. ')[0]}" for v in wrong) or "nothing these rows contradict") + ".")
+    out.append(
+        "**What it got wrong:** "
+        + ("; ".join(f"{v.claim} — {v.finding.split('. ')[0]}" for v in wrong) or "nothing these rows contradict")
+        + "."
+    )
     out.append("")
-    out.append("**True only under conditions:** " + ("; ".join(f"{v.claim}" for v in partly) or "none") + " (see the table).")
+    out.append(
+        "**True only under conditions:** " + ("; ".join(f"{v.claim}" for v in partly) or "none") + " (see the table)."
+    )
     out.append("")
-    out.append("**What actually fixes each failure** (from the matrix: configurations that pass where the failing one fails):")
+    out.append(
+        "**What actually fixes each failure** (from the matrix: configurations that pass where the failing one fails):"
+    )
     out.append("")
     out += [f"- {line}" for line in _fixes(data)]
     return "\n".join(out)
@@ -434,9 +570,12 @@ def _fixes(data: Rows) -> list[str]:
         "asyncpg-default": ("asyncpg-no-cache", "`statement_cache_size=0`"),
         "psycopg-async-default": ("psycopg-async-no-prepare", "`prepare_threshold=None`"),
         "psycopg-sync": ("psycopg-sync-no-prepare", "`prepare_threshold=None`"),
-        "sqlalchemy-asyncpg-default": ("sqlalchemy-asyncpg-no-cache", "`?prepared_statement_cache_size=0` with "
-                                       "`connect_args={'statement_cache_size': 0}`, keeping SQLAlchemy's pool (or its documented "
-                                       "PgBouncer settings, `sqlalchemy-asyncpg-pgbouncer`: NullPool, a connection per checkout)"),
+        "sqlalchemy-asyncpg-default": (
+            "sqlalchemy-asyncpg-no-cache",
+            "`?prepared_statement_cache_size=0` with "
+            "`connect_args={'statement_cache_size': 0}`, keeping SQLAlchemy's pool (or its documented "
+            "PgBouncer settings, `sqlalchemy-asyncpg-pgbouncer`: NullPool, a connection per checkout)",
+        ),
         "sqlalchemy-psycopg": ("sqlalchemy-psycopg-no-prepare", "`connect_args={'prepare_threshold': None}`"),
     }
     lines = []
@@ -444,16 +583,27 @@ def _fixes(data: Rows) -> list[str]:
         rows = [r for r in by_client.get(failing, []) if r.outcome.kind == "error"]
         if rows and fix_client in passes_everywhere:
             codes = ", ".join(sorted({r.outcome.sqlstate or "?" for r in rows}))
-            lines.append(f"{failing} through the transaction pooler ({codes}): {how} — `{fix_client}` passes every scenario on every topology; "
-                         "or the session pooler or a direct connection.")
+            lines.append(
+                f"{failing} through the transaction pooler ({codes}): {how} — `{fix_client}` passes every scenario on every topology; "
+                "or the session pooler or a direct connection."
+            )
         elif rows:
-            lines.append(f"{failing} through the transaction pooler: {how} (its fixed configuration was not measured in these results).")
-    for attempt, what in (("rca-attempt-1", "`server_settings={'jit': 'off'}`"), ("rca-attempt-2", "`options=-c jit=off`")):
+            lines.append(
+                f"{failing} through the transaction pooler: {how} (its fixed configuration was not measured in these results)."
+            )
+    for attempt, what in (
+        ("rca-attempt-1", "`server_settings={'jit': 'off'}`"),
+        ("rca-attempt-2", "`options=-c jit=off`"),
+    ):
         rows = [r for r in matrix if r.client["name"] == attempt and r.outcome.kind == "error"]
         if rows:
-            lines.append(f"the RCA's attempt {attempt[-1]}: drop {what} (or list it in PgBouncer's `ignore_startup_parameters`); set it per role with "
-                         "`ALTER ROLE ... SET jit = off` instead — the pooler refuses the startup parameter, in either mode.")
+            lines.append(
+                f"the RCA's attempt {attempt[-1]}: drop {what} (or list it in PgBouncer's `ignore_startup_parameters`); set it per role with "
+                "`ALTER ROLE ... SET jit = off` instead — the pooler refuses the startup parameter, in either mode."
+            )
     tenant = [r for r in data.of("tenant") if r.outcome.kind == "error" and _is_tenant_error(r)]
     if tenant or any(r.scenario.startswith("tenant") for r in data.of("tenant")):
-        lines.append("`Tenant or user not found`: connect as `<role>.<project-ref>` (the pooler's user name format); it is unrelated to the driver.")
+        lines.append(
+            "`Tenant or user not found`: connect as `<role>.<project-ref>` (the pooler's user name format); it is unrelated to the driver."
+        )
     return lines

@@ -17,20 +17,33 @@ def _cell(r: Row | None) -> str:
 
 
 def _at(rows: list[Row], client: str, topology: str, concurrency: int) -> Row | None:
-    return next((r for r in rows if r.client["name"] == client and r.topology["name"] == topology
-                 and r.measures.concurrency == concurrency), None)
+    return next(
+        (
+            r
+            for r in rows
+            if r.client["name"] == client and r.topology["name"] == topology and r.measures.concurrency == concurrency
+        ),
+        None,
+    )
 
 
 def cost_markdown(rows: list[Row]) -> str:
     levels = sorted({r.measures.concurrency for r in rows})
-    out = ["Each configuration that works through a topology asks pgbench -S's query "
-           "(`SELECT abalance FROM pgbench_accounts WHERE aid = $1`) with N concurrent workers over a pool of min(N, 4) "
-           "connections for 0.5 s; pgbench -S with min(N, 4) clients is the ceiling. Throughput ± half its 95% confidence "
-           "interval; p50 and p99 latency in ms. A configuration that fails through a topology is not measured there.", ""]
+    out = [
+        "Each configuration that works through a topology asks pgbench -S's query "
+        "(`SELECT abalance FROM pgbench_accounts WHERE aid = $1`) with N concurrent workers over a pool of min(N, 4) "
+        "connections for 0.5 s; pgbench -S with min(N, 4) clients is the ceiling. Throughput ± half its 95% confidence "
+        "interval; p50 and p99 latency in ms. A configuration that fails through a topology is not measured there.",
+        "",
+    ]
     for topology in dict.fromkeys(r.topology["name"] for r in rows):
         mine = [r for r in rows if r.topology["name"] == topology]
-        out += [f"#### {topology}", "", "| configuration | " + " | ".join(f"concurrency {n}" for n in levels) + " |",
-                "|---|" + "---|" * len(levels)]
+        out += [
+            f"#### {topology}",
+            "",
+            "| configuration | " + " | ".join(f"concurrency {n}" for n in levels) + " |",
+            "|---|" + "---|" * len(levels),
+        ]
         for client in dict.fromkeys(r.client["name"] for r in mine):
             out.append(f"| {client} | " + " | ".join(_cell(_at(mine, client, topology, n)) for n in levels) + " |")
         out.append("")
@@ -43,13 +56,17 @@ def price(rows: list[Row], fix: str, topology: str, baseline: str) -> str | None
     parts = []
     alone, ref1 = _at(rows, fix, "direct", 1), _at(rows, baseline, "direct", 1)
     if fix != baseline and alone and ref1 and alone.outcome.kind == ref1.outcome.kind == "ok" and ref1.measures.p50_ms:
-        parts.append(f"the setting alone (direct) {(alone.measures.p50_ms / ref1.measures.p50_ms - 1) * 100:+.0f}% per query at 1")
+        parts.append(
+            f"the setting alone (direct) {(alone.measures.p50_ms / ref1.measures.p50_ms - 1) * 100:+.0f}% per query at 1"
+        )
     for n, what in ((1, "p50"), (8, "ops/s")):
         mine, ref = _at(rows, fix, topology, n), _at(rows, baseline, "direct", n)
         if not mine or not ref or mine.outcome.kind != "ok" or ref.outcome.kind != "ok":
             continue
         if what == "p50" and ref.measures.p50_ms:
-            parts.append(f"with the pooler's hop {(mine.measures.p50_ms / ref.measures.p50_ms - 1) * 100:+.0f}% per query at concurrency 1")
+            parts.append(
+                f"with the pooler's hop {(mine.measures.p50_ms / ref.measures.p50_ms - 1) * 100:+.0f}% per query at concurrency 1"
+            )
         elif ref.measures.ops_per_s:
             parts.append(f"{(mine.measures.ops_per_s / ref.measures.ops_per_s - 1) * 100:+.0f}% queries/s at 8")
     ceiling = _at(rows, "pgbench-S", topology, 8)

@@ -16,8 +16,11 @@ def cell(r: Row | None) -> str:
     if r.matches is False:
         kind += " k-unexpected"
     o = r.outcome
-    title = escape(f"{o.error_class or ''} {o.sqlstate or ''} {o.message or ''} {('cause: ' + o.detail) if o.detail else ''}".strip() or o.kind,
-                   quote=True)
+    title = escape(
+        f"{o.error_class or ''} {o.sqlstate or ''} {o.message or ''} {('cause: ' + o.detail) if o.detail else ''}".strip()
+        or o.kind,
+        quote=True,
+    )
     text = escape(short(o)) + (" ⚠ unexpected" if r.matches is False else "")
     return f'<span class="{kind}" title="{title}">{text}</span>'
 

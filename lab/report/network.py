@@ -6,8 +6,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.results.rows import Row
 from lab.report.rtt_model import DIRECT_REFERENCE, trips
+from lab.results.rows import Row
 
 Key = tuple[str, str, bool]  # client, topology, tls
 
@@ -38,7 +38,9 @@ def medians(rows: list[Row], stat: str = "median") -> dict[Key, dict[float, floa
     out: dict[Key, dict[float, float]] = defaultdict(dict)
     for r in rows:
         if r.outcome.kind == "ok" and r.latency_ms:
-            out[(r.client["name"], r.topology["name"], bool(r.measures.tls))][float(r.measures.rtt_ms)] = r.latency_ms[stat]
+            out[(r.client["name"], r.topology["name"], bool(r.measures.tls))][float(r.measures.rtt_ms)] = r.latency_ms[
+                stat
+            ]
     return out
 
 
@@ -76,9 +78,15 @@ def slope_table(rows: list[Row]) -> list[tuple[str, str, bool, float | None, int
     out = []
     for (client, topology, tls), by_rtt in sorted(m.items()):
         rtts = sorted(by_rtt)
-        slope = (by_rtt[rtts[-1]] - by_rtt[rtts[0]]) / (rtts[-1] - rtts[0]) if len(rtts) > 1 and rtts[-1] > rtts[0] else None
+        slope = (
+            (by_rtt[rtts[-1]] - by_rtt[rtts[0]]) / (rtts[-1] - rtts[0])
+            if len(rtts) > 1 and rtts[-1] > rtts[0]
+            else None
+        )
         model = trips(kinds.get(client, "pg"), client, tls, version)
-        out.append((client, topology, tls, slope, model.total if model else None, model.explain() if model else "not modelled"))
+        out.append(
+            (client, topology, tls, slope, model.total if model else None, model.explain() if model else "not modelled")
+        )
     return out
 
 
@@ -103,8 +111,12 @@ def network_markdown(rows: list[Row], plot: Path | None) -> str:
             diff += " ⚠ model and measurement differ by more than 10%"
         pred = f"{p.predicted_ms:.1f}" if p.predicted_ms is not None else "—"
         med = typical.get((p.client, p.tls, p.rtt_ms))
-        out.append(f"| {p.client} | {'on' if p.tls else 'off'} | {p.rtt_ms:g} | {p.rest_ms:.1f} | {p.direct_ms:.1f} | {p.measured_ms:.1f} | {pred} | {diff} | "
-                   f"{med.measured_ms:.1f} |" if med else "— |")
+        out.append(
+            f"| {p.client} | {'on' if p.tls else 'off'} | {p.rtt_ms:g} | {p.rest_ms:.1f} | {p.direct_ms:.1f} | {p.measured_ms:.1f} | {pred} | {diff} | "
+            f"{med.measured_ms:.1f} |"
+            if med
+            else "— |"
+        )
     out += [
         "",
         "Round trips per insert, measured (slope of the median over RTT) and counted by the model:\n",
@@ -112,8 +124,11 @@ def network_markdown(rows: list[Row], plot: Path | None) -> str:
         "|---|---|---|---|---|---|",
     ]
     for client, topology, tls, slope, model_total, explain in slope_table(rows):
-        out.append(f"| {client} | {topology} | {'on' if tls else 'off'} | {slope:.2f} | {model_total if model_total is not None else '—'} | {explain} |"
-                   if slope is not None else f"| {client} | {topology} | {'on' if tls else 'off'} | — | {model_total or '—'} | {explain} |")
+        out.append(
+            f"| {client} | {topology} | {'on' if tls else 'off'} | {slope:.2f} | {model_total if model_total is not None else '—'} | {explain} |"
+            if slope is not None
+            else f"| {client} | {topology} | {'on' if tls else 'off'} | — | {model_total or '—'} | {explain} |"
+        )
     if plot is not None:
         out += ["", f"![REST overhead vs RTT]({plot.name})"]
     return "\n".join(out) + "\n"
@@ -167,24 +182,58 @@ def plot_overhead(rows: list[Row], path: Path, reach_ms: float = 200.0) -> Path 
             if not pts:
                 continue
             style = "-" if tls else ":"
-            lows = [p.measured_ms - fastest[(client, tls, p.rtt_ms)].measured_ms if (client, tls, p.rtt_ms) in fastest else 0 for p in pts]
-            highs = [slow[(client, tls, p.rtt_ms)].measured_ms - p.measured_ms if (client, tls, p.rtt_ms) in slow else 0 for p in pts]
-            ax.errorbar([p.rtt_ms for p in pts], [p.measured_ms for p in pts],
-                        yerr=[[max(0, x) for x in lows], [max(0, x) for x in highs]], fmt="o", color=colours[client],
-                        capsize=3, markersize=5, markerfacecolor=colours[client] if tls else "white")
+            lows = [
+                p.measured_ms - fastest[(client, tls, p.rtt_ms)].measured_ms
+                if (client, tls, p.rtt_ms) in fastest
+                else 0
+                for p in pts
+            ]
+            highs = [
+                slow[(client, tls, p.rtt_ms)].measured_ms - p.measured_ms if (client, tls, p.rtt_ms) in slow else 0
+                for p in pts
+            ]
+            ax.errorbar(
+                [p.rtt_ms for p in pts],
+                [p.measured_ms for p in pts],
+                yerr=[[max(0, x) for x in lows], [max(0, x) for x in highs]],
+                fmt="o",
+                color=colours[client],
+                capsize=3,
+                markersize=5,
+                markerfacecolor=colours[client] if tls else "white",
+            )
             base = next((p for p in pts if p.rtt_ms == 0), None)
-            model_rest, model_direct = trips("rest", client, tls, version), trips("pg", DIRECT_REFERENCE[0], tls, version)
+            model_rest, model_direct = (
+                trips("rest", client, tls, version),
+                trips("pg", DIRECT_REFERENCE[0], tls, version),
+            )
             if base is not None and model_rest and model_direct:
                 extra = model_rest.total - model_direct.total
                 xs = [0.0, reach_ms]
-                ax.plot(xs, [base.measured_ms + extra * x for x in xs], linestyle=style, color=colours[client], linewidth=1.2)
+                ax.plot(
+                    xs,
+                    [base.measured_ms + extra * x for x in xs],
+                    linestyle=style,
+                    color=colours[client],
+                    linewidth=1.2,
+                )
     ax.axhspan(100, 200, color="grey", alpha=0.15)
     ax.axvspan(60, 160, color="#d98e04", alpha=0.06)
     ax.axhline(0, color="black", linewidth=0.5)
     handles = [Line2D([], [], color=colours[c], marker="o", label=c) for c in clients]
-    handles += [Line2D([], [], color="black", linestyle="-", label="https: model (line), median (filled)"),
-                Line2D([], [], color="black", linestyle=":", marker="o", markerfacecolor="white", label="http: model (line), median (open)"),
-                plt.Rectangle((0, 0), 1, 1, color="grey", alpha=0.15, label="the RCA's 100-200 ms")]
+    handles += [
+        Line2D([], [], color="black", linestyle="-", label="https: model (line), median (filled)"),
+        Line2D(
+            [],
+            [],
+            color="black",
+            linestyle=":",
+            marker="o",
+            markerfacecolor="white",
+            label="http: model (line), median (open)",
+        ),
+        plt.Rectangle((0, 0), 1, 1, color="grey", alpha=0.15, label="the RCA's 100-200 ms"),
+    ]
     ax.legend(handles=handles, fontsize=7, loc="upper left")
     ax.set_xlim(-5, reach_ms + 5)
     ax.set_xlabel("network round-trip time (ms); measured at the points, modelled along the lines")
@@ -200,10 +249,16 @@ def plot_latency(rows: list[Row], path: Path, matrix: list[Row] | None = None) -
     """Insert latency at RTT 0 by client and topology (the 'latency' experiment): the median as the bar, the
     fastest round to the 95th percentile as the error bar, on a log scale (NullPool's login per insert is a decade
     above the rest); a configuration the matrix shows failing through a topology is marked as failing, not left empty."""
-    data = {(r.client["name"], r.topology["name"]): r.latency_ms for r in rows if r.latency_ms and r.outcome.kind == "ok"}
+    data = {
+        (r.client["name"], r.topology["name"]): r.latency_ms for r in rows if r.latency_ms and r.outcome.kind == "ok"
+    }
     if not data:
         return None
-    failing = {(r.client["name"], r.topology["name"]) for r in matrix or [] if r.scenario == "insert-returning" and r.outcome.kind != "ok"}
+    failing = {
+        (r.client["name"], r.topology["name"])
+        for r in matrix or []
+        if r.scenario == "insert-returning" and r.outcome.kind != "ok"
+    }
     import matplotlib
 
     matplotlib.use("Agg")
@@ -221,7 +276,16 @@ def plot_latency(rows: list[Row], path: Path, matrix: list[Row] | None = None) -
             x = j + i * width
             if stats is None:
                 if (c, t) in failing:
-                    ax.bar(x, floor * 3 - floor, width, bottom=floor, color="none", edgecolor="#b00", hatch="xx", linewidth=0.8)
+                    ax.bar(
+                        x,
+                        floor * 3 - floor,
+                        width,
+                        bottom=floor,
+                        color="none",
+                        edgecolor="#b00",
+                        hatch="xx",
+                        linewidth=0.8,
+                    )
                     ax.text(x, floor * 3.3, "fails", ha="center", va="bottom", fontsize=6, color="#b00", rotation=90)
                 continue
             xs.append(x)
@@ -230,7 +294,13 @@ def plot_latency(rows: list[Row], path: Path, matrix: list[Row] | None = None) -
             highs.append(stats["p95"] - stats["median"])
         ax.bar(xs, medians, width, label=t, yerr=[lows, highs], capsize=2, error_kw={"elinewidth": 0.8})
     ax.set_yscale("log")
-    ax.set_xticks([j + width * (len(topologies) - 1) / 2 for j in range(len(clients))], clients, rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(
+        [j + width * (len(topologies) - 1) / 2 for j in range(len(clients))],
+        clients,
+        rotation=30,
+        ha="right",
+        fontsize=8,
+    )
     ax.set_ylabel("single insert, ms (log scale; bar: median, whisker: fastest to p95)")
     ax.set_title("Insert latency by client and topology (RTT 0); hatched: the configuration fails there")
     ax.legend(fontsize=8)
@@ -250,12 +320,16 @@ def target_overhead_markdown(rows: list[Row]) -> str:
             by[(r.client["name"], r.topology["name"])] = r
     direct = by.get(DIRECT_REFERENCE)
     if direct is None:
-        return "_No direct reference measured on the target (asyncpg-default on an endpoint named `direct`, over TLS)._\n"
-    out = [f"Measured on the target's own network, TLS on both paths ({version or 'TLS version unknown'}). Predicted = the model's "
-           "round trips x the measured round trip of each path (the REST tier's: a TCP handshake; the database's: `SELECT 1`); "
-           "the clients' CPU is not in it. A difference above 10% is flagged.\n",
-           "| REST client | REST ms (median) | direct ms (median) | overhead measured ms | REST RTT ms | DB RTT ms | overhead predicted ms | difference |",
-           "|---|---|---|---|---|---|---|---|"]
+        return (
+            "_No direct reference measured on the target (asyncpg-default on an endpoint named `direct`, over TLS)._\n"
+        )
+    out = [
+        f"Measured on the target's own network, TLS on both paths ({version or 'TLS version unknown'}). Predicted = the model's "
+        "round trips x the measured round trip of each path (the REST tier's: a TCP handshake; the database's: `SELECT 1`); "
+        "the clients' CPU is not in it. A difference above 10% is flagged.\n",
+        "| REST client | REST ms (median) | direct ms (median) | overhead measured ms | REST RTT ms | DB RTT ms | overhead predicted ms | difference |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     d_trips = trips("pg", DIRECT_REFERENCE[0], True, version)
     d_rtt = float(direct.topology.get("measured_rtt_ms") or 0)
     for (client, topology), r in sorted(by.items()):
@@ -266,7 +340,15 @@ def target_overhead_markdown(rows: list[Row]) -> str:
         measured = r.latency_ms["median"] - direct.latency_ms["median"]  # type: ignore[index]
         predicted = (r_trips.total * r_rtt - d_trips.total * d_rtt) if r_trips and d_trips else None
         diff = (measured - predicted) / abs(predicted) if predicted else None
-        flag = f"{diff:+.0%}" + (" **model and measurement disagree**" if diff is not None and abs(diff) > 0.10 else "") if diff is not None else "—"
-        out.append(f"| {client} | {r.latency_ms['median']:.1f} | {direct.latency_ms['median']:.1f} | {measured:.1f} | {r_rtt:.1f} | {d_rtt:.1f} | "  # type: ignore[index]
-                   f"{predicted:.1f} | {flag} |" if predicted is not None else f"| {client} | ... | | {measured:.1f} | {r_rtt:.1f} | {d_rtt:.1f} | — | — |")
+        flag = (
+            f"{diff:+.0%}" + (" **model and measurement disagree**" if diff is not None and abs(diff) > 0.10 else "")
+            if diff is not None
+            else "—"
+        )
+        out.append(
+            f"| {client} | {r.latency_ms['median']:.1f} | {direct.latency_ms['median']:.1f} | {measured:.1f} | {r_rtt:.1f} | {d_rtt:.1f} | "  # type: ignore[index]
+            f"{predicted:.1f} | {flag} |"
+            if predicted is not None
+            else f"| {client} | ... | | {measured:.1f} | {r_rtt:.1f} | {d_rtt:.1f} | — | — |"
+        )
     return "\n".join(out) + "\n"

@@ -52,7 +52,13 @@ PG_TRIPS: dict[str, Trips | None] = {
 def rest_trips(client: str, tls: bool, tls_version: str | None) -> Trips:
     if client == "httpx-per-call":
         # a new AsyncClient per call: a new TCP connection (and TLS session) every time
-        return Trips((("TCP handshake", 1), ("TLS handshake", tls_handshake_trips(tls_version) if tls else 0), ("HTTP request", 1)))
+        return Trips(
+            (
+                ("TCP handshake", 1),
+                ("TLS handshake", tls_handshake_trips(tls_version) if tls else 0),
+                ("HTTP request", 1),
+            )
+        )
     # one long-lived client: the connection (and its TLS session) is reused across calls
     return Trips((("HTTP request on a kept-alive connection", 1),))
 

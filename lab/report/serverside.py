@@ -43,23 +43,41 @@ def serverside_markdown(rows: list[Row]) -> str:
     out = []
     found = leaks(rows)
     if found:
-        out += ["Configurations that pass but leave prepared statements on the transaction pooler's server connections, "
-                "more with every repeat (nothing deallocates a named statement there; the server keeps each until the "
-                "connection closes):", "", "| cell | statements added per repeat |", "|---|---|"]
+        out += [
+            "Configurations that pass but leave prepared statements on the transaction pooler's server connections, "
+            "more with every repeat (nothing deallocates a named statement there; the server keeps each until the "
+            "connection closes):",
+            "",
+            "| cell | statements added per repeat |",
+            "|---|---|",
+        ]
         out += [f"| `{x.row.cell}` | {', '.join(str(n) for n in x.per_repeat)} |" for x in found]
         out.append("")
     else:
         out += ["No passing configuration left more prepared statements with each repeat.", ""]
     unraised = [r for r in logged if (getattr(r.measures, "unraised_errors", 0) or 0) > 0]
     if unraised:
-        out += ["Cells in which the server or the pooler logged errors the client did not raise:", "",
-                "| cell | outcome | logged, not raised |", "|---|---|---|"]
+        out += [
+            "Cells in which the server or the pooler logged errors the client did not raise:",
+            "",
+            "| cell | outcome | logged, not raised |",
+            "|---|---|---|",
+        ]
         for r in unraised:
-            lines = [e for e in r.measures.server_log or [] if e["level"] != "WARNING" and e.get("sqlstate") != r.outcome.sqlstate]
-            shown = "; ".join(f"{e['source']} {e['sqlstate'] or e['level']} {e['message'][:80]} ×{e['count']}" for e in lines[:3])
+            lines = [
+                e
+                for e in r.measures.server_log or []
+                if e["level"] != "WARNING" and e.get("sqlstate") != r.outcome.sqlstate
+            ]
+            shown = "; ".join(
+                f"{e['source']} {e['sqlstate'] or e['level']} {e['message'][:80]} ×{e['count']}" for e in lines[:3]
+            )
             out.append(f"| `{r.cell}` | {r.outcome.kind} | {shown} |")
         out.append("")
     else:
-        out += [f"In none of the {len(logged)} cells whose logs were read did the server or the pooler log an error the client "
-                "did not raise.", ""]
+        out += [
+            f"In none of the {len(logged)} cells whose logs were read did the server or the pooler log an error the client "
+            "did not raise.",
+            "",
+        ]
     return "\n".join(out)

@@ -47,6 +47,8 @@ def print_summary(path: Path, console: Console | None = None) -> int:
     matrix = [r for r in rows if r.experiment == "matrix"]
     unexpected = [r for r in matrix if r.matches is False]
     counts = Counter(r.experiment for r in rows)
-    console.print(f"{len(matrix)} matrix cells, {len(unexpected)} unexpected; {len(rows)} rows in all "
-                  f"({', '.join(f'{k} {v}' for k, v in counts.items())}) in {path}")
+    console.print(
+        f"{len(matrix)} matrix cells, {len(unexpected)} unexpected; {len(rows)} rows in all "
+        f"({', '.join(f'{k} {v}' for k, v in counts.items())}) in {path}"
+    )
     return len(rows)

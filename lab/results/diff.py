@@ -39,8 +39,10 @@ def _held_signature(before: Row, after: Row, row: Row) -> tuple[str, str | None,
     rules = [r.expected or {} for r in (before, after)]
     if any(isinstance(e.get("phase"), list) for e in rules):
         phase = None
-    if kind == "error" and (any(isinstance(e.get("sqlstate"), list) for e in rules)
-                            or all(e.get("outcome") == "error" and not e.get("sqlstate") and not e.get("error_class") for e in rules)):
+    if kind == "error" and (
+        any(isinstance(e.get("sqlstate"), list) for e in rules)
+        or all(e.get("outcome") == "error" and not e.get("sqlstate") and not e.get("error_class") for e in rules)
+    ):
         sqlstate = error_class = None
     return (kind, sqlstate, error_class, phase)
 
@@ -78,7 +80,9 @@ class Diff:
     only_before: list[Key]
     only_after: list[Key]
     compared: int
-    narrowed: bool = False  # the current run was narrowed on purpose (its rows say so): cells it did not run are not lost
+    narrowed: bool = (
+        False  # the current run was narrowed on purpose (its rows say so): cells it did not run are not lost
+    )
 
     @property
     def lost(self) -> list[Key]:
@@ -99,7 +103,9 @@ def diff_rows(before: Iterable[Row], after: Iterable[Row]) -> Diff:
     common = sorted(set(b) & set(a))
     # a cell the expectation table records without holding ("any") has no stable outcome to compare
     held = [k for k in common if not any((r.expected or {}).get("outcome") == "any" for r in (b[k], a[k]))]
-    changes = [Change(k, b[k], a[k]) for k in held if _held_signature(b[k], a[k], b[k]) != _held_signature(b[k], a[k], a[k])]
+    changes = [
+        Change(k, b[k], a[k]) for k in held if _held_signature(b[k], a[k], b[k]) != _held_signature(b[k], a[k], a[k])
+    ]
     narrowed = any(r.selection for r in a.values())
     return Diff(changes, sorted(set(b) - set(a)), sorted(set(a) - set(b)), len(held), narrowed)
 
@@ -124,13 +130,24 @@ def diff_files(before: Path, after: Path) -> Diff:
 
 
 def render(d: Diff) -> list[str]:
-    lines = [f"{d.compared} cells compared, {len(d.changes)} changed" + (f", {len(d.lost)} missing from the current run" if d.lost else "")]
+    lines = [
+        f"{d.compared} cells compared, {len(d.changes)} changed"
+        + (f", {len(d.lost)} missing from the current run" if d.lost else "")
+    ]
     for c in d.changes:
         versions = "; ".join(c.versions_changed()) or "no version changed"
-        lines.append(f"  {c.direction:17} {c.key[0]}/{c.key[1]}: {describe(c.before.outcome)} → {describe(c.after.outcome)} ({versions})")
+        lines.append(
+            f"  {c.direction:17} {c.key[0]}/{c.key[1]}: {describe(c.before.outcome)} → {describe(c.after.outcome)} ({versions})"
+        )
     if d.only_before:
         why = "not chosen: the run was narrowed" if d.narrowed else "MISSING: counted as changed"
-        lines.append(f"  {len(d.only_before)} cells only in the baseline ({why}): " + ", ".join(f"{e}/{c}" for e, c in d.only_before[:10]))
+        lines.append(
+            f"  {len(d.only_before)} cells only in the baseline ({why}): "
+            + ", ".join(f"{e}/{c}" for e, c in d.only_before[:10])
+        )
     if d.only_after:
-        lines.append(f"  {len(d.only_after)} cells only in the current run: " + ", ".join(f"{e}/{c}" for e, c in d.only_after[:10]))
+        lines.append(
+            f"  {len(d.only_after)} cells only in the current run: "
+            + ", ".join(f"{e}/{c}" for e, c in d.only_after[:10])
+        )
     return lines

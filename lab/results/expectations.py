@@ -10,9 +10,9 @@ come before general ones. A cell no rule covers is an error, not a silent pass.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from fnmatch import fnmatchcase
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,22 @@ from lab.results.outcome import KINDS, PHASES, Outcome
 ANY = "any"
 #: pooler_version = "undeclared": the rule applies where nobody said which version runs (a target file without one).
 UNDECLARED = "undeclared"
-FIELDS = {"client", "topology", "scenario", "pooler", "pool_mode", "pooler_version", "prepared_statements", "client_versions", "outcome", "error_class", "sqlstate", "phase", "reason", "docs"}
+FIELDS = {
+    "client",
+    "topology",
+    "scenario",
+    "pooler",
+    "pool_mode",
+    "pooler_version",
+    "prepared_statements",
+    "client_versions",
+    "outcome",
+    "error_class",
+    "sqlstate",
+    "phase",
+    "reason",
+    "docs",
+}
 
 
 @dataclass(frozen=True)
@@ -52,8 +67,14 @@ class Expectation:
     docs: tuple[str, ...] = ()
     index: int = 0  # position in the file, for messages
 
-    def applies(self, client: str, topology: str, scenario: str, facts: dict[str, Any], versions: dict[str, str] | None = None) -> bool:
-        if not (fnmatchcase(client, self.client) and fnmatchcase(topology, self.topology) and fnmatchcase(scenario, self.scenario)):
+    def applies(
+        self, client: str, topology: str, scenario: str, facts: dict[str, Any], versions: dict[str, str] | None = None
+    ) -> bool:
+        if not (
+            fnmatchcase(client, self.client)
+            and fnmatchcase(topology, self.topology)
+            and fnmatchcase(scenario, self.scenario)
+        ):
             return False
         if not fnmatchcase(str(facts.get("pooler") or "none"), self.pooler):
             return False
@@ -64,7 +85,9 @@ class Expectation:
             if "prepared_statements" not in facts:  # facts written before the lab recorded it: derived the same way
                 from lab.topology.services import prepared_statements
 
-                known = prepared_statements(facts.get("pooler"), facts.get("pooler_version"), facts.get("pooler_settings"))
+                known = prepared_statements(
+                    facts.get("pooler"), facts.get("pooler_version"), facts.get("pooler_settings")
+                )
             if known != self.prepared_statements:
                 return False
         if self.pooler_version == UNDECLARED:
@@ -132,10 +155,21 @@ def load(path: Path) -> list[Expectation]:
         where = f"{path}: rule {i}"
         unknown = set(raw) - FIELDS
         if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(FIELDS))}")
+            raise ConfigError(
+                f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(FIELDS))}"
+            )
         if raw.get("prepared_statements") not in (None, "tracked", "not tracked"):
-            raise ConfigError(f"{where}: prepared_statements must be \"tracked\" or \"not tracked\"")
-        for name in ("client", "topology", "scenario", "pooler", "pool_mode", "pooler_version", "error_class", "reason"):
+            raise ConfigError(f'{where}: prepared_statements must be "tracked" or "not tracked"')
+        for name in (
+            "client",
+            "topology",
+            "scenario",
+            "pooler",
+            "pool_mode",
+            "pooler_version",
+            "error_class",
+            "reason",
+        ):
             if name in raw and not isinstance(raw[name], str):
                 raise ConfigError(f"{where}: {name} = {raw[name]!r} must be a string")
         if not isinstance(raw.get("docs", []), list) or not all(isinstance(d, str) for d in raw.get("docs", [])):
@@ -145,8 +179,12 @@ def load(path: Path) -> list[Expectation]:
         phases, states = _alternatives(raw.get("phase")), _alternatives(raw.get("sqlstate"))
         if any(p not in PHASES for p in phases):
             raise ConfigError(f"{where}: phase must be one of {', '.join(PHASES)} (or a list of them)")
-        if not all(isinstance(c, str) and len(c) == 5 for c in states) or (isinstance(raw.get("sqlstate"), list) and len(states) < 2):
-            raise ConfigError(f"{where}: sqlstate = {raw['sqlstate']!r} must be a 5-character SQLSTATE (or a list of several)")
+        if not all(isinstance(c, str) and len(c) == 5 for c in states) or (
+            isinstance(raw.get("sqlstate"), list) and len(states) < 2
+        ):
+            raise ConfigError(
+                f"{where}: sqlstate = {raw['sqlstate']!r} must be a 5-character SQLSTATE (or a list of several)"
+            )
         # a list in the file (the values any of which is expected) is a tuple in the rule
         raw = {**raw, **{name: tuple(raw[name]) for name in ("phase", "sqlstate") if isinstance(raw.get(name), list)}}
         if not str(raw.get("reason", "")).strip():
@@ -155,28 +193,41 @@ def load(path: Path) -> list[Expectation]:
             try:
                 SpecifierSet(raw["pooler_version"])
             except InvalidSpecifier:
-                raise ConfigError(f"{where}: pooler_version {raw['pooler_version']!r} is not a version range like '<1.21'") from None
+                raise ConfigError(
+                    f"{where}: pooler_version {raw['pooler_version']!r} is not a version range like '<1.21'"
+                ) from None
         cv = raw.get("client_versions", {})
         if not isinstance(cv, dict):
-            raise ConfigError(f"{where}: client_versions must be a table like {{asyncpg = \">=0.30\"}}")
+            raise ConfigError(f'{where}: client_versions must be a table like {{asyncpg = ">=0.30"}}')
         for dist, spec in cv.items():
             try:
                 SpecifierSet(spec)
             except InvalidSpecifier:
                 raise ConfigError(f"{where}: client_versions.{dist} {spec!r} is not a version range") from None
-        rules.append(Expectation(**{**raw, "docs": tuple(raw.get("docs", ())), "index": i, "client_versions": tuple(sorted(cv.items()))}))
+        rules.append(
+            Expectation(
+                **{**raw, "docs": tuple(raw.get("docs", ())), "index": i, "client_versions": tuple(sorted(cv.items()))}
+            )
+        )
     if not rules:
         raise ConfigError(f"{path}: no [[rule]] entries")
     return rules
 
 
 def lookup(
-    rules: list[Expectation], client: str, topology: str, scenario: str, facts: dict[str, Any], versions: dict[str, str] | None = None
+    rules: list[Expectation],
+    client: str,
+    topology: str,
+    scenario: str,
+    facts: dict[str, Any],
+    versions: dict[str, str] | None = None,
 ) -> Expectation:
     for rule in rules:
         if rule.applies(client, topology, scenario, facts, versions):
             return rule
-    raise LookupError(f"no expectation covers {client} / {topology} / {scenario}; add a rule to experiments/expectations.toml")
+    raise LookupError(
+        f"no expectation covers {client} / {topology} / {scenario}; add a rule to experiments/expectations.toml"
+    )
 
 
 def check_names(rules: list[Expectation], known: Mapping[str, Sequence[str]]) -> list[Expectation]:
@@ -185,6 +236,8 @@ def check_names(rules: list[Expectation], known: Mapping[str, Sequence[str]]) ->
         for kind in ("client", "topology", "scenario"):
             pattern = getattr(rule, kind)
             if not any(fnmatchcase(name, pattern) for name in known[kind]):
-                raise ConfigError(f"expectation rule {rule.index}: {kind} {pattern!r} matches no {kind} the lab has "
-                                  f"({', '.join(known[kind])})")
+                raise ConfigError(
+                    f"expectation rule {rule.index}: {kind} {pattern!r} matches no {kind} the lab has "
+                    f"({', '.join(known[kind])})"
+                )
     return rules

@@ -19,7 +19,7 @@ class Measures:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Measures":
+    def from_dict(cls, data: dict[str, Any]) -> Measures:
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
         if unknown:
@@ -179,8 +179,20 @@ class CostMeasures(Measures):
 
 BY_EXPERIMENT: dict[str, type[Measures]] = {
     cls.experiment: cls
-    for cls in (MatrixMeasures, TenantMeasures, WireMeasures, StateMeasures, BurstMeasures, LoopLagMeasures, RestMeasures,
-                LatencyMeasures, NetworkMeasures, AppsMeasures, AuthMeasures, CostMeasures)
+    for cls in (
+        MatrixMeasures,
+        TenantMeasures,
+        WireMeasures,
+        StateMeasures,
+        BurstMeasures,
+        LoopLagMeasures,
+        RestMeasures,
+        LatencyMeasures,
+        NetworkMeasures,
+        AppsMeasures,
+        AuthMeasures,
+        CostMeasures,
+    )
 }
 
 

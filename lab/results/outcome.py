@@ -36,7 +36,7 @@ class Outcome:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Outcome":
+    def from_dict(cls, data: dict[str, Any]) -> Outcome:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     def summary(self) -> str:
@@ -119,8 +119,14 @@ def classify(exc: BaseException, phase: Phase | None = None, iteration: int | No
         phase, exc = exc.phase, exc.cause
     if isinstance(exc, WrongResult):
         shown = exc.got is not None or exc.want is not None
-        return Outcome("wrong-result", phase=phase, iteration=iteration, detail=first_line(str(exc)),
-                       expected=repr(exc.want) if shown else None, received=repr(exc.got) if shown else None)
+        return Outcome(
+            "wrong-result",
+            phase=phase,
+            iteration=iteration,
+            detail=first_line(str(exc)),
+            expected=repr(exc.want) if shown else None,
+            received=repr(exc.got) if shown else None,
+        )
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and not _sqlstate(exc):
         return Outcome("timeout", phase=phase, iteration=iteration, detail=first_line(str(exc)) or None)
     chain = _chain(exc)

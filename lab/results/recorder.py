@@ -27,7 +27,7 @@ class Unexpected(AssertionError):
 
 @dataclass(frozen=True)
 class Recorder:
-    cell: "Cell"
+    cell: Cell
     run_id: str
     expectations: list[Expectation]
     write: Callable[[Row], Any]
@@ -43,8 +43,13 @@ class Recorder:
         c = self.cell
         return lookup(self.expectations, c.client.name, c.topology, scenario or c.scenario, facts, versions)
 
-    def __call__(self, outcome: Outcome, measures: Measures, latencies_s: list[float] | None = None,
-                 facts: dict[str, Any] | None = None) -> Row:
+    def __call__(
+        self,
+        outcome: Outcome,
+        measures: Measures,
+        latencies_s: list[float] | None = None,
+        facts: dict[str, Any] | None = None,
+    ) -> Row:
         """Write the row first (a failing cell is a result too), then raise Unexpected on a mismatch."""
         c = self.cell
         dead = self.health()
@@ -61,12 +66,18 @@ class Recorder:
             except LookupError as exc:
                 missing = str(exc)
         row = Row(
-            run_id=self.run_id, experiment=c.experiment, cell=c.id,
+            run_id=self.run_id,
+            experiment=c.experiment,
+            cell=c.id,
             client={"name": c.client.name, "packages": versions, "description": c.client.description},
-            topology={"name": c.topology, **facts}, scenario=c.scenario, outcome=outcome,
+            topology={"name": c.topology, **facts},
+            scenario=c.scenario,
+            outcome=outcome,
             expected=rule.to_dict() if rule is not None else None,
             matches=(not rule.mismatches(outcome)) if rule is not None else None,
-            latency_ms=latency_stats(latencies_s or []), measures=measures, selection=self.selection,
+            latency_ms=latency_stats(latencies_s or []),
+            measures=measures,
+            selection=self.selection,
         )
         self.write(row)
         if not judged:

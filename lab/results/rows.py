@@ -42,8 +42,14 @@ class Row:
     measures: Measures | None = None  # the experiment's own measurements (lab.results.measures)
     selection: dict[str, list[str]] | None = None  # the names the run was narrowed to, if it was
     recorded_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    host: dict[str, Any] = field(default_factory=lambda: {"python": platform.python_version(), "machine": platform.machine(),
-                                                          "load_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()})
+    host: dict[str, Any] = field(
+        default_factory=lambda: {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "load_1m": round(os.getloadavg()[0], 2),
+            "cpus": os.cpu_count(),
+        }
+    )
     schema: int = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,17 +59,25 @@ class Row:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Row":
+    def from_dict(cls, data: dict[str, Any]) -> Row:
         missing = [k for k in REQUIRED if k not in data]
         if missing:
             raise ValueError(f"result row lacks {', '.join(missing)}")
         if data["schema"] not in READABLE:
-            raise ValueError(f"result row has schema {data['schema']!r}, this lab reads {', '.join(map(str, READABLE))}")
+            raise ValueError(
+                f"result row has schema {data['schema']!r}, this lab reads {', '.join(map(str, READABLE))}"
+            )
         data = dict(data)
         if data["schema"] == 1:
             data["measures"] = data.pop("params", None) or None
-        return cls(**{**data, "schema": SCHEMA, "outcome": Outcome.from_dict(data["outcome"]),
-                      "measures": measures_of.read(data["experiment"], data.get("measures"))})
+        return cls(
+            **{
+                **data,
+                "schema": SCHEMA,
+                "outcome": Outcome.from_dict(data["outcome"]),
+                "measures": measures_of.read(data["experiment"], data.get("measures")),
+            }
+        )
 
 
 def latency_stats(samples_s: list[float]) -> dict[str, float] | None:
@@ -71,7 +85,13 @@ def latency_stats(samples_s: list[float]) -> dict[str, float] | None:
         return None
     ms = sorted(s * 1000 for s in samples_s)
     pick = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
-    return {"n": len(ms), "min": round(ms[0], 3), "median": round(pick(0.5), 3), "p95": round(pick(0.95), 3), "max": round(ms[-1], 3)}
+    return {
+        "n": len(ms),
+        "min": round(ms[0], 3),
+        "median": round(pick(0.5), 3),
+        "p95": round(pick(0.95), 3),
+        "max": round(ms[-1], 3),
+    }
 
 
 class RowWriter:

@@ -29,7 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lab.errors import EnvironmentProblem, MissingDependency
-from lab.tools.pgbouncer_build import ARCHIVE, CACHE as _PGBOUNCER_CACHE
+from lab.tools.pgbouncer_build import ARCHIVE
+from lab.tools.pgbouncer_build import CACHE as _PGBOUNCER_CACHE
 from lab.topology.processes import system_binary
 
 CACHE = _PGBOUNCER_CACHE.parent / "docker"
@@ -38,8 +39,14 @@ PIDFILE = CACHE / "dockerd.pid"
 ENGINE_LOG = CACHE / "dockerd.log"
 SOCKET = Path("/var/run/docker.sock")
 #: no bridge, no NAT, no forwarding: containers of the lab use the host's network and 127.0.0.1 only
-DOCKERD_FLAGS = ("--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--ip-forward=false",
-                 "--storage-driver=overlay2")
+DOCKERD_FLAGS = (
+    "--bridge=none",
+    "--iptables=false",
+    "--ip6tables=false",
+    "--ip-masq=false",
+    "--ip-forward=false",
+    "--storage-driver=overlay2",
+)
 COMPOSE_SUITE = "trixie"  # the first Debian release with the Compose v2 plugin (docker-compose 2.x)
 Progress = Callable[[str], None]
 
@@ -75,9 +82,19 @@ def _apt(args: list[str], work: Path) -> subprocess.CompletedProcess[str]:
     """apt-get with a private source list (Debian trixie) and private lists and cache under `work`: the machine's apt
     is not touched. apt still checks the archive's signature against the machine's Debian keyring."""
     return subprocess.run(
-        ["apt-get", "-q", f"-o=Dir::Etc::SourceList={work / 'sources.list'}", "-o=Dir::Etc::SourceParts=/dev/null",
-         f"-o=Dir::State::Lists={work / 'lists'}", f"-o=Dir::Cache={work / 'cache'}", *args],
-        capture_output=True, text=True, cwd=work, timeout=600,
+        [
+            "apt-get",
+            "-q",
+            f"-o=Dir::Etc::SourceList={work / 'sources.list'}",
+            "-o=Dir::Etc::SourceParts=/dev/null",
+            f"-o=Dir::State::Lists={work / 'lists'}",
+            f"-o=Dir::Cache={work / 'cache'}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        timeout=600,
     )
 
 
@@ -87,8 +104,10 @@ def install_compose_plugin(progress: Progress = print) -> tuple[list[str], str]:
     if found is not None:
         return found
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise MissingDependency("Compose v2 (`docker compose`) is not installed and this is not a Debian machine: "
-                                "install the docker-compose-plugin package of your distribution")
+        raise MissingDependency(
+            "Compose v2 (`docker compose`) is not installed and this is not a Debian machine: "
+            "install the docker-compose-plugin package of your distribution"
+        )
     progress(f"fetching the Compose v2 plugin from Debian {COMPOSE_SUITE} (docker-compose) into {PLUGIN.parent}")
     with tempfile.TemporaryDirectory(prefix="pooler-lab-compose-") as tmp:
         work = Path(tmp)
@@ -99,8 +118,10 @@ def install_compose_plugin(progress: Progress = print) -> tuple[list[str], str]:
         for step in (["update"], ["download", f"docker-compose/{COMPOSE_SUITE}"]):
             done = _apt(step, work)
             if done.returncode != 0:
-                raise MissingDependency(f"apt-get {step[0]} (Debian {COMPOSE_SUITE}, for Compose v2) failed: "
-                                        f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+                raise MissingDependency(
+                    f"apt-get {step[0]} (Debian {COMPOSE_SUITE}, for Compose v2) failed: "
+                    f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}"
+                )
         debs = sorted(work.glob("docker-compose_*.deb"))
         if not debs:
             raise MissingDependency(f"apt-get download docker-compose/{COMPOSE_SUITE} left no package")
@@ -121,17 +142,18 @@ def engine(timeout: float = 3) -> tuple[bool, str]:
         import docker
     except ImportError:
         return False, "the docker SDK is not installed (pip install 'pooler-lab[docker]')"
+
     def unanswered(exc: Exception) -> tuple[bool, str]:
         return False, f"no Docker engine answers ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
 
     try:
         client = docker.from_env(timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - no socket, no engine
+    except Exception as exc:
         return unanswered(exc)
     try:
         client.ping()
         return True, f"Docker engine {client.version().get('Version', '?')}"
-    except Exception as exc:  # noqa: BLE001 - any failure means: no engine to use
+    except Exception as exc:
         return unanswered(exc)
     finally:
         client.close()
@@ -160,21 +182,32 @@ def start_engine(progress: Progress = print, timeout: float = 30) -> int | None:
         return None
     dockerd = system_binary("dockerd")
     if dockerd is None:
-        raise MissingDependency("dockerd not found; install Debian's engine with `sudo apt-get install docker.io` "
-                                "(`./pooler-lab docker start` does this for you)")
+        raise MissingDependency(
+            "dockerd not found; install Debian's engine with `sudo apt-get install docker.io` "
+            "(`./pooler-lab docker start` does this for you)"
+        )
     if os.geteuid() != 0:
-        raise EnvironmentProblem("starting dockerd needs root; start your engine yourself (it answers on /var/run/docker.sock)")
+        raise EnvironmentProblem(
+            "starting dockerd needs root; start your engine yourself (it answers on /var/run/docker.sock)"
+        )
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(ENGINE_LOG, "ab") as log:
-        proc = subprocess.Popen([str(dockerd), *DOCKERD_FLAGS], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)  # outlives this command: `docker stop` ends it
+        proc = subprocess.Popen(
+            [str(dockerd), *DOCKERD_FLAGS],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # outlives this command: `docker stop` ends it
     PIDFILE.write_text(str(proc.pid))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = ENGINE_LOG.read_text(errors="replace").splitlines()[-5:]
             PIDFILE.unlink(missing_ok=True)
-            raise EnvironmentProblem(f"dockerd exited at start (code {proc.returncode}); {ENGINE_LOG} ends: {' | '.join(tail)}")
+            raise EnvironmentProblem(
+                f"dockerd exited at start (code {proc.returncode}); {ENGINE_LOG} ends: {' | '.join(tail)}"
+            )
         if engine_answers(timeout=1):
             progress(f"dockerd started (pid {proc.pid}; log {ENGINE_LOG})")
             return proc.pid

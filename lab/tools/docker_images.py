@@ -33,8 +33,14 @@ LOCAL_ENV = COMPOSE_DIR / "images.local.env"
 OFFICIAL_ENV = COMPOSE_DIR / ".env"
 BASE = "pooler-lab/debian:bookworm"
 #: the image variables of the compose file, and the profile that needs each (None: every run)
-IMAGE_VARIABLES = {"POSTGRES_IMAGE": None, "PGBOUNCER_IMAGE": None, "POSTGREST_IMAGE": None, "NGINX_IMAGE": None,
-                   "PGBOUNCER_NEW_IMAGE": "prepared", "SUPAVISOR_IMAGE": "supavisor"}
+IMAGE_VARIABLES = {
+    "POSTGRES_IMAGE": None,
+    "PGBOUNCER_IMAGE": None,
+    "POSTGREST_IMAGE": None,
+    "NGINX_IMAGE": None,
+    "PGBOUNCER_NEW_IMAGE": "prepared",
+    "SUPAVISOR_IMAGE": "supavisor",
+}
 REGISTRY = ("registry-1.docker.io", 443)
 Progress = Callable[[str], None]
 
@@ -77,13 +83,23 @@ def local_set(profiles: Iterable[str] = ()) -> list[LocalImage]:
         LocalImage(tags["POSTGRES_IMAGE"], "postgres"),
         LocalImage(tags["PGBOUNCER_IMAGE"], "pgbouncer"),
         LocalImage(tags["NGINX_IMAGE"], "nginx"),
-        LocalImage(tags["POSTGREST_IMAGE"], "postgrest-standin", extra=((ROOT / "lab" / "topology" / "standin.py", "standin.py"),)),
+        LocalImage(
+            tags["POSTGREST_IMAGE"],
+            "postgrest-standin",
+            extra=((ROOT / "lab" / "topology" / "standin.py", "standin.py"),),
+        ),
     ]
     if "prepared" in profiles:
         from lab.tools.pgbouncer_build import build
 
-        images.append(LocalImage(tags["PGBOUNCER_NEW_IMAGE"], "pgbouncer-built", base=tags["PGBOUNCER_IMAGE"],
-                                 extra=((build(), "pgbouncer"),)))
+        images.append(
+            LocalImage(
+                tags["PGBOUNCER_NEW_IMAGE"],
+                "pgbouncer-built",
+                base=tags["PGBOUNCER_IMAGE"],
+                extra=((build(), "pgbouncer"),),
+            )
+        )
     return images
 
 
@@ -138,7 +154,10 @@ def choose(client, images: str, profiles: Iterable[str] = ()) -> tuple[str, str]
         return "official", "the official images are on this machine"
     if registry_answers():
         return "official", f"a registry answers ({REGISTRY[0]})"
-    return "local", f"no registry answers ({REGISTRY[0]}) and the official images are not here: local images from Debian's packages"
+    return (
+        "local",
+        f"no registry answers ({REGISTRY[0]}) and the official images are not here: local images from Debian's packages",
+    )
 
 
 def obtainable(client) -> tuple[bool, str]:  # type: ignore[no-untyped-def]
@@ -154,13 +173,19 @@ def obtainable(client) -> tuple[bool, str]:  # type: ignore[no-untyped-def]
         return True, "local images can be built (about 2 min, once)"
     if registry_answers():
         return True, "official images can be pulled"
-    return False, ("no images: none are here, no registry answers, and building them needs debootstrap as root "
-                   "(`./pooler-lab docker images`)")
+    return False, (
+        "no images: none are here, no registry answers, and building them needs debootstrap as root "
+        "(`./pooler-lab docker images`)"
+    )
 
 
 def _apt_sources() -> list[Path]:
     """This machine's apt source files: deb822 ones, then the classic list (where they exist)."""
-    return [p for p in [*sorted(Path("/etc/apt/sources.list.d").glob("*.sources")), Path("/etc/apt/sources.list")] if p.is_file()]
+    return [
+        p
+        for p in [*sorted(Path("/etc/apt/sources.list.d").glob("*.sources")), Path("/etc/apt/sources.list")]
+        if p.is_file()
+    ]
 
 
 def _mirror() -> str:
@@ -170,7 +195,9 @@ def _mirror() -> str:
             text = path.read_text()
         except OSError:
             continue
-        m = re.search(r"^URIs:\s*(\S+/debian)\s*$", text, re.M) or re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+/debian)\s+bookworm", text, re.M)
+        m = re.search(r"^URIs:\s*(\S+/debian)\s*$", text, re.M) or re.search(
+            r"^deb\s+(?:\[[^]]*\]\s+)?(\S+/debian)\s+bookworm", text, re.M
+        )
         if m:
             return m.group(1)
     return "http://deb.debian.org/debian"
@@ -179,13 +206,17 @@ def _mirror() -> str:
 def _build_base(client, progress: Progress) -> None:  # type: ignore[no-untyped-def]
     debootstrap = system_binary("debootstrap")
     if debootstrap is None:
-        raise MissingDependency("debootstrap not found; install it with `sudo apt-get install debootstrap` "
-                                "(`./pooler-lab docker images` does this for you)")
+        raise MissingDependency(
+            "debootstrap not found; install it with `sudo apt-get install debootstrap` "
+            "(`./pooler-lab docker images` does this for you)"
+        )
     mirror = _mirror()
     progress(f"building the base image {BASE}: debootstrap bookworm from {mirror} (about a minute, once)")
     with tempfile.TemporaryDirectory(prefix="pooler-lab-base-") as tmp:
         root = Path(tmp) / "root"
-        done = subprocess.run([str(debootstrap), "--variant=minbase", "bookworm", str(root), mirror], capture_output=True, text=True)
+        done = subprocess.run(
+            [str(debootstrap), "--variant=minbase", "bookworm", str(root), mirror], capture_output=True, text=True
+        )
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise EnvironmentProblem(f"debootstrap bookworm from {mirror} failed: {' | '.join(tail)}")
@@ -211,23 +242,34 @@ def _build(client, image: LocalImage, progress: Progress) -> None:  # type: igno
             shutil.copy2(path, context / name)
         t0 = time.monotonic()
         try:
-            client.images.build(path=str(context), tag=image.tag, network_mode="host", buildargs={"BASE": image.base},
-                                rm=True, forcerm=True, labels={"lab.built_from": f"compose/images/{image.directory}",
-                                                               "lab.context": image.digest()})
+            client.images.build(
+                path=str(context),
+                tag=image.tag,
+                network_mode="host",
+                buildargs={"BASE": image.base},
+                rm=True,
+                forcerm=True,
+                labels={"lab.built_from": f"compose/images/{image.directory}", "lab.context": image.digest()},
+            )
         except docker.errors.BuildError as exc:
             tail = [str(c.get("stream", c.get("error", ""))).strip() for c in exc.build_log][-5:]
-            raise EnvironmentProblem(f"building {image.tag} failed: {exc.msg}; last lines: {' | '.join(t for t in tail if t)}") from None
+            raise EnvironmentProblem(
+                f"building {image.tag} failed: {exc.msg}; last lines: {' | '.join(t for t in tail if t)}"
+            ) from None
         progress(f"built {image.tag} ({time.monotonic() - t0:.0f}s)")
 
 
 def ensure_local(client, profiles: Iterable[str] = (), progress: Progress = print, rebuild: bool = False) -> list[str]:  # type: ignore[no-untyped-def]
     """Build the local images that are missing (all of them with rebuild); the tags a run needs."""
-    import docker
     from concurrent.futures import ThreadPoolExecutor
+
+    import docker
 
     needed = local_set(profiles)
     missing = [i for i in needed if rebuild or not _current(client, i)]
-    replaced = {found.id for tag in [*([BASE] if rebuild else []), *(i.tag for i in missing)] if (found := _image(client, tag))}
+    replaced = {
+        found.id for tag in [*([BASE] if rebuild else []), *(i.tag for i in missing)] if (found := _image(client, tag))
+    }
     if rebuild or not _present(client, BASE):
         _build_base(client, progress)
 
@@ -250,16 +292,23 @@ def ensure_local(client, profiles: Iterable[str] = (), progress: Progress = prin
     return [i.tag for i in needed]
 
 
-def prepare(client, images: str, profiles: Iterable[str] = (), progress: Progress = print,  # type: ignore[no-untyped-def]
-            rebuild: bool = False) -> str:
+def prepare(
+    client,
+    images: str,
+    profiles: Iterable[str] = (),
+    progress: Progress = print,  # type: ignore[no-untyped-def]
+    rebuild: bool = False,
+) -> str:
     """Choose the image set and, for the local one, build what is missing or stale: the choice."""
     profiles = tuple(profiles)
     chosen, why = choose(client, images, profiles)
     progress(f"images: {chosen} ({why})")
     if chosen == "local":
         if "supavisor" in profiles:
-            raise MissingDependency("the supavisor profile needs Supavisor's official image (--images official, where a "
-                                    "registry answers): no local one can be built from Debian's packages")
+            raise MissingDependency(
+                "the supavisor profile needs Supavisor's official image (--images official, where a "
+                "registry answers): no local one can be built from Debian's packages"
+            )
         tags = ensure_local(client, profiles, progress, rebuild=rebuild)
         progress(f"local images ready: {', '.join(tags)}")
     return chosen

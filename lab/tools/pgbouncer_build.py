@@ -65,9 +65,15 @@ def _build_deps() -> None:
     if not missing:
         return
     if os.geteuid() != 0:
-        raise MissingDependency(f"building PgBouncer needs {' '.join(missing)}: run `sudo apt-get install {' '.join(missing)}`")
-    done = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], capture_output=True, text=True,
-                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        raise MissingDependency(
+            f"building PgBouncer needs {' '.join(missing)}: run `sudo apt-get install {' '.join(missing)}`"
+        )
+    done = subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
     if done.returncode != 0:
         raise MissingDependency(f"apt-get install {' '.join(missing)} failed: {done.stderr.strip()[-500:]}")
 
@@ -90,12 +96,18 @@ def build(progress=print) -> Path:  # type: ignore[no-untyped-def]
             archive.write_bytes(resp.read())
         digest = hashlib.sha256(archive.read_bytes()).hexdigest()
         if digest != sha256:
-            raise MissingDependency(f"{tarball}: SHA-256 {digest} does not match Debian's index ({sha256}); not building it")
+            raise MissingDependency(
+                f"{tarball}: SHA-256 {digest} does not match Debian's index ({sha256}); not building it"
+            )
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")
         src = Path(tmp) / f"pgbouncer-{version}"
         log = Path(tmp) / "build.log"
-        for step in (["./configure", f"--prefix={prefix}", "--without-cares", "--with-openssl"], ["make", "-j2"], ["make", "install"]):
+        for step in (
+            ["./configure", f"--prefix={prefix}", "--without-cares", "--with-openssl"],
+            ["make", "-j2"],
+            ["make", "install"],
+        ):
             with open(log, "ab") as out:
                 done = subprocess.run(step, cwd=src, stdout=out, stderr=subprocess.STDOUT)
             if done.returncode != 0:

@@ -20,9 +20,9 @@ import venv
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.paths import RESULTS_DIR, ROOT
 from lab.clients import CLIENTS
 from lab.errors import LabError
+from lab.paths import RESULTS_DIR, ROOT
 from lab.tools.pgbouncer_build import CACHE as PGBOUNCER_CACHE
 from lab.topology.runstate import new_run_id
 
@@ -37,10 +37,12 @@ class Spec:
     version: str | None  # None: the newest the index offers
 
     @classmethod
-    def parse(cls, text: str) -> "Spec":
+    def parse(cls, text: str) -> Spec:
         m = _SPEC.match(text.strip())
         if not m:
-            raise LabError(f"{text!r}: give a package as NAME or NAME==VERSION (e.g. asyncpg==0.29.0, 'psycopg[binary]==3.1.20')")
+            raise LabError(
+                f"{text!r}: give a package as NAME or NAME==VERSION (e.g. asyncpg==0.29.0, 'psycopg[binary]==3.1.20')"
+            )
         return cls(m.group("dist").lower(), m.group("extras") or "", m.group("version"))
 
     @property
@@ -66,13 +68,22 @@ def environment(spec: Spec, progress=print) -> Path:  # type: ignore[no-untyped-
         return python
     progress(f"creating {where} with {spec.requirement} (cached for later sweeps)")
     venv.EnvBuilder(with_pip=True, clear=True).create(where)
-    purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                  capture_output=True, text=True, check=True).stdout.strip())
+    purelib = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     # the lab's own environment after this one: its .pth files (the editable lab) are processed too
     ours = sysconfig.get_paths()["purelib"]
     (purelib / "zz-pooler-lab-main.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
-    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", spec.requirement],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", spec.requirement],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise LabError(f"pip install {spec.requirement} failed:\n{done.stderr.strip()[-1500:]}")
     stamp.write_text(spec.requirement + "\n")
@@ -80,13 +91,22 @@ def environment(spec: Spec, progress=print) -> Path:  # type: ignore[no-untyped-
 
 
 def installed_version(python: Path, dist: str) -> str:
-    out = subprocess.run([str(python), "-c", f"from importlib.metadata import version; print(version({dist!r}))"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(python), "-c", f"from importlib.metadata import version; print(version({dist!r}))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
-def run(specs: list[Spec], scenarios: str | None, results: Path = RESULTS_DIR, progress=print,  # type: ignore[no-untyped-def]
-        backend: str = "native") -> list[tuple[Spec, str, Path, int]]:
+def run(
+    specs: list[Spec],
+    scenarios: str | None,
+    results: Path = RESULTS_DIR,
+    progress=print,  # type: ignore[no-untyped-def]
+    backend: str = "native",
+) -> list[tuple[Spec, str, Path, int]]:
     """One matrix run per spec; returns (spec, installed version, rows file, pytest exit code)."""
     out = []
     for spec in specs:
@@ -95,8 +115,19 @@ def run(specs: list[Spec], scenarios: str | None, results: Path = RESULTS_DIR, p
         version = installed_version(python, spec.dist)
         run_id = f"{new_run_id()}-sweep-{spec.dist}-{version}"
         progress(f"sweep: {spec.dist} {version}: {len(clients)} client configurations ({', '.join(clients)})")
-        args = [str(python), "-m", "pytest", str(ROOT / "experiments" / "test_matrix.py"), "-q", "-p", "no:warnings",
-                f"--lab-clients={','.join(clients)}", f"--lab-run-id={run_id}", f"--lab-results={results}", f"--lab-backend={backend}"]
+        args = [
+            str(python),
+            "-m",
+            "pytest",
+            str(ROOT / "experiments" / "test_matrix.py"),
+            "-q",
+            "-p",
+            "no:warnings",
+            f"--lab-clients={','.join(clients)}",
+            f"--lab-run-id={run_id}",
+            f"--lab-results={results}",
+            f"--lab-backend={backend}",
+        ]
         if scenarios:
             args.append(f"--lab-scenarios={scenarios}")
         code = subprocess.run(args, cwd=ROOT).returncode

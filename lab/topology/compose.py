@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 from dotenv import dotenv_values
 
-from lab.paths import COMPOSE_DIR
 from lab.errors import ConfigError
+from lab.paths import COMPOSE_DIR
 
 COMPOSE_FILE = "docker-compose.yml"
 ENV_FILE = ".env"
@@ -161,8 +161,13 @@ class ComposeTopology:
 
 _RENDERED_MARK = "\0rendered\0"
 #: Per-run values the compose file requires; `lab render` writes them to secrets.env.
-SECRET_NAMES = ("LAB_SUPERUSER_PASSWORD", "LAB_AUTHENTICATOR_PASSWORD", "LAB_JWT_SECRET", "LAB_SUPAVISOR_SECRET_KEY_BASE",
-                "LAB_SUPAVISOR_VAULT_KEY")
+SECRET_NAMES = (
+    "LAB_SUPERUSER_PASSWORD",
+    "LAB_AUTHENTICATOR_PASSWORD",
+    "LAB_JWT_SECRET",
+    "LAB_SUPAVISOR_SECRET_KEY_BASE",
+    "LAB_SUPAVISOR_VAULT_KEY",
+)
 #: a published port: "127.0.0.1:${LAB_X_PORT-5432}:${LAB_X_LISTEN:-5432}"
 _PORT_SPEC = re.compile(r"\$\{(?P<published>LAB_\w+)-\d*\}:\$\{(?P<listen>LAB_\w+):-\d+\}$")
 
@@ -171,7 +176,7 @@ def _parse_mount(spec: str, service: str) -> Mount | None:
     parts = spec.split(":")
     if len(parts) < 2 or not parts[0].startswith(_RENDERED_MARK):
         return None
-    return Mount(rendered=parts[0][len(_RENDERED_MARK):].lstrip("/"), target=parts[1])
+    return Mount(rendered=parts[0][len(_RENDERED_MARK) :].lstrip("/"), target=parts[1])
 
 
 def _container_ports(ports: list[str], service: str) -> tuple[int, ...]:
@@ -187,13 +192,17 @@ def _port_variables(raw_ports: list[str], service: str) -> tuple[tuple[str, str]
     for spec in raw_ports:
         m = _PORT_SPEC.search(str(spec))
         if m is None:
-            raise ConfigError(f"{COMPOSE_FILE}: service {service}: port {spec!r} is not "
-                              '"127.0.0.1:${LAB_<NAME>_PORT-<port>}:${LAB_<NAME>_LISTEN:-<port>}"')
+            raise ConfigError(
+                f"{COMPOSE_FILE}: service {service}: port {spec!r} is not "
+                '"127.0.0.1:${LAB_<NAME>_PORT-<port>}:${LAB_<NAME>_LISTEN:-<port>}"'
+            )
         out.append((m["published"], m["listen"]))
     return tuple(out)
 
 
-def load(compose_dir: Path = COMPOSE_DIR, secrets: Mapping[str, str] | None = None, profiles: tuple[str, ...] = ()) -> ComposeTopology:
+def load(
+    compose_dir: Path = COMPOSE_DIR, secrets: Mapping[str, str] | None = None, profiles: tuple[str, ...] = ()
+) -> ComposeTopology:
     """The compose file, interpolated with .env and the run's secrets.
 
     The rendered-config directory is replaced by a marker, so mounts are returned

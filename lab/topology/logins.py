@@ -17,7 +17,6 @@ from lab.topology.runstate import RUNTIME_BASE
 from lab.topology.services import kind_of
 
 
-
 def log_path(run_id: str, service: str) -> Path:
     return RUNTIME_BASE / run_id / "logs" / f"{service}.log"
 
@@ -49,7 +48,7 @@ class Logins:
         return server, count(self.run_id, self.pooler_service) if self.pooler_service else None
 
     @contextmanager
-    def counted(self) -> Iterator["Logins"]:
+    def counted(self) -> Iterator[Logins]:
         before = self._now()
         yield self
         time.sleep(0.01)  # log lines are written after the login completes (logins come first in a cell)

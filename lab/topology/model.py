@@ -43,13 +43,19 @@ class Endpoint:
         object.__setattr__(self, "password", Secret(self.password))
         object.__setattr__(self, "keys", {k: Secret(v) for k, v in self.keys.items()})
 
-    def dsn(self, user: str | None = None, password: str | None = None, tls: bool | None = None, redact: bool = False) -> str:
+    def dsn(
+        self, user: str | None = None, password: str | None = None, tls: bool | None = None, redact: bool = False
+    ) -> str:
         """A libpq URL, the form the RCA's DATABASE_URL has, with the endpoint's sslmode; tls=True asks for
         at least sslmode=require, tls=False for disable. redact=True: the password masked, for printing."""
         u = quote(user or self.user, safe="")
         p = REDACTED if redact else quote(password if password is not None else self.password, safe="")
         url = f"postgresql://{u}:{p}@{self.host}:{self.port}/{quote(self.database, safe='')}"
-        mode = self.sslmode if tls is None else ("disable" if not tls else self.sslmode if self.sslmode != "disable" else "require")
+        mode = (
+            self.sslmode
+            if tls is None
+            else ("disable" if not tls else self.sslmode if self.sslmode != "disable" else "require")
+        )
         url += f"?sslmode={mode}"
         if mode == "verify-full" and self.ca_file:
             url += f"&sslrootcert={quote(self.ca_file, safe='/')}"
@@ -62,15 +68,22 @@ class Endpoint:
             return f"https://{self.host}:{self.tls_port}"
         return f"http://{self.host}:{self.port}"
 
-    def via(self, port: int, tls_port: int | None = None, topology: str | None = None, plain: bool = False, **facts: Any) -> "Endpoint":
+    def via(
+        self, port: int, tls_port: int | None = None, topology: str | None = None, plain: bool = False, **facts: Any
+    ) -> Endpoint:
         """The same endpoint reached through something of the lab's listening on other ports of this host
         (a delay proxy, the wire tracer, a tenant router); `facts` say what is in between. plain=True: what is
         in between must read the protocol (the tracer, the router), so that hop speaks no TLS. The one way an
         endpoint is rewritten."""
         extra = {"sslmode": "disable"} if plain and self.sslmode != "disable" else {}
-        return replace(self, port=port, tls_port=tls_port if tls_port is not None else self.tls_port,
-                       topology=topology or self.topology, sslmode="disable" if plain else self.sslmode,
-                       facts={**self.facts, **facts, **extra})
+        return replace(
+            self,
+            port=port,
+            tls_port=tls_port if tls_port is not None else self.tls_port,
+            topology=topology or self.topology,
+            sslmode="disable" if plain else self.sslmode,
+            facts={**self.facts, **facts, **extra},
+        )
 
 
 @dataclass(frozen=True)
@@ -94,10 +107,12 @@ class Topology:
             return self.endpoint("direct").dsn()
         return self.endpoint("direct").dsn(user=self.superuser, password=self.superuser_password)
 
-    def with_sslmode(self, sslmode: str) -> "Topology":
+    def with_sslmode(self, sslmode: str) -> Topology:
         """Every PostgreSQL endpoint with this sslmode (the local topology's TLS axis)."""
-        eps = {k: (replace(e, sslmode=sslmode, facts={**e.facts, "sslmode": sslmode}) if not e.keys else e)
-               for k, e in self.endpoints.items()}
+        eps = {
+            k: (replace(e, sslmode=sslmode, facts={**e.facts, "sslmode": sslmode}) if not e.keys else e)
+            for k, e in self.endpoints.items()
+        }
         return replace(self, endpoints=eps)
 
     def to_dict(self, redact: bool = False) -> dict[str, Any]:
@@ -111,7 +126,7 @@ class Topology:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Topology":
+    def from_dict(cls, data: dict[str, Any]) -> Topology:
         """From a run's state.json, which may carry more than the topology (a Docker run's compose project)."""
         eps = {k: Endpoint(**v) for k, v in data["endpoints"].items()}
         known = {f.name for f in fields(cls)}

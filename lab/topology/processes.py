@@ -65,7 +65,9 @@ def run_as() -> RunAs:
             text=True,
         )
         if done.returncode not in (0, 9):  # 9: created meanwhile by a parallel run
-            raise LabError(f"cannot create the unprivileged user {LAB_USER!r} the servers run as: {done.stderr.strip()}")
+            raise LabError(
+                f"cannot create the unprivileged user {LAB_USER!r} the servers run as: {done.stderr.strip()}"
+            )
         entry = pwd.getpwnam(LAB_USER)
     return RunAs(entry.pw_uid, entry.pw_gid, entry.pw_name)
 
@@ -167,7 +169,13 @@ def run(argv: Sequence[str], owner: RunAs, log: Path, timeout: float = 60.0, env
     """A short-lived command (initdb); its output goes to `log` and into the error if it fails."""
     with open(log, "ab") as out:
         done = subprocess.run(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout, cwd="/", **owner.popen_kwargs(),
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=timeout,
+            cwd="/",
+            **owner.popen_kwargs(),
         )
     if done.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])

@@ -16,12 +16,11 @@ from functools import cached_property
 from pathlib import Path
 from string import Template
 
+from lab.errors import ConfigError
 from lab.paths import write_private
 from lab.topology.compose import TLS_MOUNT, ComposeTopology, Service
-from lab.errors import ConfigError
 from lab.topology.scram import role_salt, scram_secret
 from lab.topology.tls import make_certificates
-
 
 #: the application's role again, with `ALTER ROLE ... SET jit = off`: the RCA's setting as a role setting, which
 #: no pooler has to pass on (the rca-attempt-*-alter-role configurations log in as it, with the app's password)
@@ -48,7 +47,7 @@ class Credentials:
         return f"Credentials(superuser={self.superuser!r}, app_user={self.app_user!r}, secrets hidden)"
 
     @classmethod
-    def generate(cls) -> "Credentials":
+    def generate(cls) -> Credentials:
         return cls(
             superuser_password=secrets.token_hex(16),
             app_password=secrets.token_hex(16),
@@ -113,10 +112,12 @@ class Placement:
     tls_dir: str  # where the run's certificate and key are read from
     state_dirs: dict[str, str]  # service -> a writable directory for pid and temp files
     log_dir: str | None = None  # where servers write their own log files; None: the lab captures their stderr
-    server_tls_dir: str | None = None  # PostgreSQL's copy of the TLS files (it refuses a key others can read); None: tls_dir
+    server_tls_dir: str | None = (
+        None  # PostgreSQL's copy of the TLS files (it refuses a key others can read); None: tls_dir
+    )
 
     @classmethod
-    def docker(cls, topo: ComposeTopology, host_network: bool = False) -> "Placement":
+    def docker(cls, topo: ComposeTopology, host_network: bool = False) -> Placement:
         """In containers. On a bridge network the services reach each other by name and listen on every address;
         on the host's network (docker-compose.host.yml) they listen on 127.0.0.1 at the ports the run picked."""
         tls_targets = {m.target for s in topo.services.values() for m in s.mounts if m not in s.templated_mounts}
@@ -127,7 +128,9 @@ class Placement:
             hosts={s.name: "127.0.0.1" if host_network else s.name for s in topo.services.values()},
             socket_dir="/var/run/postgresql",
             config_dirs={
-                s.name: posixpath.dirname(s.templated_mounts[0].target) for s in topo.services.values() if s.templated_mounts
+                s.name: posixpath.dirname(s.templated_mounts[0].target)
+                for s in topo.services.values()
+                if s.templated_mounts
             },
             tls_dir=tls_targets.pop() if len(tls_targets) == 1 else "/etc/lab-tls",
             state_dirs={s.name: "/tmp" for s in topo.services.values()},
@@ -137,8 +140,14 @@ class Placement:
 
     @classmethod
     def native(
-        cls, topo: ComposeTopology, ports: dict[str, int], tls_ports: dict[str, int], rendered_dir: Path, socket_dir: Path, state_dir: Path
-    ) -> "Placement":
+        cls,
+        topo: ComposeTopology,
+        ports: dict[str, int],
+        tls_ports: dict[str, int],
+        rendered_dir: Path,
+        socket_dir: Path,
+        state_dir: Path,
+    ) -> Placement:
         return cls(
             listen_addresses="127.0.0.1",
             ports=ports,
@@ -190,7 +199,9 @@ def render_template(path: Path, values: dict[str, str]) -> str:
         raise ConfigError(f"{path}: malformed placeholder: {exc}") from None
 
 
-def render(topo: ComposeTopology, placement: Placement, creds: Credentials, out_dir: Path, shared: bool = False) -> dict[str, Path]:
+def render(
+    topo: ComposeTopology, placement: Placement, creds: Credentials, out_dir: Path, shared: bool = False
+) -> dict[str, Path]:
     """Write every mounted file of every service under out_dir; returns rendered path -> file.
 
     Files hold passwords, so they are readable by their owner only; with `shared` (for containers, whose servers
@@ -229,10 +240,17 @@ def logs_dir(path: Path) -> Path:
     return path
 
 
-def write_compose_secrets(creds: Credentials, rendered_dir: Path, logs: Path, extra: dict[str, str] | None = None) -> Path:
+def write_compose_secrets(
+    creds: Credentials, rendered_dir: Path, logs: Path, extra: dict[str, str] | None = None
+) -> Path:
     """The env file `docker compose` needs beside compose/.env for a rendered directory (and the run's own values)."""
     path = rendered_dir / "secrets.env"
-    values = {**creds.compose_secrets(), "LAB_RENDERED_DIR": str(rendered_dir), "LAB_LOGS_DIR": str(logs), **(extra or {})}
+    values = {
+        **creds.compose_secrets(),
+        "LAB_RENDERED_DIR": str(rendered_dir),
+        "LAB_LOGS_DIR": str(logs),
+        **(extra or {}),
+    }
     lines = [f"{k}={v}" for k, v in values.items()]
     write_private(path, "\n".join(lines) + "\n")
     return path
@@ -246,6 +264,10 @@ def api_keys(creds: Credentials, lifetime_s: int = 86400) -> dict[str, str]:
 
     now = int(time.time())
     return {
-        role: jwt.encode({"iss": "pooler-lab", "role": role, "iat": now, "exp": now + lifetime_s}, creds.jwt_secret, algorithm="HS256")
+        role: jwt.encode(
+            {"iss": "pooler-lab", "role": role, "iat": now, "exp": now + lifetime_s},
+            creds.jwt_secret,
+            algorithm="HS256",
+        )
         for role in ("anon", "service_role")
     }

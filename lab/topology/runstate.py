@@ -30,8 +30,8 @@ from typing import Any
 
 from lab.errors import EnvironmentProblem
 from lab.paths import write_private
-from lab.topology.services import KINDS
 from lab.topology.processes import RunAs, Server, server_env, spawn, stop_group
+from lab.topology.services import KINDS
 
 RUNTIME_BASE = Path(os.environ.get("POOLER_LAB_RUNTIME", f"/tmp/pooler-lab-{os.getuid()}"))
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -50,21 +50,31 @@ def runtime_base(base: Path | None = None, create: bool = True) -> Path:
         try:
             base.mkdir(mode=0o711, parents=True, exist_ok=True)
         except OSError as exc:
-            raise EnvironmentProblem(f"runtime directory {base}: cannot create it ({exc.strerror}); set POOLER_LAB_RUNTIME to a directory of your own") from None
+            raise EnvironmentProblem(
+                f"runtime directory {base}: cannot create it ({exc.strerror}); set POOLER_LAB_RUNTIME to a directory of your own"
+            ) from None
     try:
         info = base.lstat()
     except FileNotFoundError:
         return base
     if not stat.S_ISDIR(info.st_mode):
-        raise EnvironmentProblem(f"runtime directory {base} is not a directory (a link or a file); the lab will not use it")
+        raise EnvironmentProblem(
+            f"runtime directory {base} is not a directory (a link or a file); the lab will not use it"
+        )
     if info.st_uid != os.getuid():
-        raise EnvironmentProblem(f"runtime directory {base} belongs to uid {info.st_uid}, not to you (uid {os.getuid()}); "
-                                 "the lab will not use or clean a directory another user controls; set POOLER_LAB_RUNTIME")
+        raise EnvironmentProblem(
+            f"runtime directory {base} belongs to uid {info.st_uid}, not to you (uid {os.getuid()}); "
+            "the lab will not use or clean a directory another user controls; set POOLER_LAB_RUNTIME"
+        )
     if info.st_mode & 0o022:
-        raise EnvironmentProblem(f"runtime directory {base} can be written by others (mode {stat.S_IMODE(info.st_mode):o}); "
-                                 f"`chmod go-w {base}` or set POOLER_LAB_RUNTIME")
+        raise EnvironmentProblem(
+            f"runtime directory {base} can be written by others (mode {stat.S_IMODE(info.st_mode):o}); "
+            f"`chmod go-w {base}` or set POOLER_LAB_RUNTIME"
+        )
     if not os.access(base, os.W_OK | os.X_OK):
-        raise EnvironmentProblem(f"runtime directory {base} is not writable; set POOLER_LAB_RUNTIME to a directory of your own")
+        raise EnvironmentProblem(
+            f"runtime directory {base} is not writable; set POOLER_LAB_RUNTIME to a directory of your own"
+        )
     return base
 
 
@@ -101,7 +111,7 @@ class RunState:
     topology: dict[str, Any] | None = None
 
     @classmethod
-    def create(cls, persistent: bool, base: Path | None = None, run_id: str | None = None) -> "RunState":
+    def create(cls, persistent: bool, base: Path | None = None, run_id: str | None = None) -> RunState:
         base = runtime_base(base)
         run_id = check_run_id(run_id or new_run_id())
         directory = base / run_id
@@ -130,7 +140,7 @@ class RunState:
         tmp.replace(self.state_file)
 
     @classmethod
-    def load(cls, state_file: Path) -> "RunState":
+    def load(cls, state_file: Path) -> RunState:
         """A state file of the base; ValueError unless it is this user's own and names itself."""
         info = state_file.lstat()
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
@@ -146,8 +156,15 @@ class RunState:
         self.processes.append(ProcessRecord(name, pid, stop_signal, _start_time(pid)))
         self.save()
 
-    def start(self, name: str, argv: list[str], owner: RunAs, kind: str, python: bool = False,
-              extra_env: dict[str, str] | None = None) -> Server:
+    def start(
+        self,
+        name: str,
+        argv: list[str],
+        owner: RunAs,
+        kind: str,
+        python: bool = False,
+        extra_env: dict[str, str] | None = None,
+    ) -> Server:
         """Start a server of this run, logging to logs/<name>.log, and record it so it is stopped and reaped with the run.
 
         Persistent runs (`lab up`) outlive their starter; the others die with it (parent-death signal).
@@ -155,7 +172,11 @@ class RunState:
         logs = self.directory / "logs"
         logs.mkdir(exist_ok=True)
         server = spawn(
-            name, argv, owner, logs / f"{name}.log", stop_signal=KINDS[kind].stop_signal,
+            name,
+            argv,
+            owner,
+            logs / f"{name}.log",
+            stop_signal=KINDS[kind].stop_signal,
             death_signal=None if self.persistent else KINDS[kind].death_signal,
             env=server_env(self.directory, python=python, extra=extra_env),
         )
@@ -190,7 +211,9 @@ class RunState:
                     tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-3:]
                 except OSError:
                     tail = []
-                return f"{rec.name} (pid {rec.pid}) is no longer running" + (f"; its log ends: {' | '.join(tail)}" if tail else "")
+                return f"{rec.name} (pid {rec.pid}) is no longer running" + (
+                    f"; its log ends: {' | '.join(tail)}" if tail else ""
+                )
         return None
 
     def stop(self, grace: float = 5.0) -> list[str]:

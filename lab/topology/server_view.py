@@ -54,7 +54,7 @@ class LogWindow:
         self.paths = {s: log_path(run_id, s) for s in services}
         self.offsets: dict[str, int] = {}
 
-    def open(self) -> "LogWindow":
+    def open(self) -> LogWindow:
         self.offsets = {s: _size(p) for s, p in self.paths.items() if p.exists()}
         return self
 
@@ -82,13 +82,18 @@ def _size(path: Path) -> int:
         return 0
 
 
-def summarize(events: list[LogEvent] | None, raised_sqlstate: str | None, raised_message: str | None) -> tuple[list[dict[str, Any]] | None, int | None]:
+def summarize(
+    events: list[LogEvent] | None, raised_sqlstate: str | None, raised_message: str | None
+) -> tuple[list[dict[str, Any]] | None, int | None]:
     """The events as distinct (source, level, SQLSTATE, message) with counts, and how many of them the client did not
     raise: every one but those with the SQLSTATE (or, without one, the message) of the client's own error."""
     if events is None:
         return None, None
     counts = Counter(e.key() for e in events)
-    rows = [{"source": s, "level": lv, "sqlstate": st, "message": msg[:200], "count": n} for (s, lv, st, msg), n in counts.items()]
+    rows = [
+        {"source": s, "level": lv, "sqlstate": st, "message": msg[:200], "count": n}
+        for (s, lv, st, msg), n in counts.items()
+    ]
 
     def raised(e: LogEvent) -> bool:
         if raised_sqlstate and e.sqlstate == raised_sqlstate:
@@ -102,7 +107,9 @@ class PreparedCensus:
     """Counts the prepared statements on a transaction pooler's server connections, through the pooler."""
 
     def __init__(self, dsn: str, server_connections: int) -> None:
-        self.connections = [psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5) for _ in range(server_connections)]
+        self.connections = [
+            psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5) for _ in range(server_connections)
+        ]
 
     def count(self) -> int:
         total = 0
@@ -123,7 +130,9 @@ def end_server_connections(admin_dsn: str, user: str, wait_s: float = 5.0) -> in
     """End every server backend of `user`, so the poolers open new ones: a cell then starts with no prepared
     statement that an earlier cell left on a server connection. The number ended."""
     with psycopg.connect(admin_dsn, autocommit=True, prepare_threshold=None) as conn:
-        ended = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s", [user]).fetchone()
+        ended = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s", [user]
+        ).fetchone()
         deadline = time.monotonic() + wait_s
         while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", [user]).fetchone()[0]:  # type: ignore[index]
             if time.monotonic() > deadline:

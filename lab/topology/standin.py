@@ -40,7 +40,9 @@ def describe() -> str:
 class ApiError(Exception):
     """A PostgREST-shaped error: HTTP status and the JSON body PostgREST sends."""
 
-    def __init__(self, status: int, code: str | None, message: str, details: str | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self, status: int, code: str | None, message: str, details: str | None = None, hint: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.body = status, {"code": code, "details": details, "hint": hint, "message": message}
 
@@ -49,13 +51,44 @@ class ApiError(Exception):
 def _status_for(sqlstate: str, role: str, anon_role: str) -> int:
     if sqlstate == "42501":
         return 401 if role == anon_role else 403
-    exact = {"23502": 400, "23505": 409, "23503": 409, "25006": 405, "42P01": 404, "42883": 404, "P0001": 400, "53400": 500}
+    exact = {
+        "23502": 400,
+        "23505": 409,
+        "23503": 409,
+        "25006": 405,
+        "42P01": 404,
+        "42883": 404,
+        "P0001": 400,
+        "53400": 500,
+    }
     if sqlstate in exact:
         return exact[sqlstate]
     prefix = sqlstate[:2]
-    return {"08": 503, "09": 500, "0L": 403, "0P": 403, "23": 409, "25": 500, "28": 403, "2D": 500, "38": 500,
-            "39": 500, "3B": 500, "40": 500, "53": 503, "54": 500, "55": 500, "57": 500, "58": 500, "F0": 500,
-            "HV": 500, "P0": 500, "XX": 500, "42": 400, "22": 400}.get(prefix, 400)
+    return {
+        "08": 503,
+        "09": 500,
+        "0L": 403,
+        "0P": 403,
+        "23": 409,
+        "25": 500,
+        "28": 403,
+        "2D": 500,
+        "38": 500,
+        "39": 500,
+        "3B": 500,
+        "40": 500,
+        "53": 503,
+        "54": 500,
+        "55": 500,
+        "57": 500,
+        "58": 500,
+        "F0": 500,
+        "HV": 500,
+        "P0": 500,
+        "XX": 500,
+        "42": 400,
+        "22": 400,
+    }.get(prefix, 400)
 
 
 def _quote(ident: str) -> str:
@@ -73,7 +106,7 @@ class Settings:
     port: int
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         missing = [k for k in ("PGRST_DB_URI", "PGRST_JWT_SECRET") if not env.get(k)]
         if missing:
@@ -143,7 +176,9 @@ class StandIn:
     def authenticate(self, request: web.Request) -> tuple[str, dict[str, Any]]:
         apikey = request.headers.get("apikey")
         if not apikey:
-            raise ApiError(401, None, "No API key found in request", hint="No `apikey` request header or url param was found.")
+            raise ApiError(
+                401, None, "No API key found in request", hint="No `apikey` request header or url param was found."
+            )
         self._decode(apikey)
         auth = request.headers.get("Authorization", "")
         if not auth:
@@ -152,7 +187,9 @@ class StandIn:
             return self.settings.anon_role, {"role": self.settings.anon_role}
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise ApiError(401, "PGRST301", "JWSError (CompactDecodeError Invalid number of parts: Expected 3 parts; got 1)")
+            raise ApiError(
+                401, "PGRST301", "JWSError (CompactDecodeError Invalid number of parts: Expected 3 parts; got 1)"
+            )
         claims = self._decode(token.strip())
         role = claims.get("role") or self.settings.anon_role
         if not role:
@@ -160,7 +197,9 @@ class StandIn:
         return str(role), claims
 
     # -- the statement, inside PostgREST's per-request transaction ------------------------
-    async def _run(self, request: web.Request, role: str, claims: dict[str, Any], sql: str, *args: Any, read_only: bool) -> Any:
+    async def _run(
+        self, request: web.Request, role: str, claims: dict[str, Any], sql: str, *args: Any, read_only: bool
+    ) -> Any:
         assert self.pool is not None
         async with self.pool.acquire() as conn:
             try:
@@ -171,18 +210,29 @@ class StandIn:
                         "SELECT set_config('search_path', $1, true), set_config('role', $2, true), "
                         "set_config('request.jwt.claims', $3, true), set_config('request.method', $4, true), "
                         "set_config('request.path', $5, true)",
-                        _quote(self.settings.schema), role, json.dumps(claims), request.method, request.path,
+                        _quote(self.settings.schema),
+                        role,
+                        json.dumps(claims),
+                        request.method,
+                        request.path,
                     )
                     return await conn.fetchval(sql, *args)
             except asyncpg.PostgresError as exc:
                 state = exc.sqlstate or "XX000"
-                raise ApiError(_status_for(state, role, self.settings.anon_role or ""), state,
-                               exc.args[0] if exc.args else str(exc), getattr(exc, "detail", None), getattr(exc, "hint", None)) from None
+                raise ApiError(
+                    _status_for(state, role, self.settings.anon_role or ""),
+                    state,
+                    exc.args[0] if exc.args else str(exc),
+                    getattr(exc, "detail", None),
+                    getattr(exc, "hint", None),
+                ) from None
 
     def _table(self, request: web.Request) -> tuple[str, dict[str, str]]:
         table = request.match_info["table"]
         if table not in self.columns:
-            raise ApiError(404, "PGRST205", f"Could not find the table '{self.settings.schema}.{table}' in the schema cache")
+            raise ApiError(
+                404, "PGRST205", f"Could not find the table '{self.settings.schema}.{table}' in the schema cache"
+            )
         return table, self.columns[table]
 
     async def insert(self, request: web.Request) -> web.Response:
@@ -207,10 +257,8 @@ class StandIn:
         # `{}` inserts a row of the table's defaults (PostgREST #616/#618): a select of no columns
         cols = ", ".join(_quote(k) for k in keys)
         source = (
-            (f"INSERT INTO {qualified}({cols}) " if keys else f"INSERT INTO {qualified} ")
-            + f"SELECT {cols} FROM json_populate_recordset(NULL::{qualified}, $1::json) _ "
-            f"RETURNING {qualified}.*"
-        )
+            f"INSERT INTO {qualified}({cols}) " if keys else f"INSERT INTO {qualified} "
+        ) + f"SELECT {cols} FROM json_populate_recordset(NULL::{qualified}, $1::json) _ RETURNING {qualified}.*"
         body_out = "coalesce(json_agg(_), '[]')::text" if representation else "''"
         sql = f"WITH pgrst_source AS ({source}) SELECT {body_out} FROM (SELECT * FROM pgrst_source) _"
         result = await self._run(request, role, claims, sql, json.dumps(items), read_only=False)
@@ -236,15 +284,24 @@ class StandIn:
                 raise ApiError(400, "42703", f"column {table}.{key} does not exist")
             op, _, operand = value.partition(".")
             if op not in OPERATORS or not _:
-                raise ApiError(400, "PGRST100", f'"failed to parse filter ({value})" (line 1, column 1)', details=f"unexpected '{op}'")
+                raise ApiError(
+                    400,
+                    "PGRST100",
+                    f'"failed to parse filter ({value})" (line 1, column 1)',
+                    details=f"unexpected '{op}'",
+                )
             args.append(operand)
             where.append(f"{_quote(key)} {OPERATORS[op]} CAST(${len(args)}::text AS {columns[key]})")
         sql = f"SELECT {', '.join(_quote(c) for c in wanted)} FROM {qualified}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         if "limit" in request.query:
-            if not re.fullmatch(r"[0-9]{1,18}", request.query["limit"]):  # str.isdigit() takes '²', which int() does not
-                raise ApiError(400, "PGRST100", f'"failed to parse limit ({request.query["limit"]})" (line 1, column 1)')
+            if not re.fullmatch(
+                r"[0-9]{1,18}", request.query["limit"]
+            ):  # str.isdigit() takes '²', which int() does not
+                raise ApiError(
+                    400, "PGRST100", f'"failed to parse limit ({request.query["limit"]})" (line 1, column 1)'
+                )
             sql += f" LIMIT {int(request.query['limit'])}"
         sql = f"SELECT coalesce(json_agg(_), '[]')::text FROM ({sql}) _"
         result = await self._run(request, role, claims, sql, *args, read_only=True)
@@ -267,6 +324,7 @@ def make_app(settings: Settings) -> web.Application:
     # PostgREST serves tables at the root; the gateway maps /rest/v1/ onto it
     app.router.add_post("/{table}", standin.insert)
     app.router.add_get("/{table}", standin.select)
+
     async def root(request: web.Request) -> web.Response:
         # PostgREST answers / with its OpenAPI document; the stand-in names itself there (what a Docker run reads)
         return web.json_response({"info": {"title": NAME, "description": describe()}})
@@ -278,7 +336,9 @@ def make_app(settings: Settings) -> web.Application:
 def main() -> None:
     settings = Settings.from_env()
     # aiohttp stops gracefully on SIGINT and SIGTERM, closing the pool
-    web.run_app(make_app(settings), host=settings.host, port=settings.port, print=None, access_log=None, handle_signals=True)
+    web.run_app(
+        make_app(settings), host=settings.host, port=settings.port, print=None, access_log=None, handle_signals=True
+    )
 
 
 if __name__ == "__main__":

@@ -19,16 +19,36 @@ from lab.errors import StartupError
 from lab.topology.render import Credentials, api_keys
 
 
-def register_tenant(api_host: str, api_port: int, creds: Credentials, db_host: str, db_port: int, tenant: str,
-                    pool_size: int, timeout: float = 60.0) -> None:
+def register_tenant(
+    api_host: str,
+    api_port: int,
+    creds: Credentials,
+    db_host: str,
+    db_port: int,
+    tenant: str,
+    pool_size: int,
+    timeout: float = 60.0,
+) -> None:
     """PUT the tenant, retrying until Supavisor's API takes it (its migrations may still run). `pool_size`: the pool
     Supavisor keeps per user, the lab's transaction PgBouncers' (compose/.env), so the router and it match."""
     token = api_keys(creds)["service_role"]  # HS256, signed with the run's JWT secret: Supavisor's API_JWT_SECRET
-    body = {"tenant": {
-        "db_host": db_host, "db_port": db_port, "db_database": "postgres", "require_user": True,
-        "users": [{"db_user": creds.app_user, "db_user_alias": creds.app_user, "db_password": creds.app_password,
-                   "pool_size": pool_size, "mode_type": "transaction"}],
-    }}
+    body = {
+        "tenant": {
+            "db_host": db_host,
+            "db_port": db_port,
+            "db_database": "postgres",
+            "require_user": True,
+            "users": [
+                {
+                    "db_user": creds.app_user,
+                    "db_user_alias": creds.app_user,
+                    "db_password": creds.app_password,
+                    "pool_size": pool_size,
+                    "mode_type": "transaction",
+                }
+            ],
+        }
+    }
     base = f"http://{api_host}:{api_port}"
     deadline, last = time.monotonic() + timeout, ""
     with httpx.Client(timeout=10) as client:

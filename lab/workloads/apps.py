@@ -101,7 +101,9 @@ async def own_query(client: Client, worker: int, op: int) -> None:
     _check(worker, await client.fetch(sql, params), want)
 
 
-def _app_main(client_name: str, dsn: str, app: int, turns: Turns | None, crossed: bool, timeout: float, out: Connection) -> None:
+def _app_main(
+    client_name: str, dsn: str, app: int, turns: Turns | None, crossed: bool, timeout: float, out: Connection
+) -> None:
     """The child: one application process, its own pool, its own SQL, one outcome sent back."""
     client_cls = CLIENTS[client_name]
     me = app - 1
@@ -155,9 +157,13 @@ def _app_main(client_name: str, dsn: str, app: int, turns: Turns | None, crossed
                 if turns is not None:
                     turns.pass_on(me)
 
-    scenario = Scenario(f"app-{app}", "repeated-query with SQL of this process's own", operation, WORKERS, OPS_PER_WORKER, stagger=False)
+    scenario = Scenario(
+        f"app-{app}", "repeated-query with SQL of this process's own", operation, WORKERS, OPS_PER_WORKER, stagger=False
+    )
     try:
-        result = asyncio.run(run_cell(lambda: InTurn(dsn, POOL_SIZE, timeout=op_timeout(timeout)), scenario, 1, timeout))
+        result = asyncio.run(
+            run_cell(lambda: InTurn(dsn, POOL_SIZE, timeout=op_timeout(timeout)), scenario, 1, timeout)
+        )
     finally:
         if turns is not None:
             turns.finish(me)
@@ -174,21 +180,28 @@ def _ctx() -> multiprocessing.context.ForkServerContext:
         _context = multiprocessing.get_context("forkserver")
         # the drivers come with lab.workloads.apps; SQLAlchemy's dialects load on first use, so each child would
         # import them again (37 ms here) without these
-        _context.set_forkserver_preload(["lab.workloads.apps", "sqlalchemy.dialects.postgresql.asyncpg",
-                                         "sqlalchemy.dialects.postgresql.psycopg"])
+        _context.set_forkserver_preload(
+            ["lab.workloads.apps", "sqlalchemy.dialects.postgresql.asyncpg", "sqlalchemy.dialects.postgresql.psycopg"]
+        )
     return _context
 
 
 class _App:
     """One application process, started from the fork server."""
 
-    def __init__(self, client: str, dsn: str, app: int, turns: Turns | None, timeout: float, crossed: bool = False) -> None:
+    def __init__(
+        self, client: str, dsn: str, app: int, turns: Turns | None, timeout: float, crossed: bool = False
+    ) -> None:
         ctx = _ctx()
         self.app, self.timeout = app, timeout
         self.receive, send = ctx.Pipe(duplex=False)
         # the DSN travels through the fork server's socket, never through argv (which `ps` shows)
-        self.process = ctx.Process(target=_app_main, args=(client, dsn, app, turns, crossed, timeout, send), name=f"pooler-lab-app-{app}",
-                                   daemon=True)
+        self.process = ctx.Process(
+            target=_app_main,
+            args=(client, dsn, app, turns, crossed, timeout, send),
+            name=f"pooler-lab-app-{app}",
+            daemon=True,
+        )
         self.process.start()
         send.close()
 
@@ -201,9 +214,16 @@ class _App:
             return AppResult(self.app, pid, Outcome("timeout", detail=f"process {self.app} sent no outcome"), 0)
         except EOFError:
             self.process.join(5)
-            return AppResult(self.app, pid, Outcome("error", error_class="ProcessExit",
-                                                    message=f"process {self.app} exited with code {self.process.exitcode} "
-                                                            "before it sent an outcome"), 0)
+            return AppResult(
+                self.app,
+                pid,
+                Outcome(
+                    "error",
+                    error_class="ProcessExit",
+                    message=f"process {self.app} exited with code {self.process.exitcode} before it sent an outcome",
+                ),
+                0,
+            )
         finally:
             self.stop()
 

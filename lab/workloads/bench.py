@@ -36,8 +36,15 @@ def label(benchmark: Any, cell: Any, run_id: str, group: str, **extra: Any) -> N
     """Tie a pytest-benchmark entry to its row: a named group, the run id, the experiment, the cell and the
     client's package versions, so --benchmark-compare between two runs lines up and a JSON entry finds its row."""
     benchmark.group = group
-    benchmark.extra_info.update(run_id=run_id, experiment=cell.experiment, cell=cell.id, client=cell.client.name,
-                                packages=cell.client.versions(), topology=cell.topology, **extra)
+    benchmark.extra_info.update(
+        run_id=run_id,
+        experiment=cell.experiment,
+        cell=cell.id,
+        client=cell.client.name,
+        packages=cell.client.versions(),
+        topology=cell.topology,
+        **extra,
+    )
 
 
 def _settle() -> None:
@@ -51,8 +58,13 @@ async def _plain_loop(call: Callable[[], Awaitable[Any]], n: int, into: list[flo
         into.append(time.perf_counter() - t0)
 
 
-def measure(benchmark: Any, client: Any, operation: Callable[[], Awaitable[Any]], into: Measurement,
-            bare: Callable[[], Awaitable[Any]] | None = None) -> None:
+def measure(
+    benchmark: Any,
+    client: Any,
+    operation: Callable[[], Awaitable[Any]],
+    into: Measurement,
+    bare: Callable[[], Awaitable[Any]] | None = None,
+) -> None:
     """Open the client, time `operation` for the rounds asked, close it; a failure is recorded, then raised.
     With `bare`, one call of it is timed before each round, outside pytest-benchmark's timing and with no scenario
     around it (the same driver call, interleaved with the measured ones): the lab's own overhead is the difference
@@ -74,6 +86,7 @@ def measure(benchmark: Any, client: Any, operation: Callable[[], Awaitable[Any]]
         gc.collect()
         gc.freeze()
         try:
+
             def setup() -> None:
                 _settle()
                 if bare is not None:  # one plain call before each round: interleaved, a drift in speed hits both alike

@@ -13,9 +13,9 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from lab.clients.base import Configuration
+from lab.clients.rest import HttpxShared
 from lab.results.measures import BurstMeasures
 from lab.results.outcome import OK, Outcome, PhaseError, classify
-from lab.clients.rest import HttpxShared
 from lab.topology.model import Endpoint
 
 BURST = 40
@@ -36,8 +36,16 @@ class BurstResult:
     elapsed_s: float = 0.0
 
     def measures(self) -> BurstMeasures:
-        return BurstMeasures(clients=BURST, hold_s=HOLD_S, hybrid_hold_s=HYBRID_HOLD_S, completed=self.completed, failed=self.failed,
-                             errors=dict(self.errors), by_path=dict(self.by_path), elapsed_s=round(self.elapsed_s, 3))
+        return BurstMeasures(
+            clients=BURST,
+            hold_s=HOLD_S,
+            hybrid_hold_s=HYBRID_HOLD_S,
+            completed=self.completed,
+            failed=self.failed,
+            errors=dict(self.errors),
+            by_path=dict(self.by_path),
+            elapsed_s=round(self.elapsed_s, 3),
+        )
 
 
 async def _one_asyncpg(dsn: str) -> None:
@@ -67,10 +75,21 @@ SUBJECTS = {
     c.name: c
     for c in (
         Configuration("burst-asyncpg", f"{BURST} concurrent asyncpg.connect() + one query each, no pool", ("asyncpg",)),
-        Configuration("burst-psycopg", f"{BURST} concurrent psycopg AsyncConnection.connect() + one query each, no pool", ("psycopg",)),
-        Configuration("rca-hybrid", "psycopg AsyncConnectionPool(min 2, max 10) direct, httpx REST insert on PoolTimeout",
-                      ("psycopg", "psycopg-pool", "httpx")),
-        Configuration("pool-only", "the same psycopg AsyncConnectionPool(min 2, max 10) without the REST fallback", ("psycopg", "psycopg-pool")),
+        Configuration(
+            "burst-psycopg",
+            f"{BURST} concurrent psycopg AsyncConnection.connect() + one query each, no pool",
+            ("psycopg",),
+        ),
+        Configuration(
+            "rca-hybrid",
+            "psycopg AsyncConnectionPool(min 2, max 10) direct, httpx REST insert on PoolTimeout",
+            ("psycopg", "psycopg-pool", "httpx"),
+        ),
+        Configuration(
+            "pool-only",
+            "the same psycopg AsyncConnectionPool(min 2, max 10) without the REST fallback",
+            ("psycopg", "psycopg-pool"),
+        ),
     )
 }
 
@@ -82,7 +101,7 @@ async def _gather(tasks: list[Any], result: BurstResult) -> None:
         start = time.perf_counter()
         try:
             await coro
-        except Exception as exc:  # noqa: BLE001 - counted, the first becomes the outcome
+        except Exception as exc:
             result.failed += 1
             outcome = classify(exc)
             result.errors[f"{outcome.sqlstate or outcome.error_class}"] += 1
@@ -106,7 +125,9 @@ def burst(connector: str, dsn: str) -> BurstResult:
 
 async def _hybrid(direct_dsn: str, rest: Endpoint, result: BurstResult, fallback: bool) -> None:
     """The RCA's recommendation: psycopg pool straight to the server (2-10), REST when it is exhausted."""
-    pool = AsyncConnectionPool(direct_dsn, min_size=2, max_size=10, open=False, timeout=0.5, kwargs={"prepare_threshold": None})
+    pool = AsyncConnectionPool(
+        direct_dsn, min_size=2, max_size=10, open=False, timeout=0.5, kwargs={"prepare_threshold": None}
+    )
     await pool.open(wait=True, timeout=10)
     http = HttpxShared(rest, tls=False)
     await http.open()

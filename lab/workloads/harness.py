@@ -100,16 +100,24 @@ async def run_cell(
 async def _close(client: Any) -> None:
     try:
         await asyncio.wait_for(client.close(), timeout=5)
-    except Exception:  # noqa: BLE001 - closing after a failure must not mask the failure
+    except Exception:
         pass
 
 
-def run_cell_sync(client_cls: type[Client], dsn: str, scenario: Scenario, repeats: int = DEFAULT_REPEATS,
-                  timeout: float = DEFAULT_CELL_TIMEOUT, pool_size: int = POOL_SIZE,
-                  after_iteration: Callable[[], None] | None = None) -> CellResult:
+def run_cell_sync(
+    client_cls: type[Client],
+    dsn: str,
+    scenario: Scenario,
+    repeats: int = DEFAULT_REPEATS,
+    timeout: float = DEFAULT_CELL_TIMEOUT,
+    pool_size: int = POOL_SIZE,
+    after_iteration: Callable[[], None] | None = None,
+) -> CellResult:
     """A driver configuration's cell: a pool of `pool_size` connections to `dsn`, new for each iteration."""
     # per-operation limit below the cell's, so a wait inside a driver ends as that driver's own error where it has one
-    return run_sync(lambda: client_cls(dsn, pool_size, timeout=op_timeout(timeout)), scenario, repeats, timeout, after_iteration)
+    return run_sync(
+        lambda: client_cls(dsn, pool_size, timeout=op_timeout(timeout)), scenario, repeats, timeout, after_iteration
+    )
 
 
 def op_timeout(cell_timeout: float) -> float:
@@ -119,8 +127,13 @@ def op_timeout(cell_timeout: float) -> float:
     return max(0.5, cell_timeout / 10)
 
 
-def run_sync(make_client: Callable[[], Any], scenario: Scenario, repeats: int = DEFAULT_REPEATS,
-             timeout: float = DEFAULT_CELL_TIMEOUT, after_iteration: Callable[[], None] | None = None) -> CellResult:
+def run_sync(
+    make_client: Callable[[], Any],
+    scenario: Scenario,
+    repeats: int = DEFAULT_REPEATS,
+    timeout: float = DEFAULT_CELL_TIMEOUT,
+    after_iteration: Callable[[], None] | None = None,
+) -> CellResult:
     with warnings.catch_warnings():
         # psycopg_pool warns that the RCA's attempt 2 opens in the constructor; that is the point.
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -82,9 +82,14 @@ def measure(mode: str, dsn: str) -> LagResult:
 MODES = {
     m.name: m
     for m in (
-        Configuration("psycopg2-in-loop", "psycopg2.connect + execute called directly inside a coroutine", ("psycopg2-binary",)),
-        Configuration("psycopg2-executor", "the RCA's execute_query: loop.run_in_executor(ThreadPoolExecutor(max_workers=5), ...)",
-                      ("psycopg2-binary",)),
+        Configuration(
+            "psycopg2-in-loop", "psycopg2.connect + execute called directly inside a coroutine", ("psycopg2-binary",)
+        ),
+        Configuration(
+            "psycopg2-executor",
+            "the RCA's execute_query: loop.run_in_executor(ThreadPoolExecutor(max_workers=5), ...)",
+            ("psycopg2-binary",),
+        ),
         Configuration("asyncpg", "asyncpg.connect + execute, for comparison", ("asyncpg",)),
     )
 }

@@ -33,8 +33,18 @@ def rca_attempt_3(last: LastReply) -> Scenario:
         body = reply.body
         if not reply.ok or reply.status not in (201, None):
             raise WrongResult(f"status {reply.status}, body {str(body)[:200]}")
-        if not (isinstance(body, list) and len(body) == 1 and body[0].get("payload") == payload and isinstance(body[0].get("id"), int)):
+        if not (
+            isinstance(body, list)
+            and len(body) == 1
+            and body[0].get("payload") == payload
+            and isinstance(body[0].get("id"), int)
+        ):
             raise WrongResult(f"status {reply.status} but the body is not the inserted row: {str(body)[:200]}")
 
-    return Scenario("rca-attempt-3", f"the RCA's save_to_supabase_rest, {WORKERS} callers x {CALLS} inserts", call,  # type: ignore[arg-type]
-                    workers=WORKERS, ops_per_worker=CALLS)
+    return Scenario(
+        "rca-attempt-3",
+        f"the RCA's save_to_supabase_rest, {WORKERS} callers x {CALLS} inserts",
+        call,  # type: ignore[arg-type]
+        workers=WORKERS,
+        ops_per_worker=CALLS,
+    )

@@ -58,7 +58,9 @@ async def insert_returning(client: Client, worker: int, op: int) -> None:
     # statement is (psycopg prepares it after 5 executions on a connection; a text per
     # worker would keep it under that threshold and hide the failure).
     payload = f"insert-w{worker}-op{op}"
-    rows = await client.fetch(f"INSERT INTO {TABLE.get()} (payload) VALUES (:payload) RETURNING id, payload", {"payload": payload})
+    rows = await client.fetch(
+        f"INSERT INTO {TABLE.get()} (payload) VALUES (:payload) RETURNING id, payload", {"payload": payload}
+    )
     if len(rows) != 1 or not isinstance(rows[0][0], int):
         raise WrongResult(f"worker {worker}'s INSERT ... RETURNING", rows, "one row with an integer id")
     _expect(f"worker {worker}'s returned payload", rows[0][1], payload)
@@ -72,7 +74,10 @@ async def transaction(client: Client, worker: int, op: int) -> None:
         return f"INSERT INTO {table} (payload) VALUES (:payload) RETURNING id", {"payload": payload}
 
     def update(done: list[Rows]) -> tuple[str, dict]:
-        return f"UPDATE {table} SET payload = :payload WHERE id = :id RETURNING id", {"payload": payload + "-updated", "id": done[0][0][0]}
+        return f"UPDATE {table} SET payload = :payload WHERE id = :id RETURNING id", {
+            "payload": payload + "-updated",
+            "id": done[0][0][0],
+        }
 
     def read_back(done: list[Rows]) -> tuple[str, dict]:
         return f"SELECT payload, txid_current() = txid_current() FROM {table} WHERE id = :id", {"id": done[0][0][0]}
@@ -91,7 +96,14 @@ SCENARIOS: dict[str, Scenario] = {
             repeated_query,
             ops_per_worker=15,
         ),
-        Scenario("insert-returning", "INSERT ... RETURNING id, payload, one SQL text for all workers, 4 workers x 10", insert_returning, ops_per_worker=10),
-        Scenario("transaction", "INSERT, UPDATE, SELECT in one transaction, 4 workers x 16", transaction, ops_per_worker=16),
+        Scenario(
+            "insert-returning",
+            "INSERT ... RETURNING id, payload, one SQL text for all workers, 4 workers x 10",
+            insert_returning,
+            ops_per_worker=10,
+        ),
+        Scenario(
+            "transaction", "INSERT, UPDATE, SELECT in one transaction, 4 workers x 16", transaction, ops_per_worker=16
+        ),
     )
 }

@@ -21,7 +21,9 @@ from lab.results.outcome import Outcome, WrongResult, classify
 
 NOTIFY_WAIT_S = 1.0
 #: The experiment's one subject: a connection that never prepares on its own.
-PROBE = Configuration("state-probe", "psycopg 3 connection (prepare_threshold=None), explicit transactions", ("psycopg",))
+PROBE = Configuration(
+    "state-probe", "psycopg 3 connection (prepare_threshold=None), explicit transactions", ("psycopg",)
+)
 MOVE_ATTEMPTS = 40
 
 
@@ -67,16 +69,25 @@ KINDS = {
     for k in (
         StateKind("set", "SET statement_timeout = '4321ms'", _check_set),
         StateKind("prepared-statement", "PREPARE lab_state_stmt AS SELECT 42", _check_prepared),
-        StateKind("temp-table", "CREATE TEMP TABLE lab_state_tmp (x int); INSERT INTO lab_state_tmp VALUES (1)", _check_temp),
+        StateKind(
+            "temp-table", "CREATE TEMP TABLE lab_state_tmp (x int); INSERT INTO lab_state_tmp VALUES (1)", _check_temp
+        ),
         StateKind("advisory-lock", "SELECT pg_advisory_lock(4242)", _check_lock),
         StateKind("listen-notify", "LISTEN lab_state_chan", lambda conn: (False, "")),  # checked by delivery, below
         # parameters the server reports (ParameterStatus) and a pooler may track and restore on the next server
         # connection, beside statement_timeout ("set"), which it does not
         StateKind("timezone", "SET TimeZone = 'Asia/Tokyo'", _check_shown("TimeZone", "Asia/Tokyo")),
-        StateKind("application-name", "SET application_name = 'lab-state-probe'", _check_shown("application_name", "lab-state-probe")),
+        StateKind(
+            "application-name",
+            "SET application_name = 'lab-state-probe'",
+            _check_shown("application_name", "lab-state-probe"),
+        ),
         StateKind("datestyle", "SET DateStyle = 'SQL, DMY'", _check_shown("DateStyle", "SQL, DMY")),
-        StateKind("standard-conforming-strings", "SET standard_conforming_strings = off",
-                  _check_shown("standard_conforming_strings", "off")),
+        StateKind(
+            "standard-conforming-strings",
+            "SET standard_conforming_strings = off",
+            _check_shown("standard_conforming_strings", "off"),
+        ),
         StateKind("client-encoding", "SET client_encoding = 'LATIN1'", _check_shown("client_encoding", "LATIN1")),
     )
 }
@@ -111,7 +122,7 @@ class BusyPool:
         except psycopg.Error:
             pass
 
-    def __enter__(self) -> "BusyPool":
+    def __enter__(self) -> BusyPool:
         for t in self.threads:
             t.start()
         return self
@@ -122,7 +133,7 @@ class BusyPool:
             t.join(5)
 
 
-def _land(conn: psycopg.Connection, result: "StateResult", wanted: Callable[[int], bool], pooled: bool) -> None:
+def _land(conn: psycopg.Connection, result: StateResult, wanted: Callable[[int], bool], pooled: bool) -> None:
     """Open a transaction on `conn` that runs on a wanted server connection (by pg_backend_pid), retrying through a
     transaction pooler until one does (at most MOVE_ATTEMPTS; the last is taken as it comes); direct and through a
     session pooler the first is the only one there is. The transaction stays open for the caller's look; the
@@ -146,8 +157,10 @@ def leak_probe(kind: StateKind, dsn: str, pooled: bool) -> StateResult:
     A leak is a wrong result: B sees a setting it never made."""
     result = StateResult(Outcome("ok"))
     try:
-        with psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5) as a, \
-                psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5) as b:
+        with (
+            psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5) as a,
+            psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5) as b,
+        ):
             first = a.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
             a.execute(kind.set_sql)
             a.commit()
@@ -158,7 +171,7 @@ def leak_probe(kind: StateKind, dsn: str, pooled: bool) -> StateResult:
         if result.kept:
             raise WrongResult(f"another client's state leaked: {result.seen}")
         result.outcome = Outcome("ok", detail=f"not seen: {result.seen}")
-    except Exception as exc:  # noqa: BLE001 - every failure is this cell's outcome
+    except Exception as exc:
         if result.kept is None:
             result.seen = f"{type(exc).__name__}: {exc}".splitlines()[0]
         result.outcome = classify(exc)
@@ -187,7 +200,7 @@ def probe(kind: StateKind, dsn: str, notify_dsn: str, pooled: bool) -> StateResu
         if not result.kept:
             raise WrongResult(f"lost: {result.seen}")
         result.outcome = Outcome("ok", detail=f"kept: {result.seen}")
-    except Exception as exc:  # noqa: BLE001 - every failure is this cell's outcome
+    except Exception as exc:
         if result.kept is None:
             result.kept = False
             result.seen = f"{type(exc).__name__}: {exc}".splitlines()[0]

@@ -70,8 +70,13 @@ def summarize(done: list[tuple[float, float]], start: float, duration: float) ->
     mean = statistics.fmean(rates)
     half = T95[SLICES - 1] * statistics.stdev(rates) / math.sqrt(SLICES) if SLICES > 1 else 0.0
     lat = sorted(dt * 1000 for _, dt in done)
-    return Throughput(len(done), round(mean, 1), (round(mean - half, 1), round(mean + half, 1)),
-                      *_quantile(lat, 0.5), *_quantile(lat, 0.99))
+    return Throughput(
+        len(done),
+        round(mean, 1),
+        (round(mean - half, 1), round(mean + half, 1)),
+        *_quantile(lat, 0.5),
+        *_quantile(lat, 0.99),
+    )
 
 
 def _quantile(ms: list[float], q: float) -> tuple[float, tuple[float, float]]:
@@ -108,8 +113,10 @@ async def run(client: Client, concurrency: int, duration: float = DURATION_S) ->
         for t in finished:
             t.result()  # a worker's error is the cell's
         if waiting:
-            raise Stuck(f"{len(waiting)} of {concurrency} workers still waiting {GRACE_S:g}s after the window "
-                        f"({len(done)} queries answered in it)")
+            raise Stuck(
+                f"{len(waiting)} of {concurrency} workers still waiting {GRACE_S:g}s after the window "
+                f"({len(done)} queries answered in it)"
+            )
         return summarize(done, start, duration)
     finally:
         await asyncio.wait_for(client.close(), timeout=10)
@@ -121,8 +128,15 @@ async def run(client: Client, concurrency: int, duration: float = DURATION_S) ->
 def _libpq(dsn: str) -> tuple[list[str], dict[str, str]]:
     """pgbench's connection arguments and environment from a DSN; the password only in the environment."""
     url = urlsplit(dsn)
-    args = ["-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432), "-U", unquote(url.username or ""),
-            url.path.lstrip("/") or "postgres"]
+    args = [
+        "-h",
+        url.hostname or "127.0.0.1",
+        "-p",
+        str(url.port or 5432),
+        "-U",
+        unquote(url.username or ""),
+        url.path.lstrip("/") or "postgres",
+    ]
     env = {**os.environ, "PGPASSWORD": unquote(url.password or ""), "PGSSLMODE": "disable", "PGCONNECT_TIMEOUT": "5"}
     return args, env
 
@@ -130,9 +144,13 @@ def _libpq(dsn: str) -> tuple[list[str], dict[str, str]]:
 def pgbench_init(dsn: str) -> None:
     """pgbench's tables at scale 1 (100,000 accounts), once per run, through the server itself."""
     args, env = _libpq(dsn)
-    done = subprocess.run(["pgbench", "-i", "-s", "1", "-q", "-I", "dtgvp", *args], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["pgbench", "-i", "-s", "1", "-q", "-I", "dtgvp", *args], env=env, capture_output=True, text=True, timeout=120
+    )
     if done.returncode:
-        raise RuntimeError(f"pgbench -i failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+        raise RuntimeError(
+            f"pgbench -i failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+        )
 
 
 def pgbench(dsn: str, concurrency: int, seconds: int = PGBENCH_SECONDS) -> Throughput:
@@ -142,8 +160,29 @@ def pgbench(dsn: str, concurrency: int, seconds: int = PGBENCH_SECONDS) -> Throu
     clients = connections(concurrency)
     with tempfile.TemporaryDirectory(prefix="pooler-lab-pgbench-") as tmp:
         prefix = str(Path(tmp) / "tx")
-        done = subprocess.run(["pgbench", "-S", "-n", "-M", "simple", "-c", str(clients), "-j", str(clients), "-T", str(seconds),
-                               "-l", "--log-prefix", prefix, *args], env=env, capture_output=True, text=True, timeout=60 + seconds)
+        done = subprocess.run(
+            [
+                "pgbench",
+                "-S",
+                "-n",
+                "-M",
+                "simple",
+                "-c",
+                str(clients),
+                "-j",
+                str(clients),
+                "-T",
+                str(seconds),
+                "-l",
+                "--log-prefix",
+                prefix,
+                *args,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60 + seconds,
+        )
         if done.returncode:
             raise RuntimeError(f"pgbench -S failed: {(done.stderr.strip().splitlines() or [str(done.returncode)])[-1]}")
         rows: list[tuple[float, float]] = []

@@ -53,7 +53,9 @@ class Backend(ABC):
 
 
 @contextmanager
-def start_for_session(options: "LabOptions", say: Callable[[str], None]) -> Iterator[tuple[Topology, RunState, Watched | None]]:
+def start_for_session(
+    options: LabOptions, say: Callable[[str], None]
+) -> Iterator[tuple[Topology, RunState, Watched | None]]:
     """The topology a session runs against, the run state its own helpers (delay proxies) are recorded in,
     and what watches its servers (the native run state, the Docker backend; None where the lab cannot: a target).
 
@@ -83,8 +85,11 @@ def start_for_session(options: "LabOptions", say: Callable[[str], None]) -> Iter
     chosen = choose(options.backend)
     ok, why = engine_status() if chosen == "native" else (True, "")
     say(f"backend: {chosen}" + ("" if chosen == "docker" or ok else f" ({why})"))
-    backend: Backend = (DockerBackend(progress=say, run_id=options.run_id, profiles=options.profiles, images=options.images)
-                        if chosen == "docker" else NativeBackend(progress=say, run_id=options.run_id, profiles=options.profiles))
+    backend: Backend = (
+        DockerBackend(progress=say, run_id=options.run_id, profiles=options.profiles, images=options.images)
+        if chosen == "docker"
+        else NativeBackend(progress=say, run_id=options.run_id, profiles=options.profiles)
+    )
     try:
         topology = backend.start()
         assert backend.state is not None
@@ -96,7 +101,9 @@ def start_for_session(options: "LabOptions", say: Callable[[str], None]) -> Iter
         say("topology stopped")
 
 
-def _target_session(options: "LabOptions", say: Callable[[str], None]) -> Iterator[tuple[Topology, RunState, Watched | None]]:
+def _target_session(
+    options: LabOptions, say: Callable[[str], None]
+) -> Iterator[tuple[Topology, RunState, Watched | None]]:
     """Endpoints the lab did not start: nothing to start or watch; the run's own schema on the target, dropped at the end."""
     from lab.clients.rest import TABLE as REST_TABLE
     from lab.topology.backends.target import TargetFile, check, rest_table, run_schema
@@ -116,7 +123,10 @@ def _target_session(options: "LabOptions", say: Callable[[str], None]) -> Iterat
     try:
         with ExitStack() as stack:
             table = stack.enter_context(run_schema(target, options.run_id, options.read_only))
-            say(f"target {target.name}: {', '.join(target.endpoints)}" + (f"; writing to {table}, dropped at the end" if table else "; read-only"))
+            say(
+                f"target {target.name}: {', '.join(target.endpoints)}"
+                + (f"; writing to {table}, dropped at the end" if table else "; read-only")
+            )
             if table:
                 TABLE.set(table)
             if target.rest is not None and not options.read_only:
@@ -139,13 +149,20 @@ def wait_for_rest_table(rest: Endpoint, table: str, timeout: float = 20.0) -> No
     deadline, last = time.monotonic() + timeout, ""
     while time.monotonic() < deadline:
         try:
-            r = httpx.get(f"{rest.url(tls=True)}/rest/v1/{table}", params={"limit": "0"}, verify=verify, timeout=5,
-                          headers={"apikey": rest.keys["anon"], "Authorization": f"Bearer {rest.keys['anon']}"})
+            r = httpx.get(
+                f"{rest.url(tls=True)}/rest/v1/{table}",
+                params={"limit": "0"},
+                verify=verify,
+                timeout=5,
+                headers={"apikey": rest.keys["anon"], "Authorization": f"Bearer {rest.keys['anon']}"},
+            )
             if r.status_code == 200:
                 return
             last = f"HTTP {r.status_code}"
         except httpx.HTTPError as exc:
             last = type(exc).__name__
         time.sleep(0.3)
-    raise EnvironmentProblem(f"the target's REST tier does not serve the run's table {table} after {timeout:g}s ({last}): "
-                             "its PostgREST did not reload the schema cache, or anon cannot read public")
+    raise EnvironmentProblem(
+        f"the target's REST tier does not serve the run's table {table} after {timeout:g}s ({last}): "
+        "its PostgREST did not reload the schema cache, or anon cannot read public"
+    )

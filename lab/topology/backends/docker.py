@@ -54,15 +54,18 @@ logging.getLogger("testcontainers.compose.compose").setLevel(logging.CRITICAL)
 def engine_status() -> tuple[bool, str]:
     """(usable, why or what): an engine answers, Compose v2 is there and the images are here or can be had. Asked once per process:
     choosing the backend and reporting the choice must not ask twice."""
-    from lab.tools.docker_engine import compose_command, engine as _engine
+    from lab.tools.docker_engine import compose_command
+    from lab.tools.docker_engine import engine as _engine
 
     ok, engine = _engine()
     if not ok:
         return False, engine + ("" if "SDK" in engine else "; `./pooler-lab docker start` starts Debian's")
     found = compose_command()
     if found is None:
-        return False, (f"{engine} answers, but Compose v2 is not installed (`docker compose`; Debian's docker.io has none): "
-                       "`./pooler-lab docker start` fetches it")
+        return False, (
+            f"{engine} answers, but Compose v2 is not installed (`docker compose`; Debian's docker.io has none): "
+            "`./pooler-lab docker start` fetches it"
+        )
     import docker
 
     from lab.tools.docker_images import obtainable
@@ -107,8 +110,15 @@ class LabCompose(DockerCompose):
 class DockerBackend(Backend):
     name = "docker"
 
-    def __init__(self, compose_dir: Path = COMPOSE_DIR, progress=None, run_id: str | None = None,  # type: ignore[no-untyped-def]
-                 profiles: tuple[str, ...] = (), images: str = "auto", persistent: bool = False) -> None:
+    def __init__(
+        self,
+        compose_dir: Path = COMPOSE_DIR,
+        progress=None,
+        run_id: str | None = None,  # type: ignore[no-untyped-def]
+        profiles: tuple[str, ...] = (),
+        images: str = "auto",
+        persistent: bool = False,
+    ) -> None:
         self.compose_dir, self.run_id, self.profiles, self.images = compose_dir, run_id, profiles, images
         self.persistent = persistent  # `up`: the containers outlive the command, until `down`
         super().__init__(progress)
@@ -127,7 +137,9 @@ class DockerBackend(Backend):
         self.reap()
         found = compose_command()
         if found is None:
-            raise MissingDependency("Compose v2 (`docker compose`) is not installed: `./pooler-lab docker start` fetches it")
+            raise MissingDependency(
+                "Compose v2 (`docker compose`) is not installed: `./pooler-lab docker start` fetches it"
+            )
         self.client = client = docker.from_env()
         images = docker_images.prepare(client, self.images, self.profiles, self.progress)
         self.host_network = host_network = not client.networks.list(names=["bridge"])
@@ -144,19 +156,31 @@ class DockerBackend(Backend):
         state.save()  # before `up`: a run killed during it is cleaned up by the next
         local_env = docker_images.env_file(images)
         self.compose = LabCompose(
-            context=str(self.compose_dir), compose_file_name=[COMPOSE_FILE, *([HOST_NETWORK_FILE] if host_network else [])],
+            context=str(self.compose_dir),
+            compose_file_name=[COMPOSE_FILE, *([HOST_NETWORK_FILE] if host_network else [])],
             env_file=[str(self.compose_dir / ENV_FILE), *([str(local_env)] if local_env else []), str(env_file)],
-            profiles=list(self.profiles) or None, wait=True, project=project, cli=tuple(found[0]),
+            profiles=list(self.profiles) or None,
+            wait=True,
+            project=project,
+            cli=tuple(found[0]),
         )
         self.progress(f"docker compose up ({project}; {images} images; {'host' if host_network else 'bridge'} network)")
         try:
             self.compose.start()
         except subprocess.CalledProcessError as exc:
             raise StartupError(f"docker compose up failed: {self._cause(exc)}") from None
-        self.image_names = {c.labels.get("com.docker.compose.service", ""): c.attrs["Config"]["Image"] for c in self._containers()}
-        ports = {pv: int(run_env[lv]) for s in topo.services.values() for pv, lv in s.port_variables} if host_network else {
-            pv: int(self.compose.get_service_port(s.name, port))  # type: ignore[arg-type]
-            for s in topo.services.values() for (pv, _), port in zip(s.port_variables, s.container_ports)}
+        self.image_names = {
+            c.labels.get("com.docker.compose.service", ""): c.attrs["Config"]["Image"] for c in self._containers()
+        }
+        ports = (
+            {pv: int(run_env[lv]) for s in topo.services.values() for pv, lv in s.port_variables}
+            if host_network
+            else {
+                pv: int(self.compose.get_service_port(s.name, port))  # type: ignore[arg-type]
+                for s in topo.services.values()
+                for (pv, _), port in zip(s.port_variables, s.container_ports)
+            }
+        )
         return self._describe(topo, creds, ports, rendered, images)
 
     @staticmethod
@@ -165,16 +189,27 @@ class DockerBackend(Backend):
         ports, which Compose fills."""
         if host_network:
             listen = [lv for s in topo.services.values() for _, lv in s.port_variables]
-            return {**dict(zip(listen, map(str, free_ports(len(listen))))), "LAB_DB_HOST": HOST, "LAB_LISTEN_ADDRESS": HOST}
+            return {
+                **dict(zip(listen, map(str, free_ports(len(listen))))),
+                "LAB_DB_HOST": HOST,
+                "LAB_LISTEN_ADDRESS": HOST,
+            }
         return {pv: "" for s in topo.services.values() for pv, _ in s.port_variables}
 
     def _cause(self, exc: subprocess.CalledProcessError) -> str:
         """One line: Compose's last complaint, and the end of the log of a container that failed."""
         text = (exc.stderr or b"").decode(errors="replace") + (exc.stdout or b"").decode(errors="replace")
-        lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith(("Container ", "Network "))]
+        lines = [
+            line.strip()
+            for line in text.splitlines()
+            if line.strip() and not line.strip().startswith(("Container ", "Network "))
+        ]
         cause = lines[-1] if lines else f"exit status {exc.returncode}"
         for container in self._containers(all_states=True):
-            if container.status != "running" or (container.attrs.get("State", {}).get("Health", {}) or {}).get("Status") == "unhealthy":
+            if (
+                container.status != "running"
+                or (container.attrs.get("State", {}).get("Health", {}) or {}).get("Status") == "unhealthy"
+            ):
                 cause += f"; {container.labels.get('com.docker.compose.service')} ({container.status}) log ends: {_log_tail(container, 2)}"
                 break
         return cause
@@ -183,7 +218,9 @@ class DockerBackend(Backend):
         if self.client is None or self.state is None or not self.state.topology:
             return []
         project = self.state.topology.get("compose_project")
-        return list(self.client.containers.list(all=all_states, filters={"label": f"com.docker.compose.project={project}"}))
+        return list(
+            self.client.containers.list(all=all_states, filters={"label": f"com.docker.compose.project={project}"})
+        )
 
     def dead_server(self) -> str | None:
         """A container of the run that stopped while the run measures; None while all run."""
@@ -191,8 +228,10 @@ class DockerBackend(Backend):
             if container.status not in ("running", "created"):
                 code = container.attrs.get("State", {}).get("ExitCode")
                 tail = _log_tail(container, 3)
-                return (f"container {container.labels.get('com.docker.compose.service')} {container.status} (exit code {code})"
-                        + (f"; its log ends: {tail}" if tail else ""))
+                return (
+                    f"container {container.labels.get('com.docker.compose.service')} {container.status} (exit code {code})"
+                    + (f"; its log ends: {tail}" if tail else "")
+                )
         return None
 
     def _image(self, service: str) -> str:
@@ -201,14 +240,26 @@ class DockerBackend(Backend):
         tag = self.image_names.get(service)
         return describe(self.client, tag) if tag else "unknown"
 
-    def _describe(self, topo: ComposeTopology, creds: Credentials, ports: dict[str, int], rendered: Path, images: str) -> Topology:
+    def _describe(
+        self, topo: ComposeTopology, creds: Credentials, ports: dict[str, int], rendered: Path, images: str
+    ) -> Topology:
         assert self.state is not None
         server = topo.server
         direct_port = ports[server.port_variables[0][0]]
-        with psycopg.connect(host=HOST, port=direct_port, user=creds.superuser, password=creds.superuser_password, dbname="postgres",
-                             connect_timeout=10) as conn:
-            base = {"backend": self.name, "server_version": server_version(conn), "server_image": self._image(server.name),
-                    "images": images}
+        with psycopg.connect(
+            host=HOST,
+            port=direct_port,
+            user=creds.superuser,
+            password=creds.superuser_password,
+            dbname="postgres",
+            connect_timeout=10,
+        ) as conn:
+            base = {
+                "backend": self.name,
+                "server_version": server_version(conn),
+                "server_image": self._image(server.name),
+                "images": images,
+            }
         endpoints: dict[str, Endpoint] = {}
         ca_file = str(rendered / "tls" / "ca.crt")
         for svc in topo.services.values():
@@ -224,10 +275,24 @@ class DockerBackend(Backend):
                 rest = topo.with_role("rest")[0]
                 rest_server, stand_in = _rest_server(f"http://{HOST}:{port}/rest/v1/", keys["anon"])
                 endpoints[svc.topology] = Endpoint(
-                    topology=svc.topology, host=HOST, port=port, tls_port=more[0] if more else None, database="postgres", user="",
-                    password="", keys=keys, ca_file=ca_file,
-                    facts={**base, "gateway": f"nginx ({self._image(svc.name)})", "rest_server": rest_server, "rest_image": self._image(rest.name),
-                           "stand_in": stand_in, **({"stand_in_for": rest.topology} if stand_in else {}), "path": "/rest/v1/"},
+                    topology=svc.topology,
+                    host=HOST,
+                    port=port,
+                    tls_port=more[0] if more else None,
+                    database="postgres",
+                    user="",
+                    password="",
+                    keys=keys,
+                    ca_file=ca_file,
+                    facts={
+                        **base,
+                        "gateway": f"nginx ({self._image(svc.name)})",
+                        "rest_server": rest_server,
+                        "rest_image": self._image(rest.name),
+                        "stand_in": stand_in,
+                        **({"stand_in_for": rest.topology} if stand_in else {}),
+                        "path": "/rest/v1/",
+                    },
                 )
                 continue
             elif svc.role == "tenant-router":
@@ -235,19 +300,44 @@ class DockerBackend(Backend):
                 from lab.topology.supavisor import register_tenant
 
                 # the server as Supavisor reaches it: by name on a bridge network, at 127.0.0.1 on the host's
-                register_tenant(HOST, ports[svc.port_variables[-1][0]], creds, HOST if self.host_network else server.name,
-                                server.container_port, TENANT, int(topo.settings["PGBOUNCER_TRANSACTION_POOL_SIZE"]))
-                facts = {**base, "service": svc.name, "router": "supavisor", "image": self._image(svc.name), "tenant": TENANT,
-                         "tenant_router": f"Supavisor ({self._image(svc.name)})"}
+                register_tenant(
+                    HOST,
+                    ports[svc.port_variables[-1][0]],
+                    creds,
+                    HOST if self.host_network else server.name,
+                    server.container_port,
+                    TENANT,
+                    int(topo.settings["PGBOUNCER_TRANSACTION_POOL_SIZE"]),
+                )
+                facts = {
+                    **base,
+                    "service": svc.name,
+                    "router": "supavisor",
+                    "image": self._image(svc.name),
+                    "tenant": TENANT,
+                    "tenant_router": f"Supavisor ({self._image(svc.name)})",
+                }
                 # its transaction port, then its session port (compose file order)
-                for name, mode, at in ((svc.topology, "transaction", port), (f"{svc.topology}-session", "session", more[0])):
-                    endpoints[name] = Endpoint(name, HOST, at, "postgres", creds.app_user, creds.app_password,
-                                               {**facts, "pool_mode": mode}, ca_file=ca_file)
+                for name, mode, at in (
+                    (svc.topology, "transaction", port),
+                    (f"{svc.topology}-session", "session", more[0]),
+                ):
+                    endpoints[name] = Endpoint(
+                        name,
+                        HOST,
+                        at,
+                        "postgres",
+                        creds.app_user,
+                        creds.app_password,
+                        {**facts, "pool_mode": mode},
+                        ca_file=ca_file,
+                    )
                 continue
             else:
                 continue
-            endpoints[svc.topology] = Endpoint(svc.topology, HOST, port, "postgres", creds.app_user, creds.app_password, facts,
-                                               ca_file=ca_file)
+            endpoints[svc.topology] = Endpoint(
+                svc.topology, HOST, port, "postgres", creds.app_user, creds.app_password, facts, ca_file=ca_file
+            )
         topology = Topology(self.state.run_id, self.name, endpoints, creds.superuser, creds.superuser_password)
         self.state.topology = {**(self.state.topology or {}), **topology.to_dict()}
         self.state.save()
@@ -285,7 +375,7 @@ def _rest_server(url: str, key: str) -> tuple[str, bool]:
 
     request = urllib.request.Request(url, headers={"apikey": key, "Authorization": f"Bearer {key}"})
     with urllib.request.urlopen(request, timeout=10) as resp:
-        info = (json.loads(resp.read() or b"{}").get("info") or {})
+        info = json.loads(resp.read() or b"{}").get("info") or {}
     if info.get("title") == NAME:
         return str(info.get("description") or NAME), True
     return (f"PostgREST {info['version']}" if info.get("version") else "PostgREST"), False

@@ -27,16 +27,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from lab.paths import COMPOSE_DIR, write_private
-from lab.topology.compose import ComposeTopology, Service, load
-from lab.topology.render import Credentials, Placement, api_keys, render
 from lab.errors import MissingDependency, StartupError
+from lab.paths import COMPOSE_DIR, write_private
+from lab.topology.backends import Backend
+from lab.topology.compose import ComposeTopology, Service, load
+from lab.topology.model import Endpoint, Topology
 from lab.topology.ports import HOST, ensure_free, free_ports
 from lab.topology.processes import RunAs, Server, give_to, run, run_as, run_as_self, system_binary
+from lab.topology.render import Credentials, Placement, api_keys, render
 from lab.topology.runstate import RunState
 from lab.topology.services import endpoint_facts, server_version
-from lab.topology.backends import Backend
-from lab.topology.model import Endpoint, Topology
 
 READY_TIMEOUT = 30.0
 Progress = Callable[[str], None]
@@ -44,6 +44,7 @@ Progress = Callable[[str], None]
 
 def postgres_bindir() -> Path:
     """The newest PostgreSQL server binaries installed (Debian keeps them off PATH)."""
+
     def major(path: str) -> int:
         part = Path(path).parts[-3]
         return int(part) if part.isdigit() else 0
@@ -63,7 +64,9 @@ def postgres_bindir() -> Path:
 def _system_binary(name: str, package: str) -> Path:
     found = system_binary(name)
     if found is None:
-        raise MissingDependency(f"{name} not found; install it with `sudo apt-get install {package}` (./pooler-lab does this for you)")
+        raise MissingDependency(
+            f"{name} not found; install it with `sudo apt-get install {package}` (./pooler-lab does this for you)"
+        )
     return found
 
 
@@ -90,7 +93,9 @@ def wait_ready(server: Server, probe: Callable[[], object], what: str, timeout: 
     last: Exception | None = None
     while time.monotonic() < deadline:
         if not server.alive():
-            raise StartupError(f"{what} exited during start-up (code {server.popen.returncode}); its log ends:\n{server.log_tail()}")
+            raise StartupError(
+                f"{what} exited during start-up (code {server.popen.returncode}); its log ends:\n{server.log_tail()}"
+            )
         try:
             return probe()
         # HTTPException: something else answered on the port (another process won it);
@@ -98,13 +103,22 @@ def wait_ready(server: Server, probe: Callable[[], object], what: str, timeout: 
         except (psycopg.Error, OSError, urllib.error.URLError, http.client.HTTPException) as exc:
             last = exc
             time.sleep(0.1)
-    raise StartupError(f"{what} not ready after {timeout:.0f}s (last error: {last}); its log ends:\n{server.log_tail()}")
+    raise StartupError(
+        f"{what} not ready after {timeout:.0f}s (last error: {last}); its log ends:\n{server.log_tail()}"
+    )
 
 
 def _pg_probe(port: int, user: str, password: str) -> Callable[[], psycopg.Connection]:
     def probe() -> psycopg.Connection:
         conn = psycopg.connect(
-            host=HOST, port=port, user=user, password=password, dbname="postgres", connect_timeout=2, autocommit=True, prepare_threshold=None
+            host=HOST,
+            port=port,
+            user=user,
+            password=password,
+            dbname="postgres",
+            connect_timeout=2,
+            autocommit=True,
+            prepare_threshold=None,
         )
         conn.execute("SELECT 1")
         return conn
@@ -150,8 +164,10 @@ class NativeBackend(Backend):
         creds = Credentials.generate()
         topo = load(self.compose_dir, creds.compose_secrets(), profiles=self.profiles)
         for svc in topo.with_role("tenant-router"):
-            raise MissingDependency(f"service {svc.name} (profile {', '.join(svc.profiles)}) has no native binary and no stand-in "
-                                    "here: run it with --backend docker (the lab's own tenant router stands in for it natively)")
+            raise MissingDependency(
+                f"service {svc.name} (profile {', '.join(svc.profiles)}) has no native binary and no stand-in "
+                "here: run it with --backend docker (the lab's own tenant router stands in for it natively)"
+            )
         binaries = {svc.name: self._pooler_binary(svc, pgbouncer) for svc in topo.poolers}
         ports, tls_ports = self._ports(topo)
         self.owner = owner = run_as()
@@ -174,7 +190,13 @@ class NativeBackend(Backend):
         self.progress(f"initdb done ({time.monotonic() - t0:.1f}s)")
         pg = self._spawn(
             "postgres",
-            [str(bindir / "postgres"), "-D", str(data), "-c", f"config_file={rendered / server_svc.name / 'postgresql.conf'}"],
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-c",
+                f"config_file={rendered / server_svc.name / 'postgresql.conf'}",
+            ],
             logs,
         )
         admin = wait_ready(pg, _pg_probe(ports[server_svc.name], creds.superuser, creds.superuser_password), "postgres")
@@ -190,7 +212,9 @@ class NativeBackend(Backend):
         for svc in topo.poolers:
             binary = binaries[svc.name]
             pooler_version = binary_version(binary)
-            proc = self._spawn(svc.name, [str(binary), str(rendered / svc.name / "pgbouncer.ini")], logs, kind="pgbouncer")
+            proc = self._spawn(
+                svc.name, [str(binary), str(rendered / svc.name / "pgbouncer.ini")], logs, kind="pgbouncer"
+            )
             wait_ready(proc, _pg_probe(ports[svc.name], creds.app_user, creds.app_password), svc.name).close()  # type: ignore[attr-defined]
             facts = {**endpoint_facts(svc, base, pooler_version), "pooler_binary": str(binary)}
             endpoints[svc.topology] = self._pg_endpoint(svc, ports, creds, facts)
@@ -203,21 +227,44 @@ class NativeBackend(Backend):
         for svc in topo.with_role("gateway"):
             proc = self._spawn(
                 svc.name,
-                [str(nginx), "-e", "stderr", "-p", str(states / svc.name), "-c", str(rendered / svc.name / "nginx.conf")],
+                [
+                    str(nginx),
+                    "-e",
+                    "stderr",
+                    "-p",
+                    str(states / svc.name),
+                    "-c",
+                    str(rendered / svc.name / "nginx.conf"),
+                ],
                 logs,
                 kind="nginx",
             )
-            wait_ready(proc, _http_probe(f"http://{HOST}:{ports[svc.name]}/rest/v1/", {"apikey": keys["anon"]}), svc.name)
+            wait_ready(
+                proc, _http_probe(f"http://{HOST}:{ports[svc.name]}/rest/v1/", {"apikey": keys["anon"]}), svc.name
+            )
             gateway = f"nginx {binary_version(nginx)}"
             endpoints[svc.topology] = Endpoint(
-                topology=svc.topology, host=HOST, port=ports[svc.name], tls_port=tls_ports[svc.name], database="postgres",
-                user="", password="", keys=keys, ca_file=str(rendered / "tls" / "ca.crt"),
+                topology=svc.topology,
+                host=HOST,
+                port=ports[svc.name],
+                tls_port=tls_ports[svc.name],
+                database="postgres",
+                user="",
+                password="",
+                keys=keys,
+                ca_file=str(rendered / "tls" / "ca.crt"),
                 facts={**base, **rest_facts, "gateway": gateway, "path": "/rest/v1/"},
             )
-            self.progress(f"{gateway} -> {rest_facts['rest_server']} ready on http://{HOST}:{ports[svc.name]} and https://{HOST}:{tls_ports[svc.name]}")
+            self.progress(
+                f"{gateway} -> {rest_facts['rest_server']} ready on http://{HOST}:{ports[svc.name]} and https://{HOST}:{tls_ports[svc.name]}"
+            )
 
         topology = Topology(
-            run_id=state.run_id, backend=self.name, endpoints=endpoints, superuser=creds.superuser, superuser_password=creds.superuser_password
+            run_id=state.run_id,
+            backend=self.name,
+            endpoints=endpoints,
+            superuser=creds.superuser,
+            superuser_password=creds.superuser_password,
         )
         state.topology = topology.to_dict()
         state.save()
@@ -274,7 +321,17 @@ class NativeBackend(Backend):
         user = svc.environment.get("POSTGRES_USER", creds.superuser)
         try:
             run(
-                [str(bindir / "initdb"), "-D", str(data), "-U", user, f"--pwfile={pwfile}", "--no-sync", "--no-instructions", *args],
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    user,
+                    f"--pwfile={pwfile}",
+                    "--no-sync",
+                    "--no-instructions",
+                    *args,
+                ],
                 owner,
                 logs / "initdb.log",
                 env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"},
@@ -289,19 +346,33 @@ class NativeBackend(Backend):
         env = {k: v for k, v in svc.environment.items() if k.startswith("PGRST_")}
         uri = urlsplit(env["PGRST_DB_URI"])
         netloc = uri.netloc.rsplit("@", 1)[0] + f"@{HOST}:{ports[topo.server.name]}"
-        env.update(PGRST_DB_URI=urlunsplit(uri._replace(netloc=netloc)), PGRST_SERVER_HOST=HOST, PGRST_SERVER_PORT=str(ports[svc.name]))
-        proc = self._spawn(svc.name, [sys.executable, "-m", svc.stand_in], logs, kind="proxy", as_owner=False, extra_env=env)
+        env.update(
+            PGRST_DB_URI=urlunsplit(uri._replace(netloc=netloc)),
+            PGRST_SERVER_HOST=HOST,
+            PGRST_SERVER_PORT=str(ports[svc.name]),
+        )
+        proc = self._spawn(
+            svc.name, [sys.executable, "-m", svc.stand_in], logs, kind="proxy", as_owner=False, extra_env=env
+        )
         wait_ready(proc, _http_probe(f"http://{HOST}:{ports[svc.name]}/"), f"{svc.name} stand-in")
         from lab.topology.standin import describe
 
         return {"rest_server": describe(), "stand_in": True, "stand_in_for": svc.labels.get("lab.topology", svc.name)}
 
     def _spawn(
-        self, name: str, argv: list[str], logs: Path, kind: str = "postgres", as_owner: bool = True, extra_env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: list[str],
+        logs: Path,
+        kind: str = "postgres",
+        as_owner: bool = True,
+        extra_env: dict[str, str] | None = None,
     ) -> Server:
         """Servers that refuse root run as the lab user; the lab's own Python processes run as we do."""
         assert self.state is not None and self.owner is not None
-        server = self.state.start(name, argv, self.owner if as_owner else run_as_self(), kind, python=not as_owner, extra_env=extra_env)
+        server = self.state.start(
+            name, argv, self.owner if as_owner else run_as_self(), kind, python=not as_owner, extra_env=extra_env
+        )
         self.servers.append(server)
         return server
 
@@ -315,8 +386,7 @@ class NativeBackend(Backend):
             user=creds.app_user,
             password=creds.app_password,
             facts=facts,
-            ca_file=str(self.state.directory / "config" / "tls" / "ca.crt"),  # the run's CA signs every server's certificate
+            ca_file=str(
+                self.state.directory / "config" / "tls" / "ca.crt"
+            ),  # the run's CA signs every server's certificate
         )
-
-
-

@@ -33,8 +33,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import psycopg
 
 from lab.errors import ConfigError, EnvironmentProblem
-from lab.topology.services import prepared_statements
 from lab.topology.model import Endpoint, Secret, Topology
+from lab.topology.services import prepared_statements
 
 POOLERS = ("none", "pgbouncer", "supavisor", "pgcat", "pgdog", "other")
 POOL_MODES = ("none", "session", "transaction")
@@ -64,15 +64,29 @@ class TargetEndpoint:
 
     def endpoint(self, target: str) -> Endpoint:
         facts: dict[str, Any] = {
-            "backend": "target", "target": target, "service": self.name, "host": self.host,
+            "backend": "target",
+            "target": target,
+            "service": self.name,
+            "host": self.host,
             "pooler": None if self.pooler == "none" else self.pooler,
             "pool_mode": None if self.pool_mode == "none" else self.pool_mode,
-            "pooler_version": self.pooler_version, "declared": True, "sslmode": self.sslmode,
+            "pooler_version": self.pooler_version,
+            "declared": True,
+            "sslmode": self.sslmode,
             "max_connections_allowed": self.max_connections,
             "prepared_statements": prepared_statements(self.pooler, self.pooler_version, None),
         }
-        return Endpoint(self.name, self.host, self.port, self.database, self.user, self.password, facts,
-                        ca_file=self.ca_file, sslmode=self.sslmode)
+        return Endpoint(
+            self.name,
+            self.host,
+            self.port,
+            self.database,
+            self.user,
+            self.password,
+            facts,
+            ca_file=self.ca_file,
+            sslmode=self.sslmode,
+        )
 
 
 @dataclass(frozen=True)
@@ -83,10 +97,10 @@ class TargetFile:
     path: Path
     endpoints: dict[str, TargetEndpoint]
     allow_bursts: bool = False
-    rest: "TargetRest | None" = None
+    rest: TargetRest | None = None
 
     @classmethod
-    def load(cls, path: Path, env: dict[str, str] | None = None, need_secrets: bool = True) -> "TargetFile":
+    def load(cls, path: Path, env: dict[str, str] | None = None, need_secrets: bool = True) -> TargetFile:
         env = dict(os.environ) if env is None else env
         try:
             doc = tomllib.loads(path.read_text())
@@ -97,10 +111,14 @@ class TargetFile:
         where = str(path)
         unknown = set(doc) - TOP_KEYS
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(TOP_KEYS))}")
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(TOP_KEYS))}"
+            )
         name = doc.get("name")
         if not isinstance(name, str) or not NAME.fullmatch(name):
-            raise ConfigError(f"{where}: `name` must be a short name of letters, digits, '.', '_' or '-' (it goes into every row)")
+            raise ConfigError(
+                f"{where}: `name` must be a short name of letters, digits, '.', '_' or '-' (it goes into every row)"
+            )
         raw_eps = doc.get("endpoints")
         if not isinstance(raw_eps, dict) or not raw_eps:
             raise ConfigError(f"{where}: needs at least one [endpoints.NAME] table")
@@ -138,10 +156,27 @@ class TargetRest:
     ca_file: str | None
 
     def endpoint(self, target: str) -> Endpoint:
-        facts = {"backend": "target", "target": target, "rest_server": "the target's REST tier (declared)", "stand_in": False,
-                 "gateway": "the target's", "path": "/rest/v1/", "https_only": True}
-        return Endpoint("rest", self.host, self.port, "postgres", "", Secret(""), facts, tls_port=self.port,
-                        keys={"anon": self.key}, ca_file=self.ca_file)
+        facts = {
+            "backend": "target",
+            "target": target,
+            "rest_server": "the target's REST tier (declared)",
+            "stand_in": False,
+            "gateway": "the target's",
+            "path": "/rest/v1/",
+            "https_only": True,
+        }
+        return Endpoint(
+            "rest",
+            self.host,
+            self.port,
+            "postgres",
+            "",
+            Secret(""),
+            facts,
+            tls_port=self.port,
+            keys={"anon": self.key},
+            ca_file=self.ca_file,
+        )
 
 
 def _rest(where: str, body: Any, env: dict[str, str], need_secrets: bool) -> TargetRest:
@@ -149,13 +184,17 @@ def _rest(where: str, body: Any, env: dict[str, str], need_secrets: bool) -> Tar
         raise ConfigError(f"{where}: must be a table")
     unknown = set(body) - REST_KEYS
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(REST_KEYS))}")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(REST_KEYS))}"
+        )
     for key in ("url", "anon_key_env"):
         if not isinstance(body.get(key), str) or not body[key]:
             raise ConfigError(f"{where}: `{key}` is required (a string)")
     url = urlsplit(body["url"])
     if url.scheme != "https" or not url.hostname or url.path.strip("/") or url.username:
-        raise ConfigError(f"{where}: url must be the project's base URL over https, like https://abcdefghijklmnop.supabase.co")
+        raise ConfigError(
+            f"{where}: url must be the project's base URL over https, like https://abcdefghijklmnop.supabase.co"
+        )
     try:
         port = url.port or 443
     except ValueError:
@@ -174,7 +213,9 @@ def _endpoint(where: str, name: str, body: Any, env: dict[str, str], need_secret
         raise ConfigError(f"{where}: must be a table")
     unknown = set(body) - ENDPOINT_KEYS
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(ENDPOINT_KEYS))}")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(ENDPOINT_KEYS))}"
+        )
     if not NAME.fullmatch(name):
         raise ConfigError(f"{where}: the endpoint's name must be letters, digits, '.', '_' or '-'")
     for key in ("url", "password_env", "pooler", "pool_mode"):
@@ -184,7 +225,9 @@ def _endpoint(where: str, name: str, body: Any, env: dict[str, str], need_secret
     if url.scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"{where}: url must be postgresql://USER@HOST:PORT/DATABASE")
     if url.password:
-        raise ConfigError(f"{where}: url carries a password; put it in the environment variable `password_env` names instead")
+        raise ConfigError(
+            f"{where}: url carries a password; put it in the environment variable `password_env` names instead"
+        )
     if not url.hostname or not url.username:
         raise ConfigError(f"{where}: url needs a user and a host: postgresql://USER@HOST:PORT/DATABASE")
     try:
@@ -203,7 +246,7 @@ def _endpoint(where: str, name: str, body: Any, env: dict[str, str], need_secret
         raise ConfigError(f"{where}: pooler and pool_mode are `none` together or not at all")
     version = body.get("pooler_version")
     if version is not None and not isinstance(version, str):
-        raise ConfigError(f"{where}: pooler_version must be a string like \"1.22.1\"")
+        raise ConfigError(f'{where}: pooler_version must be a string like "1.22.1"')
     limit = body.get("max_connections", DEFAULT_MAX_CONNECTIONS)
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
         raise ConfigError(f"{where}: max_connections must be a whole number from 1 to 1000")
@@ -216,11 +259,24 @@ def _endpoint(where: str, name: str, body: Any, env: dict[str, str], need_secret
     password = env.get(var)
     if password is None and need_secrets:
         raise ConfigError(f"{where}: the environment variable {var} (password_env) is not set")
-    return TargetEndpoint(name, url.hostname, port, unquote(url.path.lstrip("/")) or "postgres", unquote(url.username),
-                          Secret(password or ""), sslmode, body["pooler"], body["pool_mode"], version, limit, ca)
+    return TargetEndpoint(
+        name,
+        url.hostname,
+        port,
+        unquote(url.path.lstrip("/")) or "postgres",
+        unquote(url.username),
+        Secret(password or ""),
+        sslmode,
+        body["pooler"],
+        body["pool_mode"],
+        version,
+        limit,
+        ca,
+    )
 
 
 # -- the run's own schema -------------------------------------------------------------
+
 
 def schema_for(run_id: str) -> str:
     return SCHEMA_PREFIX + re.sub(r"[^a-z0-9_]", "_", run_id.lower())
@@ -268,7 +324,9 @@ def rest_table(target: TargetFile, run_id: str) -> Iterator[str]:
     try:
         yield table
     finally:
-        with _admin(target, f"drop the run's REST table public.{table} (`./pooler-lab target clean FILE` will)") as conn:
+        with _admin(
+            target, f"drop the run's REST table public.{table} (`./pooler-lab target clean FILE` will)"
+        ) as conn:
             conn.execute(f'DROP TABLE IF EXISTS public."{table}"')
             conn.execute("NOTIFY pgrst, 'reload schema'")
 
@@ -278,13 +336,18 @@ def _admin(target: TargetFile, what: str) -> Iterator[psycopg.Connection]:
     """A connection to the target's home endpoint for the lab's housekeeping; a failure is one line (no DSN, no traceback)."""
     home = target.home()
     try:
-        with psycopg.connect(home.endpoint(target.name).dsn(), autocommit=True, connect_timeout=10, prepare_threshold=None) as conn:
+        with psycopg.connect(
+            home.endpoint(target.name).dsn(), autocommit=True, connect_timeout=10, prepare_threshold=None
+        ) as conn:
             yield conn
     except psycopg.Error as exc:
         kind, state = failure_kind(exc)
         hint = "; the user needs CREATE on the database, or run with --read-only" if state == "42501" else ""
-        raise EnvironmentProblem(f"target {target.name}: cannot {what} through {home.name}: {kind}: {_first_line(exc)}"
-                                 + (f" [SQLSTATE {state}]" if state else "") + hint) from None
+        raise EnvironmentProblem(
+            f"target {target.name}: cannot {what} through {home.name}: {kind}: {_first_line(exc)}"
+            + (f" [SQLSTATE {state}]" if state else "")
+            + hint
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -315,6 +378,7 @@ def clean(target: TargetFile) -> list[str]:
 
 # -- target check ----------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Check:
     endpoint: str
@@ -326,20 +390,31 @@ class Check:
 
 #: libpq hands psycopg a failed startup's FATAL as text only, without its SQLSTATE; these messages name exactly one
 #: (PostgreSQL's auth.c, Supavisor's errors/*.ex, which always send XX000).
-STARTUP_STATES = (("password authentication failed", "28P01"), ("no pg_hba.conf entry", "28000"),
-                  ("tenant/user", "XX000"), ("tenant or user not found", "XX000"), ("no tenant identifier", "XX000"))
+STARTUP_STATES = (
+    ("password authentication failed", "28P01"),
+    ("no pg_hba.conf entry", "28000"),
+    ("tenant/user", "XX000"),
+    ("tenant or user not found", "XX000"),
+    ("no tenant identifier", "XX000"),
+)
 
 
 def failure_kind(exc: BaseException) -> tuple[str, str | None]:
     """(what failed, SQLSTATE) for a failed connection: DNS, refused, TLS, authentication, tenant routing, or other."""
     text = str(exc)
     low = text.lower()
-    state = getattr(exc, "sqlstate", None) or next((code for needle, code in STARTUP_STATES if needle in low and "fatal" in low), None)
-    if "tenant" in low or ("xx000" == (state or "").lower() and "not found" in low):
+    state = getattr(exc, "sqlstate", None) or next(
+        (code for needle, code in STARTUP_STATES if needle in low and "fatal" in low), None
+    )
+    if "tenant" in low or ((state or "").lower() == "xx000" and "not found" in low):
         return "tenant routing", state
     if state in ("28P01", "28000") or "password authentication failed" in low or "authentication failed" in low:
         return "authentication", state
-    if "could not translate host name" in low or "name or service not known" in low or "temporary failure in name resolution" in low:
+    if (
+        "could not translate host name" in low
+        or "name or service not known" in low
+        or "temporary failure in name resolution" in low
+    ):
         return "DNS", state
     if "connection refused" in low:
         return "refused", state
@@ -353,7 +428,7 @@ def failure_kind(exc: BaseException) -> tuple[str, str | None]:
 def tls_version(host: str, port: int, ca_file: str | None = None, timeout: float = 10.0) -> str | None:
     """The TLS version a PostgreSQL endpoint negotiates (libpq's own handshake does not tell psycopg):
     an SSLRequest, then a handshake of Python's; None if the endpoint declines TLS."""
-    ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl._create_unverified_context()  # noqa: S323 - only to read the version
+    ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl._create_unverified_context()
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(struct.pack("!ii", 8, 80877103))
         if sock.recv(1) != b"S":
@@ -370,7 +445,11 @@ def check(target: TargetFile, rounds: int = 5) -> list[Check]:
         try:
             with psycopg.connect(endpoint.dsn(), connect_timeout=10, autocommit=True, prepare_threshold=None) as conn:
                 version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-                tls = tls_version(ep.host, ep.port, ep.ca_file if ep.sslmode == "verify-full" else None) if conn.pgconn.ssl_in_use else None
+                tls = (
+                    tls_version(ep.host, ep.port, ep.ca_file if ep.sslmode == "verify-full" else None)
+                    if conn.pgconn.ssl_in_use
+                    else None
+                )
                 times = []
                 for _ in range(rounds):
                     t0 = time.perf_counter()
@@ -378,12 +457,25 @@ def check(target: TargetFile, rounds: int = 5) -> list[Check]:
                     times.append((time.perf_counter() - t0) * 1000)
             tls_text = tls or "off"
             rtt = statistics.median(times)
-            out.append(Check(name, True, f"{name}: ok: PostgreSQL {version}, TLS {tls_text}, round trip {rtt:.2f} ms "
-                                         f"(median of {rounds}), declared {ep.pooler} {ep.pool_mode}",
-                             observed={"server_version": version, "tls_version": tls, "measured_rtt_ms": round(rtt, 3)}))
+            out.append(
+                Check(
+                    name,
+                    True,
+                    f"{name}: ok: PostgreSQL {version}, TLS {tls_text}, round trip {rtt:.2f} ms "
+                    f"(median of {rounds}), declared {ep.pooler} {ep.pool_mode}",
+                    observed={"server_version": version, "tls_version": tls, "measured_rtt_ms": round(rtt, 3)},
+                )
+            )
         except psycopg.Error as exc:
             kind, state = failure_kind(exc)
-            out.append(Check(name, False, f"{name}: {kind}: {_first_line(exc)}" + (f" [SQLSTATE {state}]" if state else ""), state))
+            out.append(
+                Check(
+                    name,
+                    False,
+                    f"{name}: {kind}: {_first_line(exc)}" + (f" [SQLSTATE {state}]" if state else ""),
+                    state,
+                )
+            )
     if target.rest is not None:
         out.append(_check_rest(target.rest, rounds))
     return out
@@ -401,9 +493,21 @@ def _check_rest(rest: TargetRest, rounds: int) -> Check:
             times.append((time.perf_counter() - t0) * 1000)
         version = negotiated_tls(rest.host, rest.port, rest.ca_file)
     except (OSError, ssl.SSLError) as exc:
-        kind = "TLS" if isinstance(exc, ssl.SSLError) else "DNS" if isinstance(exc, socket.gaierror) else \
-            "refused" if isinstance(exc, ConnectionRefusedError) else "connect"
+        kind = (
+            "TLS"
+            if isinstance(exc, ssl.SSLError)
+            else "DNS"
+            if isinstance(exc, socket.gaierror)
+            else "refused"
+            if isinstance(exc, ConnectionRefusedError)
+            else "connect"
+        )
         return Check("rest", False, f"rest: {kind}: {exc}")
     rtt = statistics.median(times)
-    return Check("rest", True, f"rest: ok: https://{rest.host}:{rest.port}/rest/v1/, TLS {version}, round trip {rtt:.2f} ms (TCP connect, "
-                               f"median of {rounds})", observed={"tls_version": version, "measured_rtt_ms": round(rtt, 3)})
+    return Check(
+        "rest",
+        True,
+        f"rest: ok: https://{rest.host}:{rest.port}/rest/v1/, TLS {version}, round trip {rtt:.2f} ms (TCP connect, "
+        f"median of {rounds})",
+        observed={"tls_version": version, "measured_rtt_ms": round(rtt, 3)},
+    )

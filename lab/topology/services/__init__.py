@@ -10,7 +10,6 @@ row says the same things whichever backend produced it.
 from __future__ import annotations
 
 import re
-
 import signal
 from dataclasses import dataclass
 from typing import Any
@@ -56,8 +55,16 @@ def server_version(conn: psycopg.Connection) -> str:
 
 def pgbouncer_version(host: str, port: int, user: str, password: str) -> str:
     """The admin console's SHOW VERSION ('PgBouncer 1.18.0' -> '1.18.0'), as an admin_users member."""
-    with psycopg.connect(host=host, port=port, user=user, password=password, dbname="pgbouncer", autocommit=True,
-                         prepare_threshold=None, connect_timeout=10) as conn:
+    with psycopg.connect(
+        host=host,
+        port=port,
+        user=user,
+        password=password,
+        dbname="pgbouncer",
+        autocommit=True,
+        prepare_threshold=None,
+        connect_timeout=10,
+    ) as conn:
         text = str(conn.execute("SHOW VERSION").fetchone()[0])  # type: ignore[index]
     return text.split()[-1] if text else "unknown"
 
@@ -86,5 +93,12 @@ def endpoint_facts(svc: Service, base: dict[str, Any], pooler_version: str | Non
     if svc.role == "server":
         return {**facts, "pooler": None, "pool_mode": None}
     settings = svc.labels.get("lab.pgbouncer_settings") or None
-    return {**facts, "pooler": "pgbouncer", "pooler_version": pooler_version, "pool_mode": svc.pool_mode, "pool_size": svc.pool_size,
-            "pooler_settings": settings, "prepared_statements": prepared_statements("pgbouncer", pooler_version, settings)}
+    return {
+        **facts,
+        "pooler": "pgbouncer",
+        "pooler_version": pooler_version,
+        "pool_mode": svc.pool_mode,
+        "pool_size": svc.pool_size,
+        "pooler_settings": settings,
+        "prepared_statements": prepared_statements("pgbouncer", pooler_version, settings),
+    }
