@@ -10,12 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from lab.observe.server_view import end_server_connections
 from lab.options import LabOptions
 from lab.plan import Cell
 from lab.results.measures import AppsMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Topology
-from lab.topology.server_view import end_server_connections
 from lab.workloads import apps
 
 
@@ -37,7 +37,7 @@ def test_apps(
     # Fresh server connections before the cell, so its outcome is its own two processes'. Through a pooler only
     # (direct, each process has its own server connection), and never on a target: its user's other sessions may
     # be somebody's application. After the last cell `leftovers` ends them once more.
-    if lab_topology.superuser and endpoint.facts.get("pooler"):
+    if lab_topology.superuser and endpoint.facts.pooler:
         end_server_connections(lab_topology.admin_dsn(), endpoint.user)
         leftovers.append(endpoint.user)
     results = apps.run_apps(cell.client.name, endpoint.dsn(), cell.case, lab_options.cell_timeout)

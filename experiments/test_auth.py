@@ -36,7 +36,7 @@ def test_auth(
         tenant_routers[cell.topology][0] if cell.topology in tenant_routers else lab_topology.endpoint(cell.topology)
     )
     role = UNKNOWN_ROLE if cell.case == "auth-unknown-user" else endpoint.user
-    user = f"{role}.{TENANT}" if endpoint.facts.get("tenant") else role  # through a router: the lab's project, always
+    user = f"{role}.{TENANT}" if endpoint.facts.tenant else role  # through a router: the lab's project, always
     wrong = cell.case == "auth-wrong-password"
     dsn = endpoint.dsn(user=user, password=WRONG_PASSWORD if wrong else None)
     result = run_sync(lambda: cell.client(dsn, POOL_SIZE, timeout=POOL_WAIT_S), WORKLOAD, repeats=1, timeout=5.0)

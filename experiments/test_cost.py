@@ -35,13 +35,13 @@ def test_cost(cell: Cell, lab_topology: Topology, record: Recorder, pgbench_tabl
     facts = record.facts
     ceiling = cell.client.name == "pgbench-S"  # the lab's own tool, not a configuration under test
     if ceiling:
-        facts = {**facts, "pgbench": throughput.pgbench_version()}
+        facts = facts.with_(pgbench=throughput.pgbench_version())
     else:
         reason = record.why_not_measured()
         if reason:
             pytest.skip(reason)
         opens = cell.client.most_connections(throughput.connections(concurrency), concurrency)
-        held = endpoint.facts.get("pool_size") if endpoint.facts.get("pool_mode") == "session" else None
+        held = endpoint.facts.pool_size if endpoint.facts.pool_mode == "session" else None
         if held and opens > int(held):
             # the connections past the session pool's wait for a server connection until PgBouncer's query_wait_timeout;
             # cancelling them then can crash PgBouncer 1.18 (pgbouncer/pgbouncer#801), so the lab does not try

@@ -19,10 +19,10 @@ def test_burst(cell: Cell, lab_topology: Topology, record: Recorder, request: py
         # the RCA's hybrid: psycopg pool straight to the server, REST (case: with the fallback) when it is exhausted
         rest: Endpoint = request.getfixturevalue("rest_trust")
         result = hybrid(lab_topology.endpoint("direct").dsn(), rest, fallback=cell.case)
-        facts = {**record.facts, "rest": rest.facts.get("rest_server")}
+        facts = record.facts.with_(rest=rest.facts.rest_server)
     else:
         result = burst(cell.case, lab_topology.endpoint(cell.topology).dsn())
-        facts = {**record.facts, "max_connections": _max_connections(lab_topology)}
+        facts = record.facts.with_(max_connections=_max_connections(lab_topology))
     record(result.outcome, result.measures(), result.latencies_s, facts=facts)
 
 

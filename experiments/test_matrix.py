@@ -1,5 +1,5 @@
 """Every client configuration x topology x scenario: observe the outcome, record it, hold it to the table.
-Beside the outcome, what the server and the pooler saw (lab.topology.server_view): the errors they logged
+Beside the outcome, what the server and the pooler saw (lab.observe.server_view): the errors they logged
 that the client did not raise, and the prepared statements the cell left on a transaction pooler's server
 connections, counted before the cell (on fresh server connections: 0) and after each repeat (a leak grows
 with them).
@@ -13,12 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from lab.observe.server_view import LogWindow, PreparedCensus, end_server_connections, summarize
 from lab.options import LabOptions
 from lab.plan import Cell
 from lab.results.measures import MatrixMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Topology
-from lab.topology.server_view import LogWindow, PreparedCensus, end_server_connections, summarize
 from lab.workloads.harness import POOL_SIZE, run_cell_sync
 
 
@@ -28,8 +28,8 @@ def censuses(lab_topology: Topology) -> Iterator[dict[str, PreparedCensus]]:
     found = {}
     if lab_topology.superuser:
         for name, e in lab_topology.endpoints.items():
-            if e.facts.get("pool_mode") == "transaction" and e.facts.get("pool_size"):
-                found[name] = PreparedCensus(e.dsn(), int(e.facts["pool_size"]))
+            if e.facts.pool_mode == "transaction" and e.facts.pool_size:
+                found[name] = PreparedCensus(e.dsn(), int(e.facts.pool_size))
     yield found
     for census in found.values():
         census.close()
@@ -42,16 +42,14 @@ def test_matrix(
     scenario = cell.case
     endpoint = lab_topology.endpoint(cell.topology)
     census = censuses.get(cell.topology)
-    if lab_topology.superuser and endpoint.facts.get("pooler"):
+    if lab_topology.superuser and endpoint.facts.pooler:
         # Fresh server connections: what an earlier cell prepared on them (a failing cell leaves its statements
         # behind) must not decide this cell's outcome, which is then the same alone, in any order, or in a full
         # run. Never on a target, whose user's other sessions may be somebody's application.
         end_server_connections(lab_topology.admin_dsn(), endpoint.user)
     before = census.count() if census else None
     after: list[int] = []
-    window = LogWindow(
-        lab_topology.run_id, ["postgres", *([endpoint.facts["service"]] if endpoint.facts.get("pooler") else [])]
-    ).open()
+    window = LogWindow.of(lab_topology, endpoint).open()
     result = run_cell_sync(
         cell.client,
         endpoint.dsn(),

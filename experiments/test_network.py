@@ -79,5 +79,5 @@ def test_insert_over_network(
                 rtt_ms=rtt_ms, tls=tls, rounds=m.rounds, warmup_rounds=m.warmup, path="rest" if rest else "pg"
             ),
             m.timed,
-            facts={**target.facts, "tls": tls, "rtt_ms": rtt_ms},
+            facts=target.facts.with_(tls=tls, rtt_ms=rtt_ms),
         )

@@ -30,5 +30,5 @@ def test_rest(cell: Cell, rest_trust: Endpoint, lab_options: LabOptions, record:
         result.outcome,
         RestMeasures(tls=tls, workers=WORKERS, calls_per_worker=CALLS, last_status=last.status, last_body=body),
         result.latencies_s,
-        facts={**rest_trust.facts, "tls": tls},
+        facts=rest_trust.facts.with_(tls=tls),
     )

@@ -19,7 +19,7 @@ from lab.workloads.session_state import BusyPool, leak_probe, probe
 def test_session_state(cell: Cell, lab_topology: Topology, record: Recorder) -> None:
     endpoint = lab_topology.endpoint(cell.topology)
     direct = lab_topology.endpoint("direct")
-    pooled = endpoint.facts.get("pool_mode") == "transaction"
+    pooled = endpoint.facts.pool_mode == "transaction"
     leak = cell.scenario.startswith("leak-")
     if leak:  # the second client looks for the first one's server connection itself: no other traffic needed
         result = leak_probe(cell.case, endpoint.dsn(), pooled)

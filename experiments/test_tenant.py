@@ -36,7 +36,7 @@ def test_tenant(
     record: Recorder,
 ) -> None:
     router, proxy = tenant_routers[cell.topology]
-    user = tenant_user(router.user, router.facts.get("tenant"), cell.case)
+    user = tenant_user(router.user, router.facts.tenant, cell.case)
     # wrong tenants fail at connect; a short limit keeps psycopg_pool from waiting out its retries. The right
     # user gets the matrix's limit (NullPool logs in through the router for every operation, slow on a busy
     # machine), and held cells repeat like the matrix's, so no outcome hangs on one lucky assignment.

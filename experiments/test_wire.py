@@ -9,11 +9,11 @@ import time
 
 import pytest
 
+from lab.observe.logins import Logins
 from lab.plan import Cell
 from lab.proxies.tracer import WireTracer
 from lab.results.measures import WireMeasures
 from lab.results.recorder import Recorder
-from lab.topology.logins import Logins
 from lab.topology.model import Topology
 from lab.workloads.harness import run_cell_sync
 from lab.workloads.scenarios import Scenario, repeated_query

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lab.errors import BAD_INPUT, ENVIRONMENT, INTERRUPTED, UNEXPECTED, LabError
+from lab.machine.builds import PGBOUNCER, build
 from lab.options import BACKENDS, IMAGE_SETS, add_to_argparse, names
 from lab.paths import COMPOSE_DIR, EXPERIMENTS_DIR, RESULTS_DIR
 
@@ -31,7 +32,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lab.plan import Plan
     from lab.report.summary import print_summary
     from lab.topology.backends.docker import choose, engine_status
-    from lab.topology.backends.native import pgbouncer_binary, postgres_bindir
+    from lab.topology.backends.native import check_binaries
     from lab.topology.runstate import new_run_id
 
     profiles = tuple(dict.fromkeys([*args.lab_profiles, *(["prepared"] if args.prepared_pgbouncer else [])]))
@@ -46,15 +47,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             else f"target {plan.target.name} ({opts.target}), read-only"
         )
     elif backend == "native":
-        postgres_bindir(), pgbouncer_binary()
+        if "prepared" in profiles:
+            console.print(f"PgBouncer with prepared statements: {build(PGBOUNCER, progress=console.print)}")
+        check_binaries(profiles=profiles)
         if opts.backend == "auto":
             console.print(f"backend: native processes ({engine_status()[1]})")
     else:
         console.print(f"backend: docker ({engine_status()[1]})")
-    if "prepared" in profiles and backend == "native":
-        from lab.tools.pgbouncer_build import build
-
-        console.print(f"PgBouncer with prepared statements: {build(progress=console.print)}")
     results = Path(opts.results)
     results.mkdir(parents=True, exist_ok=True)
     # the backend is already chosen: pytest need not ask the engine again
@@ -121,8 +120,8 @@ def _print_endpoints(topology: dict, show_passwords: bool = False) -> None:
     topo = Topology.from_dict(topology)
     print(f"run {topo.run_id} ({topo.backend})")
     for ep in topo.endpoints.values():
-        if ep.facts.get("pooler"):
-            what = f"{ep.facts.get('pooler')} {ep.facts.get('pooler_version')} {ep.facts.get('pool_mode')}"
+        if ep.facts.pooler:
+            what = f"{ep.facts.pooler} {ep.facts.pooler_version} {ep.facts.pool_mode}"
         else:
             what = "REST" if ep.keys else "server"
         if ep.keys:
@@ -252,16 +251,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_build_pgbouncer(args: argparse.Namespace) -> int:
-    from lab.tools.pgbouncer_build import build
-
-    console.print(f"PgBouncer with prepared statements: {build(progress=console.print)}")
+    console.print(f"PgBouncer with prepared statements: {build(PGBOUNCER, progress=console.print)}")
     return 0
 
 
 def cmd_docker(args: argparse.Namespace) -> int:
     """The Docker engine, Compose v2 and the local images, for the Docker backend on a Debian machine."""
     from lab.errors import EnvironmentProblem
-    from lab.tools import docker_engine
+    from lab.machine import docker_engine
 
     say = lambda m: console.print(m)  # noqa: E731
     if args.action == "stop":
@@ -276,7 +273,7 @@ def cmd_docker(args: argparse.Namespace) -> int:
     say(f"Compose {version}: {' '.join(argv)}")
     import docker
 
-    from lab.tools import docker_images
+    from lab.machine import docker_images
 
     client = docker.from_env()
     try:
@@ -295,7 +292,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     from lab.results.diff import describe
     from lab.results.rows import read_rows
-    from lab.tools.sweep import Spec, run
+    from lab.sweep import Spec, run
 
     specs = [Spec.parse(p) for p in args.packages]
     for spec in specs:

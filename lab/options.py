@@ -15,13 +15,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from lab.machine.docker_images import IMAGE_SETS
+from lab.names import check_run_id
 from lab.paths import RESULTS_DIR
 
 DEFAULT_CELL_TIMEOUT = 10.0
 DEFAULT_REPEATS = 2
 DEFAULT_RTTS = (0.0, 50.0)
 BACKENDS = ("auto", "native", "docker", "attach")
-IMAGE_SETS = ("auto", "official", "local")
+
 NETWORK_MODES = ("reference", "all", "none")
 SSLMODES = ("disable", "require", "verify-full")
 
@@ -74,8 +76,6 @@ def target_file(value: str) -> Path:
 
 
 def run_id(value: str) -> str:
-    from lab.topology.runstate import check_run_id
-
     try:
         return check_run_id(value)
     except ValueError as exc:

@@ -9,6 +9,15 @@ COMPOSE_DIR = ROOT / "compose"
 RESULTS_DIR = ROOT / "results"
 EXPERIMENTS_DIR = ROOT / "experiments"
 EXPECTATIONS_FILE = EXPERIMENTS_DIR / "expectations.toml"
+#: What the lab builds and installs outside the repository (servers built from source, client runtimes, sweep
+#: environments, Docker's Compose plugin): per user, or /var/cache/pooler-lab as root, whose home the unprivileged
+#: user the servers run as cannot enter. POOLER_LAB_CACHE moves it.
+CACHE_DIR = Path(
+    os.environ.get(
+        "POOLER_LAB_CACHE",
+        "/var/cache/pooler-lab" if os.geteuid() == 0 else Path.home() / ".cache" / "pooler-lab",
+    )
+)
 
 
 def write_private(path: Path, data: str | bytes, mode: int = 0o600) -> Path:

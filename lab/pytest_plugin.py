@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.clients.rest import TABLE as REST_TABLE
 from lab.errors import ENVIRONMENT, LabError, ServerDied
 from lab.options import LabOptions, add_to_pytest
 from lab.paths import EXPECTATIONS_FILE
@@ -27,9 +28,10 @@ from lab.proxies.tenant import OTHER_REGION, OTHER_TENANT, ROUTES, TENANT, Tenan
 from lab.results.expectations import Expectation, check_names, load
 from lab.results.recorder import Recorder
 from lab.results.rows import RowWriter
-from lab.topology.backends import Watched
-from lab.topology.model import Endpoint, Topology
+from lab.topology.backends import Watched, start_for_session
+from lab.topology.model import Endpoint, EndpointFacts, Topology
 from lab.topology.runstate import RunState, new_run_id
+from lab.workloads.scenarios import TABLE
 
 OPTIONS = pytest.StashKey[LabOptions]()
 PLAN = pytest.StashKey[Plan]()
@@ -113,9 +115,8 @@ class LabRun:
 
 @pytest.fixture(scope="session")
 def lab_run(pytestconfig: pytest.Config, lab_options: LabOptions) -> Iterator[LabRun]:
-    """The topology for the whole session: started here and stopped at the end, or attached to."""
-    from lab.topology.backends import start_for_session
-
+    """The topology for the whole session: started here and stopped at the end, or attached to. The writing
+    workloads use the session's tables (on a target, the run's own)."""
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
 
     def say(msg: str) -> None:
@@ -123,8 +124,12 @@ def lab_run(pytestconfig: pytest.Config, lab_options: LabOptions) -> Iterator[La
             reporter.write_line(f"[pooler-lab] {msg}")
 
     try:
-        with start_for_session(lab_options, say) as (topology, state, servers):
-            yield LabRun(topology, state, servers)
+        with start_for_session(lab_options, say) as session:
+            if session.table:
+                TABLE.set(session.table)
+            if session.rest_table:
+                REST_TABLE.set(session.rest_table)
+            yield LabRun(session.topology, session.state, session.watched)
     except LabError as exc:
         pytest.exit(f"the topology did not come up: {exc}", returncode=3 if exc.exit_status == ENVIRONMENT else 4)
     except Exception as exc:  # a fault of the lab's own: its traceback once, not once per cell
@@ -154,7 +159,7 @@ def rest_trust(lab_run: LabRun):  # type: ignore[no-untyped-def]
     """The REST endpoint, trusted through SSL_CERT_FILE for the session: how unmodified REST clients
     come to trust the run's CA. Its facts carry the negotiated TLS version (lab.report.rtt_model)."""
     from lab.clients.rest import trust_bundle, use_trust_bundle
-    from lab.report.rtt_model import negotiated_tls
+    from lab.topology.tls import negotiated_tls
 
     rest = lab_run.topology.endpoints.get("rest")
     if rest is None or rest.tls_port is None:
@@ -162,7 +167,7 @@ def rest_trust(lab_run: LabRun):  # type: ignore[no-untyped-def]
     before = os.environ.get("SSL_CERT_FILE")
     if rest.ca_file is not None:  # a target's public certificate needs no bundle of ours
         use_trust_bundle(trust_bundle(rest.ca_file, lab_run.state.directory))
-    rest = replace(rest, facts={**rest.facts, "tls_version": negotiated_tls(rest.host, rest.tls_port, rest.ca_file)})
+    rest = replace(rest, facts=rest.facts.with_(tls_version=negotiated_tls(rest.host, rest.tls_port, rest.ca_file)))
     try:
         yield rest
     finally:
@@ -187,7 +192,7 @@ def tenant_routers(
     if lab_options.target is not None:
         yield {name: (e, None) for name, e in lab_topology.endpoints.items()}
         return
-    real = {name: e for name, e in lab_topology.endpoints.items() if e.facts.get("router") == "supavisor"}
+    real = {name: e for name, e in lab_topology.endpoints.items() if e.facts.router == "supavisor"}
     if real:  # the compose profile "supavisor": Supabase's own pooler takes the lab's router's routes (rows say which)
         routed = {route: (replace(real[name], topology=route), None) for route, name in SUPAVISOR_ROUTES.items()}
         with TenantRouter.in_front_of(lab_topology, OTHER_REGION, OTHER_TENANT) as elsewhere:
@@ -229,7 +234,7 @@ def record(
         run_id,
         expectations,
         row_writer.write,
-        endpoint.facts if endpoint else {},
+        endpoint.facts if endpoint else EndpointFacts(),
         lab_options.selection(),
         run.health,
     )

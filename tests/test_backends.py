@@ -14,8 +14,8 @@ import psycopg
 import pytest
 import yaml
 
+from lab.machine.docker_engine import PLUGIN
 from lab.paths import COMPOSE_DIR, ROOT
-from lab.tools.docker_engine import PLUGIN
 from lab.topology.backends.docker import DockerBackend, choose, engine_status
 from lab.topology.compose import load
 from lab.topology.runstate import RUNTIME_BASE
@@ -42,7 +42,7 @@ def test_an_engine_without_compose_v2_is_not_usable(tmp_path: Path, compose_cont
     """Debian's docker.io: a real engine answers, Compose v2 is nowhere (the lab's cache is empty, the system has no
     plugin). Auto runs native and says why; --backend docker stops with one line naming the cause, status 3, and
     leaves no run directory and no container."""
-    from lab.tools.docker_engine import compose_command
+    from lab.machine.docker_engine import compose_command
 
     if compose_command() is not None and compose_command()[0][0] != str(PLUGIN):  # type: ignore[index]
         pytest.skip("the system has its own Compose v2 plugin: an engine without one cannot be made here")
@@ -170,7 +170,7 @@ def test_poolers_hold_the_servers_own_scram_secrets(topology) -> None:  # type: 
 def test_docker_backend_brings_up_the_compose_topology(compose_containers) -> None:  # type: ignore[no-untyped-def]
     """Every endpoint answers, rows would carry the images, the server writes its log where the lab reads it; `stop`
     leaves no container and no run directory."""
-    from lab.topology.logins import log_path
+    from lab.observe.logins import log_path
 
     backend = DockerBackend()
     with backend as topo:
@@ -178,13 +178,13 @@ def test_docker_backend_brings_up_the_compose_topology(compose_containers) -> No
         assert {"direct", "pgbouncer-transaction", "pgbouncer-session", "rest"} <= set(topo.endpoints)
         for name in ("direct", "pgbouncer-transaction", "pgbouncer-session"):
             ep = topo.endpoint(name)
-            assert ep.facts["backend"] == "docker" and ep.facts["server_version"] and ep.facts["server_image"]
+            assert ep.facts.backend == "docker" and ep.facts.server_version and ep.facts.server_image
             with psycopg.connect(ep.dsn(), connect_timeout=10) as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
-        assert topo.endpoint("pgbouncer-transaction").facts["pooler_version"] == "1.18.0"
-        assert topo.endpoint("pgbouncer-transaction").facts["image"]
+        assert topo.endpoint("pgbouncer-transaction").facts.pooler_version == "1.18.0"
+        assert topo.endpoint("pgbouncer-transaction").facts.image
         rest = topo.endpoint("rest")
-        assert rest.facts["stand_in"] is (rest.facts["images"] == "local")
+        assert rest.facts.stand_in is (rest.facts.images == "local")
         assert "connection authorized" in log_path(topo.run_id, "postgres").read_text()
         assert compose_containers(project)
     assert not Path(RUNTIME_BASE / topo.run_id).exists()
@@ -222,11 +222,11 @@ def test_a_failed_docker_bring_up_says_why_in_one_line_and_leaves_nothing(
 
 
 def test_a_local_image_is_stale_once_what_it_is_built_from_changes(tmp_path: Path) -> None:
-    """The stand-in's image carries the digest of its build context: an edit of lab/topology/standin.py (here, of a
+    """The stand-in's image carries the digest of its build context: an edit of lab/proxies/postgrest.py (here, of a
     copy) makes the image that was built before stale, so the next Docker run builds it again."""
     from dataclasses import replace
 
-    from lab.tools.docker_images import local_set
+    from lab.machine.docker_images import local_set
 
     standin = next(i for i in local_set() if i.directory == "postgrest-standin")
     copy = tmp_path / "standin.py"

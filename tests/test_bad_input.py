@@ -67,10 +67,12 @@ def test_port_taken_names_the_port() -> None:
 
 
 def test_missing_pgbouncer_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(native.shutil, "which", lambda name: None)
-    monkeypatch.setattr(native.os, "access", lambda path, mode: False)
+    from lab.machine import binaries
+
+    monkeypatch.setattr(binaries.shutil, "which", lambda name: None)
+    monkeypatch.setattr(binaries.os, "access", lambda path, mode: False)
     with pytest.raises(MissingDependency, match="apt-get install pgbouncer"):
-        native.pgbouncer_binary()
+        native.check_binaries()
 
 
 @pytest.mark.parametrize(

@@ -147,7 +147,7 @@ def test_every_profile_renders_for_containers_and_compose_v2_accepts_the_result(
     import os
     import subprocess
 
-    from lab.tools.docker_engine import compose_command
+    from lab.machine.docker_engine import compose_command
     from lab.topology.backends.docker import HOST_NETWORK_FILE
     from lab.topology.render import logs_dir, write_compose_secrets
 

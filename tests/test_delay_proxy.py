@@ -59,7 +59,7 @@ def _round_trips(port: int, n: int = 30) -> list[float]:
 def test_round_trip_at_20ms_is_within_1ms(echo_endpoint, network) -> None:
     baseline = statistics.median(_round_trips(echo_endpoint.port))
     delayed = network.delayed(echo_endpoint, 20)
-    assert delayed.facts["rtt_ms"] == 20 and delayed.port != echo_endpoint.port
+    assert delayed.facts.rtt_ms == 20 and delayed.port != echo_endpoint.port
     measured = statistics.median(_round_trips(delayed.port))
     assert abs(measured - 20 - baseline) < 1.0, (
         f"median round trip {measured:.2f} ms through a 20 ms proxy (loopback {baseline:.2f} ms)"

@@ -11,18 +11,24 @@ from lab.options import LabOptions
 from lab.plan import Plan
 from lab.results.expectations import load, lookup
 from lab.results.outcome import Outcome
+from lab.topology.services.pgbouncer import prepared_statements
+
+
+def pgbouncer(**facts: object) -> dict[str, object]:
+    """An endpoint's facts as the PgBouncer kind writes them: whether it tracks prepared statements follows from its
+    version and settings."""
+    version, settings = facts.get("pooler_version"), facts.get("pooler_settings")
+    return {"pooler": "pgbouncer", **facts, "prepared_statements": prepared_statements(version, settings)}  # type: ignore[arg-type]
+
 
 TABLE = Path(__file__).resolve().parent.parent / "experiments" / "expectations.toml"
 FACTS = {
     "direct": {"pool_mode": None, "pooler_version": None},
-    "pgbouncer-transaction": {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": "1.18.0"},
-    "pgbouncer-session": {"pooler": "pgbouncer", "pool_mode": "session", "pooler_version": "1.18.0"},
-    "pgbouncer-transaction-ignoring": {
-        "pooler": "pgbouncer",
-        "pool_mode": "transaction",
-        "pooler_version": "1.18.0",
-        "pooler_settings": "ignore_startup_parameters = jit, options",
-    },
+    "pgbouncer-transaction": pgbouncer(pool_mode="transaction", pooler_version="1.18.0"),
+    "pgbouncer-session": pgbouncer(pool_mode="session", pooler_version="1.18.0"),
+    "pgbouncer-transaction-ignoring": pgbouncer(
+        pool_mode="transaction", pooler_version="1.18.0", pooler_settings="ignore_startup_parameters = jit, options"
+    ),
 }
 
 
@@ -45,7 +51,7 @@ def test_known_failures_are_expected_on_pgbouncer_118_only() -> None:
         "asyncpg-default",
         "pgbouncer-prepared-transaction",
         "repeated-query",
-        {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": "1.24.1"},
+        pgbouncer(pool_mode="transaction", pooler_version="1.24.1"),
     )
     assert newer.outcome == "ok" and "max_prepared_statements" in newer.reason
     # the same binary with the setting at 0 is held to 1.18's rules: the setting, not the version, decides
@@ -54,12 +60,7 @@ def test_known_failures_are_expected_on_pgbouncer_118_only() -> None:
         "asyncpg-default",
         "pgbouncer-prepared-off-transaction",
         "repeated-query",
-        {
-            "pooler": "pgbouncer",
-            "pool_mode": "transaction",
-            "pooler_version": "1.24.1",
-            "pooler_settings": "max_prepared_statements = 0",
-        },
+        pgbouncer(pool_mode="transaction", pooler_version="1.24.1", pooler_settings="max_prepared_statements = 0"),
     )
     assert (off.outcome, off.sqlstate) == ("error", "26000")
     # and a pooler version nobody has looked at in a mode nobody has described fails loudly
@@ -69,7 +70,7 @@ def test_known_failures_are_expected_on_pgbouncer_118_only() -> None:
             "asyncpg-default",
             "pgbouncer-statement",
             "repeated-query",
-            {"pooler": "pgbouncer", "pool_mode": "statement", "pooler_version": "1.24.1"},
+            pgbouncer(pool_mode="statement", pooler_version="1.24.1"),
         )
 
 
@@ -106,7 +107,7 @@ def test_cell_without_rule_is_an_error() -> None:
             "asyncpg-default",
             "some-new-topology",
             "repeated-query",
-            {"pooler": "pgbouncer", "pool_mode": "statement"},
+            pgbouncer(pool_mode="statement"),
         )
 
 
@@ -145,10 +146,10 @@ def test_a_target_pooler_chooses_its_rules() -> None:
     supavisor = {"pooler": "supavisor", "pool_mode": "transaction", "pooler_version": None}
     assert lookup(rules, "asyncpg-default", "transaction", "repeated-query", supavisor).outcome == "any"
     assert lookup(rules, "asyncpg-default", "tx", "tenant-wrong-ref", supavisor).phase == "connect"
-    undeclared = {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": None}
+    undeclared = pgbouncer(pool_mode="transaction", pooler_version=None)
     assert lookup(rules, "asyncpg-default", "pgbouncer-transaction", "repeated-query", undeclared).outcome == "any"
     # only the prepared-statement cells: state probes are held whatever the version
-    declared = {"pooler": "pgbouncer", "pool_mode": "transaction", "pooler_version": "1.18.0"}
+    declared = pgbouncer(pool_mode="transaction", pooler_version="1.18.0")
     for facts in (undeclared, declared):
         assert lookup(rules, "state-probe", "pgbouncer-transaction", "state-set", facts).outcome == "wrong-result"
     assert lookup(rules, "asyncpg-default", "pgbouncer-transaction", "repeated-query", declared).sqlstate == "26000"

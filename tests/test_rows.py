@@ -15,6 +15,7 @@ from lab.results.measures import MatrixMeasures
 from lab.results.outcome import Outcome
 from lab.results.recorder import Recorder, Unexpected
 from lab.results.rows import Row, RowWriter, latency_stats, read_rows
+from lab.topology.model import EndpointFacts
 
 MEASURES = MatrixMeasures(
     repeats=1, iterations_run=1, cell_timeout_s=10, workers=4, ops_per_worker=15, client_pool_size=4, elapsed_s=0.1
@@ -29,7 +30,7 @@ def _row(outcome: Outcome = Outcome("ok")) -> Row:
         "r1",
         [Expectation(outcome="ok", reason="because")],
         rows.append,
-        {"server_version": "15.18", "pooler": None, "backend": "native"},
+        EndpointFacts(backend="native", server_version="15.18"),
     )
     try:
         record(outcome, MEASURES, [0.001, 0.002, 0.003])
@@ -43,7 +44,13 @@ def test_row_carries_versions_expectation_and_latency() -> None:
     data = row.to_dict()
     assert data["cell"] == "asyncpg-default-direct-repeated-query"
     assert data["client"]["packages"] == {"asyncpg": version("asyncpg")}
-    assert data["topology"] == {"name": "direct", "server_version": "15.18", "pooler": None, "backend": "native"}
+    assert data["topology"] == {
+        "name": "direct",
+        "server_version": "15.18",
+        "pooler": None,
+        "pool_mode": None,
+        "backend": "native",
+    }
     assert data["expected"]["reason"] == "because" and data["matches"] is True
     assert data["latency_ms"]["n"] == 3 and data["latency_ms"]["min"] == 1.0
     assert _row(Outcome("error", sqlstate="26000")).matches is False

@@ -8,11 +8,11 @@ import time
 import psycopg
 import pytest
 
-from lab.topology.server_view import LogWindow, PreparedCensus, summarize
+from lab.observe.server_view import LogWindow, PreparedCensus, summarize
 
 
 def test_the_log_window_sees_the_servers_error_with_its_sqlstate(topology) -> None:  # type: ignore[no-untyped-def]
-    window = LogWindow(topology.run_id, ["postgres", "pgbouncer-transaction"]).open()
+    window = LogWindow.of(topology, topology.endpoint("pgbouncer-transaction")).open()
     with psycopg.connect(topology.endpoint("pgbouncer-transaction").dsn(), autocommit=True) as conn:
         with pytest.raises(psycopg.errors.DivisionByZero):
             conn.execute("SELECT 1 / 0")
@@ -28,7 +28,7 @@ def test_the_log_window_sees_the_servers_error_with_its_sqlstate(topology) -> No
 
 def test_the_census_counts_statements_left_on_every_server_connection(topology) -> None:  # type: ignore[no-untyped-def]
     endpoint = topology.endpoint("pgbouncer-transaction")
-    census = PreparedCensus(endpoint.dsn(), int(endpoint.facts["pool_size"]))
+    census = PreparedCensus(endpoint.dsn(), int(endpoint.facts.pool_size))
     try:
         before = census.count()
         with psycopg.connect(endpoint.dsn(), autocommit=True) as conn:

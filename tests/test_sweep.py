@@ -10,7 +10,7 @@ import pytest
 
 from lab.errors import LabError
 from lab.results.rows import read_rows
-from lab.tools.sweep import Spec
+from lab.sweep import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.lifecycle

@@ -48,10 +48,8 @@ def _target_of(topology, path: Path, rest: bool = False) -> Path:  # type: ignor
     eps = []
     for name in ("direct", "pgbouncer-transaction", "pgbouncer-session"):
         ep = topology.endpoint(name)
-        pooler = ep.facts.get("pooler") or "none"
-        eps.append(
-            _endpoint(name, ep.port, pooler, ep.facts.get("pool_mode") or "none", ep.facts.get("pooler_version"))
-        )
+        pooler = ep.facts.pooler or "none"
+        eps.append(_endpoint(name, ep.port, pooler, ep.facts.pool_mode or "none", ep.facts.pooler_version))
     text = 'name = "test-target"\n\n' + "\n".join(eps)
     if rest:  # the local REST tier (nginx over the run's CA, in front of the PostgREST stand-in) as the target's
         ep = topology.endpoint("rest")
@@ -171,8 +169,8 @@ def test_target_check_names_what_failed(topology, tmp_path: Path) -> None:  # ty
             "NOT_SET_ANYWHERE .* is not set",
         ),
         (
-            'name = "x"\n[endpoints.d]\nurl = "postgresql://u@h/db"\npassword_env = "P"\npooler = "odyssey"\npool_mode = "none"\n',
-            "pooler 'odyssey' is not one of",
+            'name = "x"\n[endpoints.d]\nurl = "postgresql://u@h/db"\npassword_env = "P"\npooler = "pgfrob"\npool_mode = "none"\n',
+            "pooler 'pgfrob' is not one of",
         ),
         (
             'name = "x"\n[endpoints.d]\nurl = "postgresql://u@h:99999/db"\npassword_env = "P"\npooler = "none"\npool_mode = "none"\n',

@@ -10,11 +10,12 @@ from __future__ import annotations
 import socket
 import sys
 
-from lab.topology.backends.native import wait_ready
 from lab.topology.model import Endpoint
 from lab.topology.ports import HOST, free_port
 from lab.topology.processes import Server, run_as_self
 from lab.topology.runstate import RunState
+from lab.topology.services import kind
+from lab.topology.services.base import wait_ready
 
 
 def _tcp_probe(port: int) -> bool:
@@ -60,8 +61,7 @@ class Network:
                 str(rtt_ms / 2),
             ],
             run_as_self(),
-            kind="proxy",
-            python=True,
+            kind("lab-proxy"),
         )
         self.proxies.append(server)
         wait_ready(server, lambda: _tcp_probe(listen), name)

@@ -60,8 +60,7 @@ def not_found_message(user: str, tenant: str) -> str:
     return f"(ENOTFOUND) tenant/user {user}.{tenant} not found"
 
 
-#: The tenant the lab's routers know, and the user names the tenant experiment logs in with.
-TENANT = "labproject01"
+#: The user names the tenant experiment logs in with (the tenant the lab's routers know: TENANT).
 USER_KINDS = ("tenant-right-user", "tenant-wrong-ref", "tenant-no-ref")
 
 
@@ -185,7 +184,7 @@ class TenantRouter(ThreadedProxy):
                         target.host,
                         target.port,
                         tenant,
-                        session=target.facts.get("pool_mode") == "session",
+                        session=target.facts.pool_mode == "session",
                         roles=frozenset({target.user, topology.superuser} - {""}),
                     )
                 )

@@ -13,8 +13,6 @@ connection established), except where the client itself opens a connection per c
 
 from __future__ import annotations
 
-import socket
-import ssl
 from dataclasses import dataclass
 
 # The "direct" the REST overhead is measured against: the RCA's driver, pooled, straight to the server.
@@ -65,10 +63,3 @@ def rest_trips(client: str, tls: bool, tls_version: str | None) -> Trips:
 
 def trips(kind: str, client: str, tls: bool, tls_version: str | None) -> Trips | None:
     return rest_trips(client, tls, tls_version) if kind == "rest" else PG_TRIPS.get(client)
-
-
-def negotiated_tls(host: str, port: int, ca_file: str | None) -> str | None:
-    """The TLS version a default client context negotiates with the endpoint (decides the handshake's round trips)."""
-    ctx = ssl.create_default_context(cafile=ca_file)
-    with socket.create_connection((host, port), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=host) as tls:
-        return tls.version()

@@ -1,6 +1,6 @@
 """What the server and the pooler saw, beside each matrix outcome: prepared statements left on the
 transaction pooler's server connections per repeat (a leak grows with the repeats), and errors they
-logged that the client did not raise (lab.topology.server_view records both)."""
+logged that the client did not raise (lab.observe.server_view records both)."""
 
 from __future__ import annotations
 

@@ -80,16 +80,8 @@ class Expectation:
             return False
         if self.pool_mode is not None and facts.get("pool_mode") != self.pool_mode:
             return False
-        if self.prepared_statements is not None:
-            known = facts.get("prepared_statements")
-            if "prepared_statements" not in facts:  # facts written before the lab recorded it: derived the same way
-                from lab.topology.services import prepared_statements
-
-                known = prepared_statements(
-                    facts.get("pooler"), facts.get("pooler_version"), facts.get("pooler_settings")
-                )
-            if known != self.prepared_statements:
-                return False
+        if self.prepared_statements is not None and facts.get("prepared_statements") != self.prepared_statements:
+            return False
         if self.pooler_version == UNDECLARED:
             if facts.get("pooler_version"):
                 return False

@@ -37,7 +37,7 @@ class MatrixMeasures(Measures):
     ops_per_worker: int
     client_pool_size: int
     elapsed_s: float
-    #: what the server and the pooler logged during the cell (lab.topology.server_view): distinct WARNING/ERROR/FATAL
+    #: what the server and the pooler logged during the cell (lab.observe.server_view): distinct WARNING/ERROR/FATAL
     #: lines with counts, and how many errors among them the client did not raise; None where no log can be read
     server_log: list[dict[str, Any]] | None = None
     unraised_errors: int | None = None

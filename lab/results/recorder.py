@@ -9,16 +9,41 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from lab.errors import ServerDied
 from lab.results.expectations import Expectation, lookup
 from lab.results.measures import Measures
 from lab.results.outcome import Outcome
 from lab.results.rows import Row, latency_stats
+from lab.topology.model import EndpointFacts
 
-if TYPE_CHECKING:
-    from lab.plan import Cell
+
+class Subject(Protocol):
+    """Who acts in a cell, as a row names it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    def versions(self) -> dict[str, str]: ...
+
+
+class CellRef(Protocol):
+    """What a row needs of a cell (lab.plan.Cell): its id and the names it is held to the rules by."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def experiment(self) -> str: ...
+    @property
+    def client(self) -> Subject: ...
+    @property
+    def topology(self) -> str: ...
+    @property
+    def scenario(self) -> str: ...
+    @property
+    def judged(self) -> bool: ...
 
 
 class Unexpected(AssertionError):
@@ -27,28 +52,28 @@ class Unexpected(AssertionError):
 
 @dataclass(frozen=True)
 class Recorder:
-    cell: Cell
+    cell: CellRef
     run_id: str
     expectations: list[Expectation]
     write: Callable[[Row], Any]
-    facts: dict[str, Any]  # the cell's endpoint's facts, unless the test passes others
+    facts: EndpointFacts  # the cell's endpoint's facts, unless the test passes others
     selection: dict[str, list[str]] | None = None  # what the run was narrowed to
     #: the topology's health: a message naming a server that died, or None. Checked before a row is written,
     #: so an outcome caused by a dead server is never recorded as the client's.
     health: Callable[[], str | None] = lambda: None
 
-    def rule(self, facts: dict[str, Any], versions: dict[str, str], scenario: str | None = None) -> Expectation:
+    def rule(self, facts: EndpointFacts, versions: dict[str, str], scenario: str | None = None) -> Expectation:
         """The expectation that covers this cell (or its client and topology in another scenario);
         LookupError names the cell when none does."""
         c = self.cell
-        return lookup(self.expectations, c.client.name, c.topology, scenario or c.scenario, facts, versions)
+        return lookup(self.expectations, c.client.name, c.topology, scenario or c.scenario, facts.to_row(), versions)
 
     def __call__(
         self,
         outcome: Outcome,
         measures: Measures,
         latencies_s: list[float] | None = None,
-        facts: dict[str, Any] | None = None,
+        facts: EndpointFacts | None = None,
     ) -> Row:
         """Write the row first (a failing cell is a result too), then raise Unexpected on a mismatch."""
         c = self.cell
@@ -59,7 +84,7 @@ class Recorder:
         versions = c.client.versions()
         rule: Expectation | None = None
         missing = None
-        judged = c.judged and facts.get("pooler") != "other"  # a pooler the lab knows nothing of: recorded, not judged
+        judged = c.judged and facts.pooler != "other"  # a pooler the lab knows nothing of: recorded, not judged
         if judged:
             try:
                 rule = self.rule(facts, versions)
@@ -70,7 +95,7 @@ class Recorder:
             experiment=c.experiment,
             cell=c.id,
             client={"name": c.client.name, "packages": versions, "description": c.client.description},
-            topology={"name": c.topology, **facts},
+            topology={"name": c.topology, **facts.to_row()},
             scenario=c.scenario,
             outcome=outcome,
             expected=rule.to_dict() if rule is not None else None,
@@ -93,7 +118,7 @@ class Recorder:
             )
         return row
 
-    def why_not_measured(self, facts: dict[str, Any] | None = None) -> str | None:
+    def why_not_measured(self, facts: EndpointFacts | None = None) -> str | None:
         """Benchmarks time an insert only where the table expects it to work: timing a configuration
         that fails through a topology would time a lucky single connection. The reason to skip, or None."""
         c = self.cell

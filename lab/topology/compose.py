@@ -121,8 +121,9 @@ class Service:
         return self.container_ports[0]
 
     @property
-    def stand_in(self) -> str | None:
-        return self.labels.get("lab.stand_in")
+    def kind(self) -> str:
+        """The service kind (lab.topology.services) that starts and describes it: its `lab.kind` label."""
+        return self.labels["lab.kind"]
 
     @property
     def templated_mounts(self) -> tuple[Mount, ...]:
@@ -158,6 +159,14 @@ class ComposeTopology:
     def by_topology(self) -> dict[str, Service]:
         return {s.topology: s for s in self.services.values()}
 
+    def in_start_order(self) -> list[Service]:
+        """The services in the order they depend on each other: the server, the poolers, the REST tier, its gateway,
+        then what routes to the poolers."""
+        return sorted(self.services.values(), key=lambda s: ROLE_ORDER.index(s.role))
+
+
+#: The roles of the compose file's services (the `lab.role` label), in start order.
+ROLE_ORDER = ("server", "pooler", "rest", "gateway", "tenant-router")
 
 _RENDERED_MARK = "\0rendered\0"
 #: Per-run values the compose file requires; `lab render` writes them to secrets.env.
@@ -224,8 +233,13 @@ def load(
         if service_profiles and not set(service_profiles) & set(profiles):
             continue
         labels = {str(k): str(v) for k, v in (body.get("labels") or {}).items()}
-        if "lab.role" not in labels or "lab.topology" not in labels:
-            raise ConfigError(f"{path}: service {name} lacks the labels lab.role and lab.topology")
+        missing = [label for label in ("lab.kind", "lab.role", "lab.topology") if label not in labels]
+        if missing:
+            raise ConfigError(f"{path}: service {name} lacks the label(s) {', '.join(missing)}")
+        if labels["lab.role"] not in ROLE_ORDER:
+            raise ConfigError(
+                f"{path}: service {name}: lab.role {labels['lab.role']!r} is not one of {', '.join(ROLE_ORDER)}"
+            )
         mounts = tuple(m for v in body.get("volumes", []) if (m := _parse_mount(str(v), name)))
         services[name] = Service(
             name=name,

@@ -1,8 +1,8 @@
 """What experiments see of a running topology: named endpoints and the facts about them.
 
-Backends (native processes, Docker) produce a `Topology`; clients only ever get an
-`Endpoint`'s DSN; result rows copy an endpoint's facts (which pooler, which mode,
-which versions, which backend, which stand-in), so a row always says what produced it.
+Backends (native processes, Docker, a target) produce a `Topology`; clients only ever get an
+`Endpoint`'s DSN; result rows copy an endpoint's `EndpointFacts` (which pooler, which mode,
+which versions, which backend, which stand-in or model), so a row always says what produced it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,79 @@ from typing import Any
 from urllib.parse import quote
 
 from lab.names import pick
+
+
+@dataclass(frozen=True)
+class EndpointFacts:
+    """What every row through an endpoint says about it: one typed record, written once by the service kind that
+    started the endpoint (or the target file that declares it), added to by what the lab puts in between (a delay
+    proxy, the wire tracer, a tenant router), and serialized into the row's `topology` object by `to_row`.
+    Nothing here is secret."""
+
+    backend: str = ""  # native | docker | target
+    service: str | None = None  # the compose service (or the target file's endpoint name)
+    kind: str | None = None  # the service kind that started it (lab.topology.services)
+    server_version: str | None = None
+    #: the pooler's family (pgbouncer, pgpool, pgagroal, supavisor, ...): None for the server itself
+    pooler: str | None = None
+    pooler_version: str | None = None
+    pool_mode: str | None = None  # session | transaction (a pooler's); None for the server itself
+    pool_size: int | None = None
+    pooler_settings: str | None = None  # settings the service adds to its kind's template (lab.settings)
+    #: tracked | not tracked: whether the pooler keeps protocol-level prepared statements per client (the kind says)
+    prepared_statements: str | None = None
+    pooler_binary: str | None = None
+    #: a model or stand-in of a system that cannot run here, named as such ("model of Supavisor 2.10 ...")
+    model: str | None = None
+    # -- Docker --
+    images: str | None = None  # official | local
+    image: str | None = None
+    server_image: str | None = None
+    rest_image: str | None = None
+    # -- the REST tier --
+    gateway: str | None = None
+    rest_server: str | None = None
+    stand_in: bool | None = None
+    stand_in_for: str | None = None
+    path: str | None = None
+    tls_version: str | None = None
+    https_only: bool | None = None
+    # -- a tenant router in front of a pooler --
+    router: str | None = None
+    tenant: str | None = None
+    tenant_router: str | None = None
+    routes_to: str | None = None
+    refusal_delay_s: float | None = None
+    startup_parameters: str | None = None
+    # -- what the lab put in between, and the network --
+    wire_tracer: bool | None = None
+    delay_proxy: bool | None = None
+    rtt_ms: float | None = None
+    tls: bool | None = None
+    sslmode: str | None = None
+    # -- a target the lab did not start --
+    target: str | None = None
+    host: str | None = None
+    declared: bool | None = None
+    max_connections_allowed: int | None = None
+    measured_rtt_ms: float | None = None
+    # -- what an experiment observed beside the endpoint --
+    max_connections: int | None = None
+    rest: str | None = None
+    pgbench: str | None = None
+
+    def with_(self, **changes: Any) -> EndpointFacts:
+        return replace(self, **changes)
+
+    def to_row(self) -> dict[str, Any]:
+        """The row's `topology` object: every fact that is set; `pooler` and `pool_mode` always (None: the server)."""
+        out = {k: v for k, v in asdict(self).items() if v is not None}
+        return {"pooler": self.pooler, "pool_mode": self.pool_mode, **out}
+
+    @classmethod
+    def from_row(cls, data: dict[str, Any]) -> EndpointFacts:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class Secret(str):
@@ -33,7 +106,7 @@ class Endpoint:
     database: str
     user: str
     password: Secret
-    facts: dict[str, Any] = field(default_factory=dict)  # copied into every row: nothing secret here
+    facts: EndpointFacts = field(default_factory=EndpointFacts)  # copied into every row: nothing secret here
     tls_port: int | None = None  # HTTP endpoints: where https is served
     keys: dict[str, str] = field(default_factory=dict)  # REST endpoints: Supabase-style API keys by role
     ca_file: str | None = None  # the CA to verify the server's certificate against (the run's own, or a target's)
@@ -75,14 +148,15 @@ class Endpoint:
         (a delay proxy, the wire tracer, a tenant router); `facts` say what is in between. plain=True: what is
         in between must read the protocol (the tracer, the router), so that hop speaks no TLS. The one way an
         endpoint is rewritten."""
-        extra = {"sslmode": "disable"} if plain and self.sslmode != "disable" else {}
+        if plain and self.sslmode != "disable":
+            facts = {**facts, "sslmode": "disable"}
         return replace(
             self,
             port=port,
             tls_port=tls_port if tls_port is not None else self.tls_port,
             topology=topology or self.topology,
             sslmode="disable" if plain else self.sslmode,
-            facts={**self.facts, **facts, **extra},
+            facts=replace(self.facts, **facts),
         )
 
 
@@ -110,7 +184,7 @@ class Topology:
     def with_sslmode(self, sslmode: str) -> Topology:
         """Every PostgreSQL endpoint with this sslmode (the local topology's TLS axis)."""
         eps = {
-            k: (replace(e, sslmode=sslmode, facts={**e.facts, "sslmode": sslmode}) if not e.keys else e)
+            k: (replace(e, sslmode=sslmode, facts=replace(e.facts, sslmode=sslmode)) if not e.keys else e)
             for k, e in self.endpoints.items()
         }
         return replace(self, endpoints=eps)
@@ -128,6 +202,9 @@ class Topology:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Topology:
         """From a run's state.json, which may carry more than the topology (a Docker run's compose project)."""
-        eps = {k: Endpoint(**v) for k, v in data["endpoints"].items()}
+        eps = {
+            k: Endpoint(**{**v, "facts": EndpointFacts.from_row(v.get("facts") or {})})
+            for k, v in data["endpoints"].items()
+        }
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known and k != "endpoints"}, endpoints=eps)

@@ -44,13 +44,6 @@ class RunAs:
         return {"user": self.uid, "group": self.gid, "extra_groups": []}
 
 
-def system_binary(name: str) -> Path | None:
-    """A binary on PATH or in /usr/sbin: Debian installs its daemons' binaries (dockerd, pgbouncer, nginx,
-    debootstrap) there, off an ordinary user's PATH."""
-    found = shutil.which(name) or (f"/usr/sbin/{name}" if os.access(f"/usr/sbin/{name}", os.X_OK) else None)
-    return Path(found) if found else None
-
-
 def run_as() -> RunAs:
     """Ourselves, unless we are root: then the unprivileged lab user (created if missing)."""
     if os.geteuid() != 0:

@@ -182,7 +182,7 @@ def service_values(topo: ComposeTopology, service: Service, placement: Placement
     rest = topo.with_role("rest")
     if rest:
         values.update(REST_HOST=placement.hosts[rest[0].name], REST_PORT=str(placement.ports[rest[0].name]))
-    values["PGBOUNCER_SETTINGS"] = service.labels.get("lab.pgbouncer_settings", "")
+    values["SETTINGS"] = service.labels.get("lab.settings", "")
     if service.pool_mode is not None:
         values["POOL_MODE"] = service.pool_mode
     if service.pool_size is not None:

@@ -20,27 +20,23 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.errors import EnvironmentProblem
+from lab.machine.docker_engine import down_project
+from lab.names import check_run_id
 from lab.paths import write_private
 from lab.topology.processes import RunAs, Server, server_env, spawn, stop_group
-from lab.topology.services import KINDS
+
+if TYPE_CHECKING:
+    from lab.topology.services.base import ServiceKind
 
 RUNTIME_BASE = Path(os.environ.get("POOLER_LAB_RUNTIME", f"/tmp/pooler-lab-{os.getuid()}"))
-RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-
-
-def check_run_id(run_id: str) -> str:
-    if not RUN_ID.fullmatch(run_id):
-        raise ValueError(f"run id {run_id!r}: use letters, digits, '.', '_' and '-' (it names a directory and a file)")
-    return run_id
 
 
 def runtime_base(base: Path | None = None, create: bool = True) -> Path:
@@ -157,17 +153,12 @@ class RunState:
         self.save()
 
     def start(
-        self,
-        name: str,
-        argv: list[str],
-        owner: RunAs,
-        kind: str,
-        python: bool = False,
-        extra_env: dict[str, str] | None = None,
+        self, name: str, argv: list[str], owner: RunAs, kind: ServiceKind, extra_env: dict[str, str] | None = None
     ) -> Server:
         """Start a server of this run, logging to logs/<name>.log, and record it so it is stopped and reaped with the run.
 
-        Persistent runs (`lab up`) outlive their starter; the others die with it (parent-death signal).
+        Persistent runs (`lab up`) outlive their starter; the others die with it (parent-death signal). The kind says
+        how to stop it, and whether it is the lab's own Python process (which needs the lab's packages).
         """
         logs = self.directory / "logs"
         logs.mkdir(exist_ok=True)
@@ -176,9 +167,9 @@ class RunState:
             argv,
             owner,
             logs / f"{name}.log",
-            stop_signal=KINDS[kind].stop_signal,
-            death_signal=None if self.persistent else KINDS[kind].death_signal,
-            env=server_env(self.directory, python=python, extra=extra_env),
+            stop_signal=kind.stop_signal,
+            death_signal=None if self.persistent else kind.death_signal,
+            env=server_env(self.directory, python=kind.python_module is not None, extra=extra_env),
         )
         self.add_process(name, server.pid, int(server.stop_signal))
         return server
@@ -222,8 +213,6 @@ class RunState:
         project = (self.topology or {}).get("compose_project")
         if project:
             # a Docker-backend run: its containers belong to a compose project of its own
-            from lab.topology.backends.docker import down_project
-
             stopped += down_project(project, (self.topology or {}).get("compose_cli"))
         for rec in reversed(self.processes):
             if self.belongs(rec.pid, rec.start):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,3 +81,11 @@ def make_certificates(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "l
         ),
     )
     return files
+
+
+def negotiated_tls(host: str, port: int, ca_file: str | None) -> str | None:
+    """The TLS version a default client context negotiates with an https endpoint (it decides the handshake's round
+    trips in the round-trip model)."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    with socket.create_connection((host, port), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=host) as tls:
+        return tls.version()

@@ -13,7 +13,7 @@ costs milliseconds of start-up instead of a Python start.
 Each application runs `repeated-query` with SQL text of its own (its number is part of
 the statement's constant), so a statement run under another process's name shows as a
 wrong answer, not a plausible one. Each cell starts on fresh server connections (the
-test ends the application user's server backends first, lab.topology.server_view): what a cell shows comes from
+test ends the application user's server backends first, lab.observe.server_view): what a cell shows comes from
 its own two processes, not from the cells before it.
 """
 

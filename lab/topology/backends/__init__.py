@@ -1,18 +1,27 @@
-"""Ways of starting the topology described in compose/: native processes, or Docker where an engine and Compose v2 answer."""
+"""Ways of starting the topology described in compose/: native processes, or Docker where an engine and Compose v2
+answer; or none at all, for a target the lab did not start."""
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
+
+import httpx
 
 from lab.errors import EnvironmentProblem, LabError
 from lab.topology.model import Endpoint, Topology
-from lab.topology.runstate import RunState, reap_stale
+from lab.topology.runstate import RunState, all_runs, reap_stale
 
 if TYPE_CHECKING:
     from lab.options import LabOptions
+
+Progress = Callable[[str], None]
+#: the table the writing workloads use in the lab's own topology (compose/postgres/init.sql)
+LOCAL_TABLE = "lab_items"
 
 
 class Watched(Protocol):
@@ -21,14 +30,27 @@ class Watched(Protocol):
     def dead_server(self) -> str | None: ...
 
 
+@dataclass(frozen=True)
+class Session:
+    """What a test session runs against: the topology; the run state the session's own helpers (delay proxies) are
+    recorded in; what watches the topology's servers (None where the lab cannot: a target); and the tables the
+    writing workloads use (the run's own on a target; None with --read-only)."""
+
+    topology: Topology
+    state: RunState
+    watched: Watched | None
+    table: str | None = LOCAL_TABLE
+    rest_table: str | None = LOCAL_TABLE
+
+
 class Backend(ABC):
     """Starts and stops one run of the topology; a context manager that cleans up after a failed start too."""
 
     name: str
     state: RunState | None
 
-    def __init__(self, progress=None) -> None:  # type: ignore[no-untyped-def]
-        self.progress = progress or (lambda msg: None)
+    def __init__(self, progress: Progress | None = None) -> None:
+        self.progress: Progress = progress or (lambda msg: None)
 
     def __enter__(self) -> Topology:
         try:
@@ -53,18 +75,11 @@ class Backend(ABC):
 
 
 @contextmanager
-def start_for_session(
-    options: LabOptions, say: Callable[[str], None]
-) -> Iterator[tuple[Topology, RunState, Watched | None]]:
-    """The topology a session runs against, the run state its own helpers (delay proxies) are recorded in,
-    and what watches its servers (the native run state, the Docker backend; None where the lab cannot: a target).
-
-    `attach` uses the topology `lab up` left running (and a run state of the session's
-    own); the others start one, by the backend chosen, and stop it at the end whatever happens.
-    """
+def start_for_session(options: LabOptions, say: Progress) -> Iterator[Session]:
+    """The session's topology: a target's endpoints, the topology `lab up` left running (`attach`, with a run state
+    of the session's own), or one started here by the backend chosen and stopped at the end whatever happens."""
     from lab.topology.backends.docker import DockerBackend, choose, engine_status
     from lab.topology.backends.native import NativeBackend
-    from lab.topology.runstate import all_runs
 
     if options.target is not None:
         yield from _target_session(options, say)
@@ -78,7 +93,7 @@ def start_for_session(
         say(f"attached to run {topology.run_id}")
         own = RunState.create(persistent=False)
         try:
-            yield topology, own, running[-1]
+            yield Session(topology, own, running[-1])
         finally:
             own.stop()
         return
@@ -95,19 +110,16 @@ def start_for_session(
         assert backend.state is not None
         if options.sslmode != "disable":
             topology = topology.with_sslmode(options.sslmode)
-        yield topology, backend.state, backend.state if chosen == "native" else backend
+        watched: Watched = backend.state if chosen == "native" else backend  # type: ignore[assignment]
+        yield Session(topology, backend.state, watched)
     finally:
         backend.stop()
         say("topology stopped")
 
 
-def _target_session(
-    options: LabOptions, say: Callable[[str], None]
-) -> Iterator[tuple[Topology, RunState, Watched | None]]:
+def _target_session(options: LabOptions, say: Progress) -> Iterator[Session]:
     """Endpoints the lab did not start: nothing to start or watch; the run's own schema on the target, dropped at the end."""
-    from lab.clients.rest import TABLE as REST_TABLE
     from lab.topology.backends.target import TargetFile, check, rest_table, run_schema
-    from lab.workloads.scenarios import TABLE
 
     assert options.target is not None and options.run_id is not None
     target = TargetFile.load(options.target)
@@ -127,24 +139,18 @@ def _target_session(
                 f"target {target.name}: {', '.join(target.endpoints)}"
                 + (f"; writing to {table}, dropped at the end" if table else "; read-only")
             )
-            if table:
-                TABLE.set(table)
+            rest_name = None
             if target.rest is not None and not options.read_only:
                 rest_name = stack.enter_context(rest_table(target, options.run_id))
                 wait_for_rest_table(topology.endpoint("rest"), rest_name)
-                REST_TABLE.set(rest_name)
                 say(f"target {target.name}: REST writes go to public.{rest_name}, dropped at the end")
-            yield topology, own, None
+            yield Session(topology, own, None, table, rest_name)
     finally:
         own.stop()
 
 
 def wait_for_rest_table(rest: Endpoint, table: str, timeout: float = 20.0) -> None:
     """Until the REST tier serves the run's new table (PostgREST reloads its schema cache on NOTIFY, asynchronously)."""
-    import time
-
-    import httpx
-
     verify = rest.ca_file or True
     deadline, last = time.monotonic() + timeout, ""
     while time.monotonic() < deadline:

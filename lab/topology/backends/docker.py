@@ -21,28 +21,28 @@ server view and the login counts read them as they do natively.
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import shutil
 import subprocess
-import urllib.request
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import psycopg
+import docker
 from testcontainers.compose import DockerCompose
 
 from lab.errors import MissingDependency, StartupError
+from lab.machine import docker_images
+from lab.machine.docker_engine import compose_command, engine
 from lab.paths import COMPOSE_DIR
-from lab.topology.backends import Backend
+from lab.topology.backends import Backend, Progress
 from lab.topology.compose import COMPOSE_FILE, ENV_FILE, ComposeTopology, load
-from lab.topology.model import Endpoint, Topology
+from lab.topology.model import Endpoint, EndpointFacts, Topology
 from lab.topology.ports import HOST, free_ports
-from lab.topology.render import Credentials, Placement, api_keys, logs_dir, render, write_compose_secrets
+from lab.topology.render import Credentials, Placement, logs_dir, render, write_compose_secrets
 from lab.topology.runstate import RunState
-from lab.topology.services import endpoint_facts, pgbouncer_version, server_version
+from lab.topology.services import kind_of
+from lab.topology.services.base import DockerSite
 
 HOST_NETWORK_FILE = "docker-compose.host.yml"
 # testcontainers logs a failed compose command's whole output at ERROR (stderr, outside pytest); the lab turns it into
@@ -54,30 +54,23 @@ logging.getLogger("testcontainers.compose.compose").setLevel(logging.CRITICAL)
 def engine_status() -> tuple[bool, str]:
     """(usable, why or what): an engine answers, Compose v2 is there and the images are here or can be had. Asked once per process:
     choosing the backend and reporting the choice must not ask twice."""
-    from lab.tools.docker_engine import compose_command
-    from lab.tools.docker_engine import engine as _engine
-
-    ok, engine = _engine()
+    ok, answer = engine()
     if not ok:
-        return False, engine + ("" if "SDK" in engine else "; `./pooler-lab docker start` starts Debian's")
+        return False, answer + ("" if "SDK" in answer else "; `./pooler-lab docker start` starts Debian's")
     found = compose_command()
     if found is None:
         return False, (
-            f"{engine} answers, but Compose v2 is not installed (`docker compose`; Debian's docker.io has none): "
+            f"{answer} answers, but Compose v2 is not installed (`docker compose`; Debian's docker.io has none): "
             "`./pooler-lab docker start` fetches it"
         )
-    import docker
-
-    from lab.tools.docker_images import obtainable
-
     client = docker.from_env(timeout=5)
     try:
-        ok, images = obtainable(client)
+        ok, images = docker_images.obtainable(client)
     finally:
         client.close()
     if not ok:
-        return False, f"{engine} and Compose {found[1]} answer, but {images}"
-    return True, f"{engine}, Compose {found[1]}, {images}"
+        return False, f"{answer} and Compose {found[1]} answer, but {images}"
+    return True, f"{answer}, Compose {found[1]}, {images}"
 
 
 def choose(backend: str) -> str:
@@ -113,8 +106,8 @@ class DockerBackend(Backend):
     def __init__(
         self,
         compose_dir: Path = COMPOSE_DIR,
-        progress=None,
-        run_id: str | None = None,  # type: ignore[no-untyped-def]
+        progress: Progress | None = None,
+        run_id: str | None = None,
         profiles: tuple[str, ...] = (),
         images: str = "auto",
         persistent: bool = False,
@@ -129,11 +122,6 @@ class DockerBackend(Backend):
         self.host_network = False
 
     def start(self) -> Topology:
-        import docker
-
-        from lab.tools import docker_images
-        from lab.tools.docker_engine import compose_command
-
         self.reap()
         found = compose_command()
         if found is None:
@@ -235,7 +223,7 @@ class DockerBackend(Backend):
         return None
 
     def _image(self, service: str) -> str:
-        from lab.tools.docker_images import describe
+        from lab.machine.docker_images import describe
 
         tag = self.image_names.get(service)
         return describe(self.client, tag) if tag else "unknown"
@@ -243,101 +231,26 @@ class DockerBackend(Backend):
     def _describe(
         self, topo: ComposeTopology, creds: Credentials, ports: dict[str, int], rendered: Path, images: str
     ) -> Topology:
+        """Each service's kind reads its version and facts from the running containers: the same facts a native
+        run's rows carry, plus the images."""
         assert self.state is not None
-        server = topo.server
-        direct_port = ports[server.port_variables[0][0]]
-        with psycopg.connect(
-            host=HOST,
-            port=direct_port,
-            user=creds.superuser,
-            password=creds.superuser_password,
-            dbname="postgres",
-            connect_timeout=10,
-        ) as conn:
-            base = {
-                "backend": self.name,
-                "server_version": server_version(conn),
-                "server_image": self._image(server.name),
-                "images": images,
-            }
+        site = DockerSite(
+            topo,
+            creds,
+            ports,
+            self._image,
+            self.host_network,
+            str(rendered / "tls" / "ca.crt"),
+            self.progress,
+            EndpointFacts(self.name, images=images),
+        )
         endpoints: dict[str, Endpoint] = {}
-        ca_file = str(rendered / "tls" / "ca.crt")
-        for svc in topo.services.values():
-            port, *more = [ports[pv] for pv, _ in svc.port_variables]
-            if svc.role == "server":
-                facts = endpoint_facts(svc, base)
-            elif svc.role == "pooler":
-                version = pgbouncer_version(HOST, port, creds.superuser, creds.superuser_password)
-                facts = {**endpoint_facts(svc, base, version), "image": self._image(svc.name)}
-                self.progress(f"pgbouncer {version} ({svc.pool_mode} mode) ready on {HOST}:{port}")
-            elif svc.role == "gateway":
-                keys = api_keys(creds)
-                rest = topo.with_role("rest")[0]
-                rest_server, stand_in = _rest_server(f"http://{HOST}:{port}/rest/v1/", keys["anon"])
-                endpoints[svc.topology] = Endpoint(
-                    topology=svc.topology,
-                    host=HOST,
-                    port=port,
-                    tls_port=more[0] if more else None,
-                    database="postgres",
-                    user="",
-                    password="",
-                    keys=keys,
-                    ca_file=ca_file,
-                    facts={
-                        **base,
-                        "gateway": f"nginx ({self._image(svc.name)})",
-                        "rest_server": rest_server,
-                        "rest_image": self._image(rest.name),
-                        "stand_in": stand_in,
-                        **({"stand_in_for": rest.topology} if stand_in else {}),
-                        "path": "/rest/v1/",
-                    },
-                )
-                continue
-            elif svc.role == "tenant-router":
-                from lab.proxies.tenant import TENANT
-                from lab.topology.supavisor import register_tenant
-
-                # the server as Supavisor reaches it: by name on a bridge network, at 127.0.0.1 on the host's
-                register_tenant(
-                    HOST,
-                    ports[svc.port_variables[-1][0]],
-                    creds,
-                    HOST if self.host_network else server.name,
-                    server.container_port,
-                    TENANT,
-                    int(topo.settings["PGBOUNCER_TRANSACTION_POOL_SIZE"]),
-                )
-                facts = {
-                    **base,
-                    "service": svc.name,
-                    "router": "supavisor",
-                    "image": self._image(svc.name),
-                    "tenant": TENANT,
-                    "tenant_router": f"Supavisor ({self._image(svc.name)})",
-                }
-                # its transaction port, then its session port (compose file order)
-                for name, mode, at in (
-                    (svc.topology, "transaction", port),
-                    (f"{svc.topology}-session", "session", more[0]),
-                ):
-                    endpoints[name] = Endpoint(
-                        name,
-                        HOST,
-                        at,
-                        "postgres",
-                        creds.app_user,
-                        creds.app_password,
-                        {**facts, "pool_mode": mode},
-                        ca_file=ca_file,
-                    )
-                continue
-            else:
-                continue
-            endpoints[svc.topology] = Endpoint(
-                svc.topology, HOST, port, "postgres", creds.app_user, creds.app_password, facts, ca_file=ca_file
-            )
+        for svc in topo.in_start_order():
+            offered = kind_of(svc).docker(svc, site)
+            endpoints.update(offered)
+            if svc.role == "server":  # every later endpoint names the server and its image too
+                facts = offered[svc.topology].facts
+                site.base = site.base.with_(server_version=facts.server_version, server_image=facts.server_image)
         topology = Topology(self.state.run_id, self.name, endpoints, creds.superuser, creds.superuser_password)
         self.state.topology = {**(self.state.topology or {}), **topology.to_dict()}
         self.state.save()
@@ -367,27 +280,3 @@ def _log_tail(container: Any, lines: int) -> str:
     """The last non-empty lines of a container's log, on one line."""
     text = container.logs(tail=lines + 3).decode(errors="replace")
     return " | ".join([t for t in text.splitlines() if t.strip()][-lines:])
-
-
-def _rest_server(url: str, key: str) -> tuple[str, bool]:
-    """What answers behind the gateway: PostgREST and its version, or the lab's stand-in (which names itself)."""
-    from lab.topology.standin import NAME
-
-    request = urllib.request.Request(url, headers={"apikey": key, "Authorization": f"Bearer {key}"})
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        info = json.loads(resp.read() or b"{}").get("info") or {}
-    if info.get("title") == NAME:
-        return str(info.get("description") or NAME), True
-    return (f"PostgREST {info['version']}" if info.get("version") else "PostgREST"), False
-
-
-def down_project(project: str, cli: list[str] | None = None) -> list[str]:
-    """Remove a compose project a run of this backend started (also after the run was killed)."""
-    from lab.tools.docker_engine import compose_command
-
-    found = compose_command()
-    argv = cli or (found[0] if found else None)
-    if not argv or shutil.which(argv[0]) is None:
-        return []
-    done = subprocess.run([*argv, "-p", project, "down", "-v", "--remove-orphans"], capture_output=True, timeout=120)
-    return [f"compose project {project}"] if done.returncode == 0 else []

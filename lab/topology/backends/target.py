@@ -33,10 +33,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import psycopg
 
 from lab.errors import ConfigError, EnvironmentProblem
-from lab.topology.model import Endpoint, Secret, Topology
-from lab.topology.services import prepared_statements
+from lab.topology.model import Endpoint, EndpointFacts, Secret, Topology
+from lab.topology.services import families, for_family
 
-POOLERS = ("none", "pgbouncer", "supavisor", "pgcat", "pgdog", "other")
+#: the poolers a target may declare: none, every family the lab runs, the ones it only meets on targets, and `other`
+#: (recorded, never judged)
+POOLERS = ("none", *dict.fromkeys([*families(), "supavisor", "pgcat", "pgdog", "odyssey"]), "other")
 POOL_MODES = ("none", "session", "transaction")
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 DEFAULT_MAX_CONNECTIONS = 10
@@ -63,19 +65,20 @@ class TargetEndpoint:
     ca_file: str | None
 
     def endpoint(self, target: str) -> Endpoint:
-        facts: dict[str, Any] = {
-            "backend": "target",
-            "target": target,
-            "service": self.name,
-            "host": self.host,
-            "pooler": None if self.pooler == "none" else self.pooler,
-            "pool_mode": None if self.pool_mode == "none" else self.pool_mode,
-            "pooler_version": self.pooler_version,
-            "declared": True,
-            "sslmode": self.sslmode,
-            "max_connections_allowed": self.max_connections,
-            "prepared_statements": prepared_statements(self.pooler, self.pooler_version, None),
-        }
+        kind = for_family(self.pooler)
+        facts = EndpointFacts(
+            backend="target",
+            target=target,
+            service=self.name,
+            host=self.host,
+            pooler=None if self.pooler == "none" else self.pooler,
+            pool_mode=None if self.pool_mode == "none" else self.pool_mode,
+            pooler_version=self.pooler_version,
+            declared=True,
+            sslmode=self.sslmode,
+            max_connections_allowed=self.max_connections,
+            prepared_statements=kind.prepared_statements(self.pooler_version, None) if kind else None,
+        )
         return Endpoint(
             self.name,
             self.host,
@@ -134,10 +137,10 @@ class TargetFile:
         eps = {}
         for n, e in self.endpoints.items():
             ep = e.endpoint(self.name)
-            eps[n] = replace(ep, facts={**ep.facts, **(observed or {}).get(n, {})})
+            eps[n] = replace(ep, facts=replace(ep.facts, **(observed or {}).get(n, {})))
         if self.rest is not None:
             ep = self.rest.endpoint(self.name)
-            eps["rest"] = replace(ep, facts={**ep.facts, **(observed or {}).get("rest", {})})
+            eps["rest"] = replace(ep, facts=replace(ep.facts, **(observed or {}).get("rest", {})))
         return Topology(run_id=run_id, backend="target", endpoints=eps, superuser="", superuser_password=Secret(""))
 
     def home(self) -> TargetEndpoint:
@@ -156,15 +159,15 @@ class TargetRest:
     ca_file: str | None
 
     def endpoint(self, target: str) -> Endpoint:
-        facts = {
-            "backend": "target",
-            "target": target,
-            "rest_server": "the target's REST tier (declared)",
-            "stand_in": False,
-            "gateway": "the target's",
-            "path": "/rest/v1/",
-            "https_only": True,
-        }
+        facts = EndpointFacts(
+            backend="target",
+            target=target,
+            rest_server="the target's REST tier (declared)",
+            stand_in=False,
+            gateway="the target's",
+            path="/rest/v1/",
+            https_only=True,
+        )
         return Endpoint(
             "rest",
             self.host,
@@ -483,7 +486,7 @@ def check(target: TargetFile, rounds: int = 5) -> list[Check]:
 
 def _check_rest(rest: TargetRest, rounds: int) -> Check:
     """The REST tier: the TLS version it negotiates and the round trip (a TCP handshake is one)."""
-    from lab.report.rtt_model import negotiated_tls
+    from lab.topology.tls import negotiated_tls
 
     try:
         times = []

@@ -18,6 +18,10 @@ import httpx
 from lab.errors import StartupError
 from lab.topology.render import Credentials, api_keys
 
+#: The project ref (tenant) the lab's topology hosts: the user name `<role>.labproject01` reaches it through Supavisor,
+#: through the lab's model of Supavisor, and through the tenant router
+TENANT = "labproject01"
+
 
 def register_tenant(
     api_host: str,

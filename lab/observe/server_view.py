@@ -6,9 +6,9 @@ statements behind on the pooler's server connections. Two views, both read from 
 real servers:
 
 - `LogWindow`: the WARNING/ERROR/FATAL lines PostgreSQL and the pooler appended to
-  their logs while the cell ran (PostgreSQL's with their SQLSTATE: the lab's
-  log_line_prefix ends with %e). Native processes and containers alike write them to the run's logs/;
-  a target's logs are out of reach.
+  their logs while the cell ran, as each service kind reads its own log (PostgreSQL's with
+  their SQLSTATE: the lab's log_line_prefix ends with %e). Native processes and containers
+  alike write them to the run's logs/; a target's logs are out of reach.
 - `end_server_connections`: the housekeeping that gives a cell fresh server
   connections (and takes away what a cell left on them).
 - `PreparedCensus`: the prepared statements on every server connection of a
@@ -19,47 +19,43 @@ real servers:
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from lab.topology.logins import log_path
-
-_PG = re.compile(r"\] \S*@\S* (?P<state>[0-9A-Z]{5}) (?P<level>WARNING|ERROR|FATAL|PANIC):\s+(?P<message>.*)")
-_PGBOUNCER = re.compile(r" (?P<level>WARNING|ERROR|FATAL) (?P<message>.*)")
-#: PgBouncer's per-connection prefix (C-0x55d..: db/user@127.0.0.1:40000), per run noise
-_CONNECTION = re.compile(r"^[CS]-0x[0-9a-f]+: \S+ ")
-
-
-@dataclass(frozen=True)
-class LogEvent:
-    source: str  # "postgres" or the pooler's service name
-    level: str
-    sqlstate: str | None
-    message: str
-
-    def key(self) -> tuple[str, str, str | None, str]:
-        return (self.source, self.level, self.sqlstate, self.message)
+from lab.observe.logins import log_path
+from lab.topology.model import Endpoint, Topology
+from lab.topology.services import kind
+from lab.topology.services.base import LogEvent
 
 
 class LogWindow:
-    """The lines each service appended to its log between `open()` and `events()`."""
+    """The lines each service appended to its log between `open()` and `events()`, read as its kind reads them."""
 
-    def __init__(self, run_id: str, services: list[str]) -> None:
-        self.paths = {s: log_path(run_id, s) for s in services}
+    def __init__(self, run_id: str, sources: dict[str, str]) -> None:
+        """`sources`: service -> its kind."""
+        self.paths = {s: log_path(run_id, s) for s in sources}
+        self.kinds = {s: kind(k) for s, k in sources.items()}
         self.offsets: dict[str, int] = {}
+
+    @classmethod
+    def of(cls, topology: Topology, endpoint: Endpoint) -> LogWindow:
+        """The server's log, and the endpoint's pooler's where it goes through one."""
+        sources = {}
+        for facts in (topology.endpoint("direct").facts, *([endpoint.facts] if endpoint.facts.pooler else [])):
+            if facts.service and facts.kind:
+                sources[facts.service] = facts.kind
+        return cls(topology.run_id, sources)
 
     def open(self) -> LogWindow:
         self.offsets = {s: _size(p) for s, p in self.paths.items() if p.exists()}
         return self
 
     def events(self) -> list[LogEvent] | None:
-        """None where no log could be read (a Docker run, a target)."""
+        """None where no log could be read (a target)."""
         if not self.offsets:
             return None
         out = []
@@ -68,10 +64,9 @@ class LogWindow:
                 f.seek(start)
                 text = f.read().decode("utf-8", "replace")
             for line in text.splitlines():
-                m = (_PG if service == "postgres" else _PGBOUNCER).search(line)
-                if m:
-                    message = _CONNECTION.sub("", m["message"].strip())
-                    out.append(LogEvent(service, m["level"], m.groupdict().get("state"), message))
+                event = self.kinds[service].parse_log(service, line)
+                if event is not None:
+                    out.append(event)
         return out
 
 

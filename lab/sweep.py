@@ -22,11 +22,10 @@ from pathlib import Path
 
 from lab.clients import CLIENTS
 from lab.errors import LabError
-from lab.paths import RESULTS_DIR, ROOT
-from lab.tools.pgbouncer_build import CACHE as PGBOUNCER_CACHE
+from lab.paths import CACHE_DIR, RESULTS_DIR, ROOT
 from lab.topology.runstate import new_run_id
 
-VENVS = PGBOUNCER_CACHE.parent / "venvs"
+VENVS = CACHE_DIR / "venvs"
 _SPEC = re.compile(r"^(?P<dist>[A-Za-z0-9_.-]+)(?P<extras>\[[^\]]+\])?(?:==(?P<version>[^,;\s]+))?$")
 
 

@@ -29,11 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lab.errors import EnvironmentProblem, MissingDependency
-from lab.tools.pgbouncer_build import ARCHIVE
-from lab.tools.pgbouncer_build import CACHE as _PGBOUNCER_CACHE
-from lab.topology.processes import system_binary
+from lab.machine.binaries import system_binary
+from lab.machine.builds import ARCHIVE
+from lab.paths import CACHE_DIR
 
-CACHE = _PGBOUNCER_CACHE.parent / "docker"
+CACHE = CACHE_DIR / "docker"
 PLUGIN = CACHE / "cli-plugins" / "docker-compose"
 PIDFILE = CACHE / "dockerd.pid"
 ENGINE_LOG = CACHE / "dockerd.log"
@@ -241,3 +241,13 @@ def stop_engine(progress: Progress = print, timeout: float = 30) -> bool:
         subprocess.run(["umount", str(netns)], capture_output=True)
     progress(f"dockerd (pid {pid}) stopped")
     return True
+
+
+def down_project(project: str, cli: list[str] | None = None) -> list[str]:
+    """Remove a compose project a Docker run started (also after the run was killed)."""
+    found = compose_command()
+    argv = cli or (found[0] if found else None)
+    if not argv or shutil.which(argv[0]) is None:
+        return []
+    done = subprocess.run([*argv, "-p", project, "down", "-v", "--remove-orphans"], capture_output=True, timeout=120)
+    return [f"compose project {project}"] if done.returncode == 0 else []

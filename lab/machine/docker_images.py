@@ -24,9 +24,8 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from lab.errors import ConfigError, EnvironmentProblem, MissingDependency
-from lab.options import IMAGE_SETS
+from lab.machine.binaries import system_binary
 from lab.paths import COMPOSE_DIR, ROOT
-from lab.topology.processes import system_binary
 
 IMAGES_DIR = COMPOSE_DIR / "images"
 LOCAL_ENV = COMPOSE_DIR / "images.local.env"
@@ -42,6 +41,8 @@ IMAGE_VARIABLES = {
     "SUPAVISOR_IMAGE": "supavisor",
 }
 REGISTRY = ("registry-1.docker.io", 443)
+#: --images: the official images, the local set built here, or auto (official where they can be had)
+IMAGE_SETS = ("auto", "official", "local")
 Progress = Callable[[str], None]
 
 
@@ -86,18 +87,18 @@ def local_set(profiles: Iterable[str] = ()) -> list[LocalImage]:
         LocalImage(
             tags["POSTGREST_IMAGE"],
             "postgrest-standin",
-            extra=((ROOT / "lab" / "topology" / "standin.py", "standin.py"),),
+            extra=((ROOT / "lab" / "proxies" / "postgrest.py", "standin.py"),),
         ),
     ]
     if "prepared" in profiles:
-        from lab.tools.pgbouncer_build import build
+        from lab.machine.builds import PGBOUNCER, build
 
         images.append(
             LocalImage(
                 tags["PGBOUNCER_NEW_IMAGE"],
                 "pgbouncer-built",
                 base=tags["PGBOUNCER_IMAGE"],
-                extra=((build(), "pgbouncer"),),
+                extra=((build(PGBOUNCER), "pgbouncer"),),
             )
         )
     return images

@@ -11,7 +11,7 @@ postgrest service configures both. Every row measured through it says so.
 Also like Supabase's gateway (not PostgREST itself), a request must carry an
 `apikey` header holding a JWT signed with the same secret.
 
-    python -m lab.topology.standin      # with the PGRST_* environment set
+    python -m lab.proxies.postgrest      # with the PGRST_* environment set
 """
 
 from __future__ import annotations
