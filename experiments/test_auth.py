@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import pytest
 
+from lab.clients.configuration import Configuration
+from lab.clients.runner import Runners
 from lab.plan import Cell
-from lab.proxies.tenant import TENANT, TenantRouter
+from lab.proxies.tenant import TenantRouter
+from lab.pytest_plugin import LabRun
 from lab.results.measures import AuthMeasures
 from lab.results.recorder import Recorder
-from lab.topology.model import Endpoint, Topology
-from lab.workloads.harness import run_sync
+from lab.topology.model import Endpoint
+from lab.topology.supavisor_api import TENANT
+from lab.workloads.harness import run_scenario
 from lab.workloads.scenarios import SCENARIOS
 
 WORKLOAD = SCENARIOS["repeated-query"]
@@ -27,21 +31,33 @@ POOL_SIZE = 2
 
 @pytest.mark.experiment("auth")
 def test_auth(
-    cell: Cell,
-    lab_topology: Topology,
+    cell: Cell[str],
+    lab_run: LabRun,
     tenant_routers: dict[str, tuple[Endpoint, TenantRouter | None]],
+    runners: Runners,
     record: Recorder,
 ) -> None:
-    endpoint = (
-        tenant_routers[cell.topology][0] if cell.topology in tenant_routers else lab_topology.endpoint(cell.topology)
-    )
+    configuration: Configuration = cell.client
+    topology = lab_run.topology
+    endpoint = tenant_routers[cell.topology][0] if cell.topology in tenant_routers else topology.endpoint(cell.topology)
     role = UNKNOWN_ROLE if cell.case == "auth-unknown-user" else endpoint.user
     user = f"{role}.{TENANT}" if endpoint.facts.tenant else role  # through a router: the lab's project, always
     wrong = cell.case == "auth-wrong-password"
     dsn = endpoint.dsn(user=user, password=WRONG_PASSWORD if wrong else None)
-    result = run_sync(lambda: cell.client(dsn, POOL_SIZE, timeout=POOL_WAIT_S), WORKLOAD, repeats=1, timeout=5.0)
+    result = run_scenario(
+        runners.for_(configuration),
+        configuration,
+        dsn,
+        WORKLOAD,
+        lab_run.table,
+        repeats=1,
+        timeout=5.0,
+        pool_size=POOL_SIZE,
+        op_timeout_s=POOL_WAIT_S,
+    )
     record(
         result.outcome,
         AuthMeasures(user=user, password="wrong" if wrong else "right", pool_wait_s=POOL_WAIT_S),
         facts=endpoint.facts,
+        versions=result.versions,
     )

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from lab.clients.registry import client_class
 from lab.plan import Cell
 from lab.results.measures import CostMeasures
 from lab.results.outcome import OK, classify
@@ -29,9 +30,9 @@ def pgbench_tables(lab_topology: Topology) -> Iterator[None]:
 
 
 @pytest.mark.experiment("cost")
-def test_cost(cell: Cell, lab_topology: Topology, record: Recorder, pgbench_tables: None) -> None:
+def test_cost(cell: Cell[int], lab_topology: Topology, record: Recorder, pgbench_tables: None) -> None:
     endpoint = lab_topology.endpoint(cell.topology)
-    concurrency: int = cell.case
+    concurrency = cell.case
     facts = record.facts
     ceiling = cell.client.name == "pgbench-S"  # the lab's own tool, not a configuration under test
     if ceiling:
@@ -40,7 +41,7 @@ def test_cost(cell: Cell, lab_topology: Topology, record: Recorder, pgbench_tabl
         reason = record.why_not_measured()
         if reason:
             pytest.skip(reason)
-        opens = cell.client.most_connections(throughput.connections(concurrency), concurrency)
+        opens = client_class(cell.client.name).most_connections(throughput.connections(concurrency), concurrency)
         held = endpoint.facts.pool_size if endpoint.facts.pool_mode == "session" else None
         if held and opens > int(held):
             # the connections past the session pool's wait for a server connection until PgBouncer's query_wait_timeout;
@@ -54,7 +55,9 @@ def test_cost(cell: Cell, lab_topology: Topology, record: Recorder, pgbench_tabl
         if ceiling:
             result = throughput.pgbench(endpoint.dsn(), concurrency)
         else:
-            client = cell.client(endpoint.dsn(), throughput.connections(concurrency), timeout=op_timeout(10.0))
+            client = client_class(cell.client.name)(
+                endpoint.dsn(), throughput.connections(concurrency), timeout=op_timeout(10.0)
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 result = asyncio.run(throughput.run(client, concurrency))

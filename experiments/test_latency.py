@@ -14,31 +14,33 @@ import statistics
 
 import pytest
 
+from lab.clients.python.execute import perform
+from lab.clients.registry import client_class
 from lab.plan import Cell
+from lab.pytest_plugin import LabRun
 from lab.results.measures import LatencyMeasures
 from lab.results.recorder import Recorder
-from lab.topology.model import Topology
 from lab.workloads.bench import Measurement, label, measure
-from lab.workloads.scenarios import TABLE, insert_returning
+from lab.workloads.scenarios import Scenario, insert_returning
 
 ROUNDS = 60  # with 20, 3-5 of 22 cells came out beyond 5% (up to +13.5%): the median needs the samples
 
 
 @pytest.mark.experiment("latency")
-def test_insert_latency(cell: Cell, lab_topology: Topology, record: Recorder, run_id: str, benchmark) -> None:  # type: ignore[no-untyped-def]
+def test_insert_latency(cell: Cell[Scenario], lab_run: LabRun, record: Recorder, run_id: str, benchmark) -> None:  # type: ignore[no-untyped-def]
     reason = record.why_not_measured()
     if reason:
         pytest.skip(reason)
-    client = cell.client(lab_topology.endpoint(cell.topology).dsn(), 1, timeout=5.0)
+    client = client_class(cell.client.name)(lab_run.topology.endpoint(cell.topology).dsn(), 1, timeout=5.0)
     counter = itertools.count()
     m = Measurement(rounds=ROUNDS, warmup=3)
     label(benchmark, cell, run_id, f"insert latency, {cell.topology}", facts=record.facts)
-    sql = f"INSERT INTO {TABLE.get()} (payload) VALUES (:payload) RETURNING id, payload"
+    sql = f"INSERT INTO {lab_run.table} (payload) VALUES (:payload) RETURNING id, payload"
     try:
         measure(
             benchmark,
             client,
-            lambda: insert_returning(client, 0, next(counter)),
+            lambda: perform(client, insert_returning(0, next(counter), lab_run.table)),
             m,
             bare=lambda: client.fetch(sql, {"payload": f"bare-{next(counter)}"}),
         )

@@ -7,21 +7,21 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from lab.plan import Cell
+from lab.plan import BurstCase, Cell
 from lab.results.recorder import Recorder
 from lab.topology.model import Endpoint, Topology
 from lab.workloads.burst import burst, hybrid
 
 
 @pytest.mark.experiment("limits")
-def test_burst(cell: Cell, lab_topology: Topology, record: Recorder, request: pytest.FixtureRequest) -> None:
-    if cell.scenario.startswith("hybrid"):
-        # the RCA's hybrid: psycopg pool straight to the server, REST (case: with the fallback) when it is exhausted
+def test_burst(cell: Cell[BurstCase], lab_topology: Topology, record: Recorder, request: pytest.FixtureRequest) -> None:
+    if cell.case.fallback is not None:
+        # the RCA's hybrid: psycopg pool straight to the server, REST (with the fallback or without) when it is exhausted
         rest: Endpoint = request.getfixturevalue("rest_trust")
-        result = hybrid(lab_topology.endpoint("direct").dsn(), rest, fallback=cell.case)
+        result = hybrid(lab_topology.endpoint("direct").dsn(), rest, fallback=cell.case.fallback)
         facts = record.facts.with_(rest=rest.facts.rest_server)
     else:
-        result = burst(cell.case, lab_topology.endpoint(cell.topology).dsn())
+        result = burst(cell.case.connector, lab_topology.endpoint(cell.topology).dsn())
         facts = record.facts.with_(max_connections=_max_connections(lab_topology))
     record(result.outcome, result.measures(), result.latencies_s, facts=facts)
 

@@ -2,7 +2,7 @@
 Beside the outcome, what the server and the pooler saw (lab.observe.server_view): the errors they logged
 that the client did not raise, and the prepared statements the cell left on a transaction pooler's server
 connections, counted before the cell (on fresh server connections: 0) and after each repeat (a leak grows
-with them).
+with them; a runner in another process is counted once, after its cell).
 
     pytest experiments/test_matrix.py -k 'asyncpg-default and transaction'
 """
@@ -13,13 +13,17 @@ from collections.abc import Iterator
 
 import pytest
 
+from lab.clients.configuration import Configuration
+from lab.clients.runner import Runners
 from lab.observe.server_view import LogWindow, PreparedCensus, end_server_connections, summarize
 from lab.options import LabOptions
 from lab.plan import Cell
+from lab.pytest_plugin import LabRun
 from lab.results.measures import MatrixMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Topology
-from lab.workloads.harness import POOL_SIZE, run_cell_sync
+from lab.workloads.harness import POOL_SIZE, run_scenario
+from lab.workloads.scenarios import Scenario
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,7 @@ def censuses(lab_topology: Topology) -> Iterator[dict[str, PreparedCensus]]:
     if lab_topology.superuser:
         for name, e in lab_topology.endpoints.items():
             if e.facts.pool_mode == "transaction" and e.facts.pool_size:
-                found[name] = PreparedCensus(e.dsn(), int(e.facts.pool_size))
+                found[name] = PreparedCensus(e.dsn(), e.facts.pool_size)
     yield found
     for census in found.values():
         census.close()
@@ -37,31 +41,38 @@ def censuses(lab_topology: Topology) -> Iterator[dict[str, PreparedCensus]]:
 
 @pytest.mark.experiment("matrix")
 def test_matrix(
-    cell: Cell, lab_topology: Topology, lab_options: LabOptions, record: Recorder, censuses: dict[str, PreparedCensus]
+    cell: Cell[Scenario],
+    lab_run: LabRun,
+    lab_options: LabOptions,
+    runners: Runners,
+    record: Recorder,
+    censuses: dict[str, PreparedCensus],
 ) -> None:
-    scenario = cell.case
-    endpoint = lab_topology.endpoint(cell.topology)
+    topology, scenario = lab_run.topology, cell.case
+    configuration: Configuration = cell.client
+    endpoint = topology.endpoint(cell.topology)
     census = censuses.get(cell.topology)
-    if lab_topology.superuser and endpoint.facts.pooler:
+    if topology.superuser and endpoint.facts.pooler:
         # Fresh server connections: what an earlier cell prepared on them (a failing cell leaves its statements
         # behind) must not decide this cell's outcome, which is then the same alone, in any order, or in a full
         # run. Never on a target, whose user's other sessions may be somebody's application.
-        end_server_connections(lab_topology.admin_dsn(), endpoint.user)
+        end_server_connections(topology.admin_dsn(), endpoint.user)
     before = census.count() if census else None
     after: list[int] = []
-    window = LogWindow.of(lab_topology, endpoint).open()
-    result = run_cell_sync(
-        cell.client,
+    window = LogWindow.of(topology, endpoint).open()
+    result = run_scenario(
+        runners.for_(configuration),
+        configuration,
         endpoint.dsn(),
         scenario,
+        lab_run.table,
         repeats=lab_options.repeats,
         timeout=lab_options.cell_timeout,
         after_iteration=(lambda: after.append(census.count())) if census else None,
     )
     log, unraised = summarize(window.events(), result.outcome.sqlstate, result.outcome.message)
-    role = getattr(cell.client, "login_role", None)
-    if role and lab_topology.superuser:  # a role of its own: its poolers' server connections are the cell's to end
-        end_server_connections(lab_topology.admin_dsn(), role)
+    if configuration.login_role and topology.superuser:  # a role of its own: its server connections are the cell's
+        end_server_connections(topology.admin_dsn(), configuration.login_role)
     record(
         result.outcome,
         MatrixMeasures(
@@ -78,4 +89,5 @@ def test_matrix(
             prepared_after=after if census else None,
         ),
         result.latencies_s,
+        versions=result.versions,
     )

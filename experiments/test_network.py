@@ -12,11 +12,13 @@ import itertools
 
 import pytest
 
-from lab.plan import Cell
+from lab.clients.python.execute import perform
+from lab.clients.registry import client_class
+from lab.plan import Cell, NetworkCase
 from lab.proxies.network import Network
+from lab.pytest_plugin import LabRun
 from lab.results.measures import NetworkMeasures
 from lab.results.recorder import Recorder
-from lab.topology.model import Topology
 from lab.workloads.bench import Measurement, label, measure
 from lab.workloads.scenarios import insert_returning
 
@@ -30,25 +32,29 @@ def rounds_for(rtt_ms: float, client: str) -> int:
 
 @pytest.mark.experiment("network")
 def test_insert_over_network(
-    cell: Cell,
-    lab_topology: Topology,
+    cell: Cell[NetworkCase],
+    lab_run: LabRun,
     lab_network: Network,
     record: Recorder,
     run_id: str,  # type: ignore[no-untyped-def]
     benchmark,
     request: pytest.FixtureRequest,
 ) -> None:
-    rtt_ms, tls = cell.case
+    rtt_ms, tls = cell.case.rtt_ms, cell.case.tls
     rest = cell.topology == "rest"
     if rest:
         endpoint = request.getfixturevalue("rest_trust")
     else:
-        endpoint = lab_topology.endpoint(cell.topology)
+        endpoint = lab_run.topology.endpoint(cell.topology)
         reason = record.why_not_measured()
         if reason:
             pytest.skip(reason)
     target = lab_network.delayed(endpoint, rtt_ms)
-    client = cell.client(target, tls) if rest else cell.client(target.dsn(tls=tls), 1, timeout=10.0)
+    client = (
+        cell.client(target, tls, lab_run.rest_table)
+        if rest
+        else client_class(cell.client.name)(target.dsn(tls=tls), 1, timeout=10.0)
+    )
     counter = itertools.count()
 
     async def one() -> None:
@@ -56,7 +62,7 @@ def test_insert_over_network(
             reply = await client.insert({"payload": f"net-{next(counter)}"})
             assert reply.ok, f"{cell.client.name}: status {reply.status}, body {reply.body}"
         else:
-            await insert_returning(client, 0, next(counter))
+            await perform(client, insert_returning(0, next(counter), lab_run.table))
 
     m = Measurement(
         rounds=rounds_for(rtt_ms, cell.client.name), warmup=1

@@ -11,20 +11,20 @@ import pytest
 
 from lab.options import LabOptions
 from lab.plan import Cell
+from lab.pytest_plugin import LabRun
 from lab.results.measures import RestMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Endpoint
-from lab.workloads.harness import run_sync
 from lab.workloads.rest import CALLS, WORKERS, LastReply, rca_attempt_3
 
 
 @pytest.mark.experiment("rest")
-def test_rest(cell: Cell, rest_trust: Endpoint, lab_options: LabOptions, record: Recorder) -> None:
-    tls: bool = cell.case
+def test_rest(
+    cell: Cell[bool], rest_trust: Endpoint, lab_run: LabRun, lab_options: LabOptions, record: Recorder
+) -> None:
+    tls = cell.case
     last = LastReply()
-    result = run_sync(
-        lambda: cell.client(rest_trust, tls), rca_attempt_3(last), repeats=1, timeout=lab_options.cell_timeout
-    )
+    result = rca_attempt_3(lambda: cell.client(rest_trust, tls, lab_run.rest_table), last, lab_options.cell_timeout)
     body = last.body if isinstance(last.body, (list, dict)) else str(last.body)[:200]
     record(
         result.outcome,

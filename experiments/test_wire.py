@@ -9,13 +9,15 @@ import time
 
 import pytest
 
+from lab.clients.configuration import Configuration
+from lab.clients.runner import Runners
 from lab.observe.logins import Logins
 from lab.plan import Cell
 from lab.proxies.tracer import WireTracer
+from lab.pytest_plugin import LabRun
 from lab.results.measures import WireMeasures
 from lab.results.recorder import Recorder
-from lab.topology.model import Topology
-from lab.workloads.harness import run_cell_sync
+from lab.workloads.harness import run_scenario
 from lab.workloads.scenarios import Scenario, repeated_query
 
 QUERIES = 20
@@ -29,14 +31,17 @@ WIRE_SCENARIO = Scenario(
 
 
 @pytest.mark.experiment("wire")
-def test_wire(cell: Cell, lab_topology: Topology, record: Recorder) -> None:
-    endpoint = lab_topology.endpoint(cell.topology)
-    logins = Logins(lab_topology, endpoint)
+def test_wire(cell: Cell[None], lab_run: LabRun, runners: Runners, record: Recorder) -> None:
+    configuration: Configuration = cell.client
+    endpoint = lab_run.topology.endpoint(cell.topology)
+    logins = Logins(lab_run.topology, endpoint)
     with logins.counted(), WireTracer(endpoint.host, endpoint.port) as tracer:
-        result = run_cell_sync(
-            cell.client,
+        result = run_scenario(
+            runners.for_(configuration),
+            configuration,
             endpoint.via(tracer.port, plain=True, wire_tracer=True).dsn(),
             WIRE_SCENARIO,
+            lab_run.table,
             repeats=1,
             timeout=10.0,
             pool_size=1,
@@ -62,4 +67,5 @@ def test_wire(cell: Cell, lab_topology: Topology, record: Recorder) -> None:
             per_connection=traces,
         ),
         result.latencies_s,
+        versions=result.versions,
     )

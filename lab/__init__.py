@@ -10,5 +10,12 @@ The flow, one package per part:
       -> lab.report     the claims report, the matrix, the network model
 
 `lab.plan` builds the cells of a run once; `lab.pytest_plugin` hands them to the
-experiments in experiments/; `lab.cli` is `python -m lab`.
+experiments in experiments/; `lab.cli` is the `pooler-lab` command (`python -m lab`).
 """
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("pooler-lab")
+except PackageNotFoundError:  # run from a checkout that was never installed
+    __version__ = "unknown"

@@ -1,4 +1,4 @@
-"""`python -m lab`: run the matrix, bring the topology up or down by hand, render configs."""
+"""`pooler-lab` (also `python -m lab`): run the matrix, bring the topology up or down by hand, render configs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from lab import __version__
 from lab.errors import BAD_INPUT, ENVIRONMENT, INTERRUPTED, UNEXPECTED, LabError
 from lab.machine.builds import PGBOUNCER, build
 from lab.options import BACKENDS, IMAGE_SETS, add_to_argparse, names
@@ -107,7 +108,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             raise
     _print_endpoints(topo.to_dict(), args.show_passwords)
     console.print(
-        "stop it with [bold]python -m lab down[/]; experiments can use it with [bold]pytest experiments/ --lab-backend attach[/]"
+        "stop it with [bold]pooler-lab down[/]; experiments can use it with [bold]pytest experiments/ --lab-backend attach[/]"
     )
     return 0
 
@@ -369,11 +370,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m lab",
-        description="pooler-lab: Python PostgreSQL clients vs connection poolers",
+        prog="pooler-lab",
+        description="pooler-lab: PostgreSQL clients vs connection poolers, settled by experiment",
         epilog="exit status: 0 ok; 1 unexpected outcomes or changed cells; 2 bad usage or a bad input file; "
         "3 the environment (missing binary, engine, permissions, port taken, a server that died); 130 interrupted",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="bring the topology up, run the experiment matrix, write results/")

@@ -1,4 +1,4 @@
-"""The lab's options, declared once: `python -m lab run` and `pytest experiments/` read the same table.
+"""The lab's options, declared once: `pooler-lab run` and `pytest experiments/` read the same table.
 
 Each option has one parser, used by both argparse front ends, so a value is checked
 the same way whether it came from `./pooler-lab run --cell-timeout nan` or
@@ -84,14 +84,14 @@ def run_id(value: str) -> str:
 
 @dataclass(frozen=True)
 class Option:
-    """One option: `--NAME` on `python -m lab run`, `--lab-NAME` on pytest."""
+    """One option: `--NAME` on `pooler-lab run`, `--lab-NAME` on pytest."""
 
     name: str
     help: str
     default: Any = None
     parse: Callable[[str], Any] | None = None
     choices: tuple[str, ...] | None = None
-    on_cli: bool = True  # offered by `python -m lab run` (the run id, say, is the CLI's own business)
+    on_cli: bool = True  # offered by `pooler-lab run` (the run id, say, is the CLI's own business)
     flag: bool = False  # an on/off switch: given means on
 
     @property
@@ -233,7 +233,7 @@ assert {f.name for f in fields(LabOptions)} == {o.dest for o in OPTIONS}, (
 
 
 def add_to_argparse(parser: argparse.ArgumentParser, backends: tuple[str, ...] = BACKENDS[:3]) -> None:
-    """`--NAME` options of `python -m lab run` (attach is pytest's own: the CLI starts or attaches by command)."""
+    """`--NAME` options of `pooler-lab run` (attach is pytest's own: the CLI starts or attaches by command)."""
     for o in OPTIONS:
         if o.on_cli:
             parser.add_argument(f"--{o.name}", **o.kwargs(backends if o.name == "backend" else None))
@@ -250,7 +250,7 @@ def from_namespace(args: argparse.Namespace, **override: Any) -> LabOptions:
 
 
 def to_pytest_args(options: LabOptions) -> list[str]:
-    """The same values as pytest options, for `python -m lab run` to hand over; defaults are left out."""
+    """The same values as pytest options, for `pooler-lab run` to hand over; defaults are left out."""
     out = []
     for o in OPTIONS:
         value = getattr(options, o.dest)

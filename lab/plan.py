@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from lab.clients import CLIENTS, DRIVERS
-from lab.clients.base import Configuration, Subject
+from lab.clients.configuration import IN_PROCESS, Configuration
+from lab.clients.registry import configurations
 from lab.clients.rest import REST_CLIENTS
 from lab.errors import LabError, UnknownName
 from lab.options import LabOptions
@@ -29,14 +29,34 @@ if TYPE_CHECKING:
     from lab.topology.backends.target import TargetFile
 
 
+C = TypeVar("C")
+
+
 @dataclass(frozen=True)
-class Cell:
+class NetworkCase:
+    rtt_ms: float
+    tls: bool
+
+
+@dataclass(frozen=True)
+class BurstCase:
+    connector: str  # who makes the burst's connections (lab.workloads.burst)
+    fallback: bool | None = None  # the RCA's hybrid: with the REST fallback or without; None: a plain burst
+
+
+@dataclass(frozen=True)
+class Cell(Generic[C]):
+    """One experiment's (subject, topology, scenario), with the experiment's own object for it (`case`: a Scenario,
+    a state kind, a NetworkCase, ...; typed by the experiment that reads it)."""
+
     experiment: str
-    client: Subject = field(compare=False)
+    client: Any = field(
+        compare=False
+    )  # a Configuration (drivers, probes) or a REST client class: name, description, versions()
     topology: str
     scenario: str  # what the row records as the scenario
     variant: str = ""  # the id's last part, where it is not the scenario
-    case: Any = field(default=None, compare=False)  # the experiment's own object for this cell
+    case: C = field(default=None, compare=False)  # type: ignore[assignment]
     judged: bool = True  # held to the expectation table (benchmarks are not)
 
     @property
@@ -61,13 +81,32 @@ def compose_topologies(profiles: tuple[str, ...] = ()) -> tuple[list[str], dict[
 # -- each experiment's cells, before narrowing -----------------------------------------
 
 
+def drivers(in_process: bool = False) -> list[Configuration]:
+    """The driver configurations: every experiment that compares drivers runs each; those that time or fork the
+    lab's own process (latency, network, cost, the application processes) only the in-process ones."""
+    return [c for c in configurations().values() if c.group == "driver" and (c.runtime == IN_PROCESS or not in_process)]
+
+
+def workload_runners(in_process: bool = False) -> list[Configuration]:
+    """Every configuration that runs the matrix's workloads (not only the RCA's one)."""
+    return [
+        c
+        for c in configurations().values()
+        if c.group in ("driver", "variant") and c.workloads is None and (c.runtime == IN_PROCESS or not in_process)
+    ]
+
+
+def configuration(name: str) -> Configuration:
+    return configurations()[name]
+
+
 def _matrix(topologies: list[str], opts: LabOptions) -> list[Cell]:
     return [
         Cell("matrix", client, t, scenario.name, case=scenario)
         for scenario in SCENARIOS.values()
         for t in topologies
-        for client in CLIENTS.values()
-        if client.workloads is None or scenario.name in client.workloads
+        for client in configurations().values()
+        if client.group != "probe" and (client.workloads is None or scenario.name in client.workloads)
     ]
 
 
@@ -77,12 +116,13 @@ def _apps(topologies: list[str], opts: LabOptions) -> list[Cell]:
         Cell("apps", client, t, name, case=mode)
         for name, mode in apps.MODES.items()
         for t in topologies
-        for client in CLIENTS.values()
-        if client.workloads is None
+        for client in workload_runners(in_process=True)
     ]
 
 
-PGBENCH = Configuration("pgbench-S", "pgbench -S (built-in select-only script), simple protocol: the ceiling", ())
+PGBENCH = Configuration(
+    "pgbench-S", "pgbench -S (built-in select-only script), simple protocol: the ceiling", group="probe"
+)
 
 
 def _cost(topologies: list[str], opts: LabOptions) -> list[Cell]:
@@ -92,7 +132,7 @@ def _cost(topologies: list[str], opts: LabOptions) -> list[Cell]:
         return []
     from lab.workloads.throughput import CONCURRENCY
 
-    subjects: list[Subject] = [PGBENCH, *(c for c in CLIENTS.values() if c.workloads is None)]
+    subjects = [PGBENCH, *workload_runners(in_process=True)]
     return [
         Cell("cost", c, t, "select-by-key", f"c{n}", n, judged=False)
         for t in topologies
@@ -106,7 +146,7 @@ def _latency(topologies: list[str], opts: LabOptions) -> list[Cell]:
     return [
         Cell("latency", c, t, "single-insert", insert.name, insert, judged=False)
         for t in topologies
-        for c in DRIVERS.values()
+        for c in drivers(in_process=True)
     ]
 
 
@@ -116,18 +156,16 @@ def _tenant(topologies: list[str], opts: LabOptions) -> list[Cell]:
         from lab.topology.backends.target import TargetFile
 
         routers = [n for n, e in TargetFile.load(opts.target).endpoints.items() if e.pooler == "supavisor"]
-        return [
-            Cell("tenant", c, t, kind, case=kind) for t in routers for kind in USER_KINDS for c in DRIVERS.values()
-        ] + [
-            Cell("tenant", CLIENTS[a], t, "tenant-right-user", case="tenant-right-user")
+        return [Cell("tenant", c, t, kind, case=kind) for t in routers for kind in USER_KINDS for c in drivers()] + [
+            Cell("tenant", configuration(a), t, "tenant-right-user", case="tenant-right-user")
             for t in routers
             for a in RCA_ATTEMPTS
         ]
     transaction, session = ROUTES
-    cells = [Cell("tenant", c, transaction, kind, case=kind) for kind in USER_KINDS for c in DRIVERS.values()]
+    cells = [Cell("tenant", c, transaction, kind, case=kind) for kind in USER_KINDS for c in drivers()]
     # the RCA's attempts through a Supavisor-like router: their startup parameters are accepted and dropped there
     attempts = [
-        Cell("tenant", CLIENTS[a], t, "tenant-right-user", case="tenant-right-user")
+        Cell("tenant", configuration(a), t, "tenant-right-user", case="tenant-right-user")
         for t in ROUTES
         for a in RCA_ATTEMPTS
     ]
@@ -135,7 +173,7 @@ def _tenant(topologies: list[str], opts: LabOptions) -> list[Cell]:
         cells
         + attempts
         + [
-            Cell("tenant", DRIVERS[c], session, "tenant-wrong-ref", case="tenant-wrong-ref")
+            Cell("tenant", configuration(c), session, "tenant-wrong-ref", case="tenant-wrong-ref")
             for c in ("asyncpg-default", "psycopg-async-default")
         ]
     )
@@ -163,15 +201,18 @@ def _auth(topologies: list[str], opts: LabOptions) -> list[Cell]:
     routers = [t for t in ROUTES if ROUTES[t] == "pgbouncer-transaction"]
     places = [*topologies, *routers]
     cells = [
-        Cell("auth", DRIVERS[c], t, kind, case=kind) for kind in AUTH_KINDS[:2] for t in places for c in AUTH_CLIENTS
+        Cell("auth", configuration(c), t, kind, case=kind)
+        for kind in AUTH_KINDS[:2]
+        for t in places
+        for c in AUTH_CLIENTS
     ]
     return cells + [
-        Cell("auth", DRIVERS[c], t, AUTH_KINDS[2], case=AUTH_KINDS[2]) for t in OTHER_REGION for c in AUTH_CLIENTS
+        Cell("auth", configuration(c), t, AUTH_KINDS[2], case=AUTH_KINDS[2]) for t in OTHER_REGION for c in AUTH_CLIENTS
     ]
 
 
 def _wire(topologies: list[str], opts: LabOptions) -> list[Cell]:
-    return [Cell("wire", c, t, "wire-count") for t in topologies for c in DRIVERS.values()]
+    return [Cell("wire", c, t, "wire-count") for t in topologies for c in drivers()]
 
 
 def _session_state(topologies: list[str], opts: LabOptions) -> list[Cell]:
@@ -189,12 +230,19 @@ def _session_state(topologies: list[str], opts: LabOptions) -> list[Cell]:
 
 def _limits(topologies: list[str], opts: LabOptions) -> list[Cell]:
     bursts = [
-        Cell("limits", burst.SUBJECTS[c], t, f"burst-{burst.BURST}", "burst", case=c)
+        Cell("limits", burst.SUBJECTS[c], t, f"burst-{burst.BURST}", "burst", case=BurstCase(c))
         for t in topologies
         for c in burst.CONNECTORS
     ]
     hybrids = [
-        Cell("limits", burst.SUBJECTS[c], "direct", f"hybrid-burst-{burst.BURST}", "burst", case=c == "rca-hybrid")
+        Cell(
+            "limits",
+            burst.SUBJECTS[c],
+            "direct",
+            f"hybrid-burst-{burst.BURST}",
+            "burst",
+            case=BurstCase(c, fallback=c == "rca-hybrid"),
+        )
         for c in ("rca-hybrid", "pool-only")
     ]
     return bursts + hybrids
@@ -229,13 +277,21 @@ REFERENCE_PG_PATHS = (("asyncpg-default", "direct"), ("asyncpg-no-cache", "pgbou
 def _network(topologies: list[str], opts: LabOptions) -> list[Cell]:
     if opts.network == "none":
         return []
-    paths: list[tuple[Subject, str]] = [(c, "rest") for c in REST_CLIENTS.values()]
+    paths: list[tuple[Any, str]] = [(c, "rest") for c in REST_CLIENTS.values()]
     if opts.network == "all":
-        paths += [(c, t) for t in topologies for c in DRIVERS.values()]
+        paths += [(c, t) for t in topologies for c in drivers(in_process=True)]
     else:
-        paths += [(DRIVERS[c], t) for c, t in REFERENCE_PG_PATHS if t in topologies]
+        paths += [(configuration(c), t) for c, t in REFERENCE_PG_PATHS if t in topologies]
     return [
-        Cell("network", c, t, "single-insert", f"rtt{rtt:g}ms-{'tls' if tls else 'plain'}", (rtt, tls), judged=False)
+        Cell(
+            "network",
+            c,
+            t,
+            "single-insert",
+            f"rtt{rtt:g}ms-{'tls' if tls else 'plain'}",
+            NetworkCase(rtt, tls),
+            judged=False,
+        )
         for c, t in paths
         for rtt in opts.rtts
         for tls in (False, True)
@@ -284,12 +340,12 @@ def _on_target(cells: dict[str, list[Cell]], target: TargetFile, opts: LabOption
         return ep is not None and CONNECTIONS.get(c.experiment, 1) <= ep.max_connections
 
     def rest_fits(c: Cell) -> bool:  # a target's REST tier: https only, and only with a table of the run's own to write
-        return target.rest is not None and not opts.read_only and bool(c.case if c.experiment == "rest" else c.case[1])
+        return target.rest is not None and not opts.read_only and bool(c.case if c.experiment == "rest" else c.case.tls)
 
     def real_network(c: Cell) -> bool:
         """On a target the network is real: no delay proxy goes in between (a proxy's address would also fail
         the certificate's host-name check); the round-trip model takes the measured round trip instead."""
-        return c.experiment != "network" or c.case[0] == 0
+        return c.experiment != "network" or c.case.rtt_ms == 0
 
     skipped = set() if target.allow_bursts else {"limits"}
     return {
@@ -347,14 +403,15 @@ class Plan:
             for name in names or ():
                 if name not in known[kind]:
                     raise UnknownName(kind, name, known[kind])
-        keep = lambda c: all(
-            w is None or n in w
-            for w, n in (
+
+        def keep(c: Cell[Any]) -> bool:
+            chosen = (
                 (options.clients, c.client.name),
                 (options.topologies, c.topology),
                 (options.scenarios, c.scenario),
             )
-        )
+            return all(w is None or n in w for w, n in chosen)
+
         plan = cls(options, {name: [c for c in cells if keep(c)] for name, cells in every.items()}, known, target)
         if plan.count() == 0:
             raise LabError(

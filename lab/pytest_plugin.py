@@ -18,20 +18,20 @@ from pathlib import Path
 
 import pytest
 
-from lab.clients.rest import TABLE as REST_TABLE
+from lab.clients.runner import Runners
 from lab.errors import ENVIRONMENT, LabError, ServerDied
 from lab.options import LabOptions, add_to_pytest
-from lab.paths import EXPECTATIONS_FILE
+from lab.paths import EXPECTATIONS_FILE, EXPERIMENTS_DIR
 from lab.plan import Cell, Plan
 from lab.proxies.network import Network
-from lab.proxies.tenant import OTHER_REGION, OTHER_TENANT, ROUTES, TENANT, TenantRouter
+from lab.proxies.tenant import OTHER_REGION, OTHER_TENANT, ROUTES, TenantRouter
 from lab.results.expectations import Expectation, check_names, load
 from lab.results.recorder import Recorder
 from lab.results.rows import RowWriter
 from lab.topology.backends import Watched, start_for_session
 from lab.topology.model import Endpoint, EndpointFacts, Topology
 from lab.topology.runstate import RunState, new_run_id
-from lab.workloads.scenarios import TABLE
+from lab.topology.supavisor_api import TENANT
 
 OPTIONS = pytest.StashKey[LabOptions]()
 PLAN = pytest.StashKey[Plan]()
@@ -44,10 +44,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_to_pytest(parser.getgroup("pooler-lab"))
 
 
+def _runs_experiments(config: pytest.Config) -> bool:
+    """Whether this session collects the lab's experiments: pytest is installed with the lab's entry point, so the
+    plugin is loaded in every session of the environment (the lab's own tests too), and stays inert in those."""
+    experiments = EXPERIMENTS_DIR.resolve()
+    for arg in config.args or [str(config.invocation_params.dir)]:
+        path = Path(config.invocation_params.dir, arg.split("::", 1)[0]).resolve()
+        if path == experiments or experiments in path.parents or path in experiments.parents:
+            return True
+    return False
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "experiment(name): the lab experiment whose cells parametrize this test's `cell`"
     )
+    if not _runs_experiments(config):
+        return
 
     # `kill <pid>` cleans up as Ctrl-C does: fixture teardown stops the servers.
     def interrupt(signum: int, frame: object) -> None:
@@ -83,7 +96,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     opts = config.stash.get(OPTIONS, None)
     if opts is None or opts.experiments is None:
         return
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         marker = item.get_closest_marker("experiment")
         (keep if marker is None or marker.args[0] in opts.experiments else drop).append(item)
@@ -108,6 +122,8 @@ class LabRun:
     topology: Topology
     state: RunState  # where this session's own processes (delay proxies) are recorded
     servers: Watched | None = None  # what watches the topology's servers (None: the lab cannot, a target)
+    table: str = "lab_items"  # the table the writing workloads use (on a target, the run's own)
+    rest_table: str = "lab_items"  # the table the REST clients write (on a target, the run's own in public)
 
     def health(self) -> str | None:
         return self.servers.dead_server() if self.servers is not None else None
@@ -125,11 +141,13 @@ def lab_run(pytestconfig: pytest.Config, lab_options: LabOptions) -> Iterator[La
 
     try:
         with start_for_session(lab_options, say) as session:
-            if session.table:
-                TABLE.set(session.table)
-            if session.rest_table:
-                REST_TABLE.set(session.rest_table)
-            yield LabRun(session.topology, session.state, session.watched)
+            yield LabRun(
+                session.topology,
+                session.state,
+                session.watched,
+                session.table or "lab_items",
+                session.rest_table or "lab_items",
+            )
     except LabError as exc:
         pytest.exit(f"the topology did not come up: {exc}", returncode=3 if exc.exit_status == ENVIRONMENT else 4)
     except Exception as exc:  # a fault of the lab's own: its traceback once, not once per cell
@@ -146,6 +164,23 @@ def lab_topology(lab_run: LabRun) -> Topology:
 
 
 @pytest.fixture(scope="session")
+def runners(pytestconfig: pytest.Config) -> Iterator[Runners]:
+    """The session's runners: Python configurations in this process, any other runtime in a runner process of its
+    own, started when its first cell runs and stopped at the end."""
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+
+    def say(message: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"[pooler-lab] {message}")
+
+    found = Runners(say)
+    try:
+        yield found
+    finally:
+        found.close()
+
+
+@pytest.fixture(scope="session")
 def lab_network(lab_run: LabRun) -> Iterator[Network]:
     network = Network(lab_run.state)
     try:
@@ -155,7 +190,7 @@ def lab_network(lab_run: LabRun) -> Iterator[Network]:
 
 
 @pytest.fixture(scope="session")
-def rest_trust(lab_run: LabRun):  # type: ignore[no-untyped-def]
+def rest_trust(lab_run: LabRun):
     """The REST endpoint, trusted through SSL_CERT_FILE for the session: how unmodified REST clients
     come to trust the run's CA. Its facts carry the negotiated TLS version (lab.report.rtt_model)."""
     from lab.clients.rest import trust_bundle, use_trust_bundle
@@ -240,7 +275,7 @@ def record(
     )
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     """What ran, counted from the rows written, beside what the plan held."""
     writer = config.stash.get(ROWS, None)
     plan = config.stash.get(PLAN, None)
@@ -277,7 +312,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     """A server that died ends the session at once: one line naming it, exit status 3, no more cells."""
     outcome = yield
     excinfo = call.excinfo

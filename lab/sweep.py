@@ -20,7 +20,7 @@ import venv
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.clients import CLIENTS
+from lab.clients.registry import configurations
 from lab.errors import LabError
 from lab.paths import CACHE_DIR, RESULTS_DIR, ROOT
 from lab.topology.runstate import new_run_id
@@ -50,14 +50,14 @@ class Spec:
 
     def clients(self) -> list[str]:
         """The client configurations that run on this package."""
-        names = [name for name, cls in CLIENTS.items() if self.dist in cls.packages]
+        names = [name for name, c in configurations().items() if self.dist in c.packages and c.runtime == "in-process"]
         if not names:
-            known = sorted({d for cls in CLIENTS.values() for d in cls.packages})
+            known = sorted({d for c in configurations().values() if c.runtime == "in-process" for d in c.packages})
             raise LabError(f"no client configuration uses {self.dist!r}; sweepable packages: {', '.join(known)}")
         return names
 
 
-def environment(spec: Spec, progress=print) -> Path:  # type: ignore[no-untyped-def]
+def environment(spec: Spec, progress=print) -> Path:
     """A cached venv with this package version in front of the lab's own environment; returns its python."""
     key = hashlib.sha256(f"{spec.requirement}|{sys.executable}".encode()).hexdigest()[:10]
     where = VENVS / f"{spec.dist}-{spec.version or 'newest'}-{key}"
@@ -103,7 +103,7 @@ def run(
     specs: list[Spec],
     scenarios: str | None,
     results: Path = RESULTS_DIR,
-    progress=print,  # type: ignore[no-untyped-def]
+    progress=print,
     backend: str = "native",
 ) -> list[tuple[Spec, str, Path, int]]:
     """One matrix run per spec; returns (spec, installed version, rows file, pytest exit code)."""

@@ -33,7 +33,7 @@ def test_auto_picks_docker_only_when_an_engine_answers() -> None:
 def test_docker_backend_refuses_clearly_without_an_engine() -> None:
     from lab.errors import MissingDependency
 
-    with pytest.raises(MissingDependency, match="--backend docker: no Docker engine answers.*--backend native"):
+    with pytest.raises(MissingDependency, match=r"--backend docker: no Docker engine answers.*--backend native"):
         choose("docker")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.clients import client_class
+from lab.clients.registry import client_class
 from lab.errors import MissingDependency, PortTaken, UnknownName
 from lab.options import LabOptions
 from lab.plan import Plan

@@ -29,9 +29,12 @@ def test_asyncpg_server_error(topology) -> None:
 
 
 def test_psycopg2_error_uses_pgcode(topology) -> None:
-    with psycopg2.connect(topology.endpoint("direct").dsn()) as conn, conn.cursor() as cur:
-        with pytest.raises(psycopg2.Error) as info:
-            cur.execute("SELECT * FROM no_such_table")
+    with (
+        psycopg2.connect(topology.endpoint("direct").dsn()) as conn,
+        conn.cursor() as cur,
+        pytest.raises(psycopg2.Error) as info,
+    ):
+        cur.execute("SELECT * FROM no_such_table")
     conn.close()
     out = classify(info.value)
     assert (out.kind, out.error_class, out.sqlstate) == ("error", "psycopg2.UndefinedTable", "42P01")
@@ -80,7 +83,7 @@ def test_timeout_and_wrong_result() -> None:
 
 def test_wrong_result_carries_what_was_asked_and_what_came() -> None:
     out = classify(PhaseError("later query", WrongResult("worker 10's SELECT", [(20022,)], [(20012,)])))
-    assert (out.kind, out.expected, out.received) == ("wrong-result", "[(20012,)]", "[(20022,)]")
+    assert (out.kind, out.expected, out.received) == ("wrong-result", "[[20012]]", "[[20022]]")
     assert Outcome.from_dict(out.to_dict()) == out
     # rows written before the fields existed still read
     assert Outcome.from_dict(

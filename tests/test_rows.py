@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.clients import CLIENTS
+from lab.clients.registry import configuration
 from lab.plan import Cell
 from lab.results.expectations import Expectation
 from lab.results.measures import MatrixMeasures
-from lab.results.outcome import Outcome
+from lab.results.outcome import OK, Outcome
 from lab.results.recorder import Recorder, Unexpected
 from lab.results.rows import Row, RowWriter, latency_stats, read_rows
 from lab.topology.model import EndpointFacts
@@ -22,9 +22,9 @@ MEASURES = MatrixMeasures(
 )
 
 
-def _row(outcome: Outcome = Outcome("ok")) -> Row:
+def _row(outcome: Outcome = OK) -> Row:
     rows: list[Row] = []
-    cell = Cell("matrix", CLIENTS["asyncpg-default"], "direct", "repeated-query")
+    cell = Cell("matrix", configuration("asyncpg-default"), "direct", "repeated-query")
     record = Recorder(
         cell,
         "r1",
@@ -89,7 +89,7 @@ def test_measures_are_typed_and_schema_1_rows_still_read(tmp_path: Path) -> None
     (row,) = read_rows(path)
     assert row.measures == MEASURES
     path.write_text(json.dumps({**data, "measures": {**data["measures"], "wokers": 4}}) + "\n")
-    with pytest.raises(ValueError, match="no field.*wokers"):
+    with pytest.raises(ValueError, match=r"no field.*wokers"):
         list(read_rows(path))
 
 

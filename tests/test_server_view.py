@@ -13,9 +13,11 @@ from lab.observe.server_view import LogWindow, PreparedCensus, summarize
 
 def test_the_log_window_sees_the_servers_error_with_its_sqlstate(topology) -> None:  # type: ignore[no-untyped-def]
     window = LogWindow.of(topology, topology.endpoint("pgbouncer-transaction")).open()
-    with psycopg.connect(topology.endpoint("pgbouncer-transaction").dsn(), autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.DivisionByZero):
-            conn.execute("SELECT 1 / 0")
+    with (
+        psycopg.connect(topology.endpoint("pgbouncer-transaction").dsn(), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.DivisionByZero),
+    ):
+        conn.execute("SELECT 1 / 0")
     time.sleep(0.1)
     events = window.events()
     assert events is not None

@@ -8,7 +8,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from lab.clients.rca import _as_role
+from lab.clients.python.rca import _as_role
 from lab.topology.render import JIT_OFF_USER
 
 

@@ -349,4 +349,4 @@ def test_a_target_never_gets_more_connections_than_it_allows(tmp_path: Path, mon
         assert CONNECTIONS.get(cell.experiment, 1) <= limit, cell.id
     assert not [c for c in plan.all() if c.topology == "direct" and c.experiment in ("matrix", "session-state")]
     assert plan.of("tenant") and not plan.of("limits") and not plan.of("rest")
-    assert {c.case[0] for c in plan.of("network")} == {0.0}
+    assert {c.case.rtt_ms for c in plan.of("network")} == {0.0}

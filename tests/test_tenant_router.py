@@ -8,7 +8,8 @@ import asyncio
 import asyncpg
 import pytest
 
-from lab.proxies.tenant import OTHER_REGION, OTHER_TENANT, ROUTES, TENANT, TenantRouter
+from lab.proxies.tenant import OTHER_REGION, OTHER_TENANT, ROUTES, TenantRouter
+from lab.topology.supavisor_api import TENANT
 
 
 def _connect(dsn: str, **kwargs: object) -> object:

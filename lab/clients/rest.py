@@ -12,7 +12,6 @@ import contextvars
 import os
 import types
 from abc import ABC, abstractmethod
-from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,12 +19,12 @@ from typing import Any, ClassVar
 import certifi
 import httpx
 
-from lab.clients.base import package_versions
+from lab.clients.configuration import package_versions
 from lab.topology.model import Endpoint
 
-#: The table the REST clients write: lab_items locally; on a target, the table the run created for itself and
-#: dropped at the end (lab.topology.backends.target). Set once per session.
-TABLE: ContextVar[str] = ContextVar("rest_table", default="lab_items")
+#: The table the REST clients write locally (compose/postgres/init.sql); on a target, the table the run created for
+#: itself and drops at the end (lab.topology.backends.target)
+TABLE = "lab_items"
 
 # --- verbatim from the RCA, attempt 3 / solution 1 (docs/incident.md) ------------------
 RCA_ATTEMPT_3 = """
@@ -97,18 +96,20 @@ class RestClient(ABC):
     packages: ClassVar[tuple[str, ...]]
     description: ClassVar[str]
 
-    def __init__(self, endpoint: Endpoint, tls: bool) -> None:
-        self.endpoint, self.tls = endpoint, tls
+    def __init__(self, endpoint: Endpoint, tls: bool, table: str = TABLE) -> None:
+        self.endpoint, self.tls, self.table = endpoint, tls, table
         self.base_url = endpoint.url(tls)
         self.key = endpoint.keys["anon"]
 
-    async def open(self) -> None: ...
+    async def open(self) -> None:  # noqa: B027 - most REST clients have nothing to open
+        pass
 
     @abstractmethod
     async def insert(self, row: dict[str, Any]) -> Reply:
         """POST one row, as this client does it."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:  # noqa: B027 - nor anything to close
+        pass
 
     @classmethod
     def versions(cls) -> dict[str, str]:
@@ -131,7 +132,7 @@ class HttpxPerCall(RestClient):
         self.save_to_supabase_rest = namespace["save_to_supabase_rest"]
 
     async def insert(self, row: dict[str, Any]) -> Reply:
-        ok = await self.save_to_supabase_rest(TABLE.get(), row)
+        ok = await self.save_to_supabase_rest(self.table, row)
         response = self.observed.last.get()
         return Reply(bool(ok), response.status_code if response else None, _body(response) if response else None)
 
@@ -151,7 +152,7 @@ class HttpxShared(RestClient):
         }
 
     async def insert(self, row: dict[str, Any]) -> Reply:
-        response = await self.client.post(f"/rest/v1/{TABLE.get()}", json=row, headers=self.headers)
+        response = await self.client.post(f"/rest/v1/{self.table}", json=row, headers=self.headers)
         return Reply(response.status_code == 201, response.status_code, _body(response))
 
     async def close(self) -> None:
@@ -170,7 +171,7 @@ class SupabasePy(RestClient):
 
     async def insert(self, row: dict[str, Any]) -> Reply:
         # postgrest-py raises APIError on an error status; it does not expose a success status
-        response = await self.client.table(TABLE.get()).insert(row).execute()
+        response = await self.client.table(self.table).insert(row).execute()
         return Reply(True, None, response.data)
 
     async def close(self) -> None:

@@ -147,7 +147,7 @@ def engine(timeout: float = 3) -> tuple[bool, str]:
         return False, f"no Docker engine answers ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
 
     try:
-        client = docker.from_env(timeout=timeout)
+        client = docker.from_env(timeout=int(timeout))
     except Exception as exc:
         return unanswered(exc)
     try:

@@ -114,7 +114,7 @@ def official(profiles: Iterable[str] = ()) -> list[str]:
     return [env[v] for v, p in IMAGE_VARIABLES.items() if v in env and (p is None or p in profiles)]
 
 
-def _image(client, tag: str):  # type: ignore[no-untyped-def]
+def _image(client, tag: str):
     """The engine's image of that tag, or None."""
     import docker
 
@@ -124,11 +124,11 @@ def _image(client, tag: str):  # type: ignore[no-untyped-def]
         return None
 
 
-def _present(client, tag: str) -> bool:  # type: ignore[no-untyped-def]
+def _present(client, tag: str) -> bool:
     return _image(client, tag) is not None
 
 
-def _current(client, image: LocalImage) -> bool:  # type: ignore[no-untyped-def]
+def _current(client, image: LocalImage) -> bool:
     """Built here from what the repository now holds (its lab.context label)?"""
     found = _image(client, image.tag)
     return found is not None and found.labels.get("lab.context") == image.digest()
@@ -144,7 +144,7 @@ def registry_answers(timeout: float = 3.0) -> bool:
         return False
 
 
-def choose(client, images: str, profiles: Iterable[str] = ()) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def choose(client, images: str, profiles: Iterable[str] = ()) -> tuple[str, str]:
     """official | local | auto → (the choice, why). auto: official where they are here or a registry answers, else local."""
     if images not in IMAGE_SETS:
         raise ConfigError(f"--images {images!r}: choose official, local or auto")
@@ -161,7 +161,7 @@ def choose(client, images: str, profiles: Iterable[str] = ()) -> tuple[str, str]
     )
 
 
-def obtainable(client) -> tuple[bool, str]:  # type: ignore[no-untyped-def]
+def obtainable(client) -> tuple[bool, str]:
     """Can a run get its images here: the local or the official set present, a registry to pull from, or what
     building the local set needs (debootstrap, and root to run it)? (yes/no, which way or why not)"""
     import os
@@ -204,7 +204,7 @@ def _mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def _build_base(client, progress: Progress) -> None:  # type: ignore[no-untyped-def]
+def _build_base(client, progress: Progress) -> None:
     debootstrap = system_binary("debootstrap")
     if debootstrap is None:
         raise MissingDependency(
@@ -233,7 +233,7 @@ def _build_base(client, progress: Progress) -> None:  # type: ignore[no-untyped-
         client.api.import_image_from_file(str(archive), repository=repo, tag=tag)
 
 
-def _build(client, image: LocalImage, progress: Progress) -> None:  # type: ignore[no-untyped-def]
+def _build(client, image: LocalImage, progress: Progress) -> None:
     import docker
 
     with tempfile.TemporaryDirectory(prefix="pooler-lab-image-") as tmp:
@@ -260,7 +260,7 @@ def _build(client, image: LocalImage, progress: Progress) -> None:  # type: igno
         progress(f"built {image.tag} ({time.monotonic() - t0:.0f}s)")
 
 
-def ensure_local(client, profiles: Iterable[str] = (), progress: Progress = print, rebuild: bool = False) -> list[str]:  # type: ignore[no-untyped-def]
+def ensure_local(client, profiles: Iterable[str] = (), progress: Progress = print, rebuild: bool = False) -> list[str]:
     """Build the local images that are missing (all of them with rebuild); the tags a run needs."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -297,7 +297,7 @@ def prepare(
     client,
     images: str,
     profiles: Iterable[str] = (),
-    progress: Progress = print,  # type: ignore[no-untyped-def]
+    progress: Progress = print,
     rebuild: bool = False,
 ) -> str:
     """Choose the image set and, for the local one, build what is missing or stale: the choice."""
@@ -315,7 +315,7 @@ def prepare(
     return chosen
 
 
-def describe(client, tag: str) -> str:  # type: ignore[no-untyped-def]
+def describe(client, tag: str) -> str:
     """'name@sha256:…' where the image came from a registry, else 'name (id sha256:…, built here)'."""
     image = client.images.get(tag)
     digests = image.attrs.get("RepoDigests") or []

@@ -39,7 +39,9 @@ class Logins:
     def __init__(self, topology: Topology, endpoint: Endpoint) -> None:
         self.run_id, self.user = topology.run_id, endpoint.user
         server = topology.endpoints.get("direct")
-        self.server_at = (server.facts.service, server.facts.kind) if server and server.facts.kind else None
+        self.server_at = (
+            (server.facts.service, server.facts.kind) if server and server.facts.service and server.facts.kind else None
+        )
         facts = endpoint.facts
         self.pooler_at = (facts.service, facts.kind) if facts.pooler and facts.service and facts.kind else None
         self.server: int | None = None

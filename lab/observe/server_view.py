@@ -93,7 +93,9 @@ def summarize(
     def raised(e: LogEvent) -> bool:
         if raised_sqlstate and e.sqlstate == raised_sqlstate:
             return True
-        return bool(raised_message) and bool(e.message) and (raised_message in e.message or e.message in raised_message)
+        if not raised_message or not e.message:
+            return False
+        return raised_message in e.message or e.message in raised_message
 
     return rows[:12], sum(1 for e in events if not raised(e) and e.level != "WARNING")
 

@@ -45,7 +45,7 @@ class ThreadedProxy(ABC):
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None: ...
 
     @staticmethod
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, observe=None) -> None:  # type: ignore[no-untyped-def]
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, observe=None) -> None:
         """Copy one direction until EOF; `observe(data)` sees every chunk first."""
         try:
             while data := await reader.read(65536):

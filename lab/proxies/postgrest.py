@@ -29,6 +29,8 @@ import jwt
 from aiohttp import web
 
 NAME = "pooler-lab PostgREST stand-in"
+#: the key of its root document that says it stands in for PostgREST (what the lab reads to name it in rows)
+STAND_IN_MARK = "x-pooler-lab-stand-in-for"
 OPERATORS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
@@ -327,7 +329,7 @@ def make_app(settings: Settings) -> web.Application:
 
     async def root(request: web.Request) -> web.Response:
         # PostgREST answers / with its OpenAPI document; the stand-in names itself there (what a Docker run reads)
-        return web.json_response({"info": {"title": NAME, "description": describe()}})
+        return web.json_response({"info": {"title": NAME, "description": describe(), STAND_IN_MARK: "PostgREST"}})
 
     app.router.add_get("/", root)
     return app

@@ -200,7 +200,7 @@ class TenantRouter(ThreadedProxy):
                     startup_parameters=f"as Supavisor {SUPAVISOR_COMMIT[:8]}: user, database"
                     f"{', application_name' if router.session else ''} forwarded; any other accepted and dropped",
                 )
-            yield {name: (endpoints[name], r) for name, r in zip(endpoints, routers)}
+            yield {name: (endpoints[name], r) for name, r in zip(endpoints, routers, strict=True)}
 
     async def _refuse(self, writer: asyncio.StreamWriter, text: str) -> None:
         self.refused.append(text)

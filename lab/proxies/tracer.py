@@ -128,7 +128,7 @@ class WireTracer(ThreadedProxy):
             client_w.close()
             return
 
-        def observer(side: str):  # type: ignore[no-untyped-def]
+        def observer(side: str):
             def observe(data: bytes) -> None:
                 with self._lock:
                     session.observe(side, data)

@@ -115,11 +115,11 @@ def _overhead_markdown(rows: list) -> str:
     out = ["| cell | harnessed median (ms) | plain loop median (ms) | overhead |", "|---|---|---|---|"]
     over = 0
     for r in sorted(rows, key=lambda r: r.cell):
-        pct = r.measures.harness_overhead_pct
+        pct = r.m.harness_overhead_pct
         over += abs(pct) > 5
         flag = " ⚠ above 5%" if abs(pct) > 5 else ""
         out.append(
-            f"| `{r.cell}` | {r.latency_ms.get('median') if r.latency_ms else '—'} | {r.measures.bare_median_ms} | {pct:+.1f}%{flag} |"
+            f"| `{r.cell}` | {r.latency_ms.get('median') if r.latency_ms else '—'} | {r.m.bare_median_ms} | {pct:+.1f}%{flag} |"
         )
     out.append("")
     out.append(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lab.report.data import Rows, versions_of
+from lab.report.fixes import fixes
 from lab.report.network import medians, overhead_points, tls_version
 from lab.report.rtt_model import DIRECT_REFERENCE, trips
 from lab.results.rows import Row
@@ -63,10 +64,7 @@ def _pick(data: Rows, experiment: str, **match: object) -> list[Row]:
                 "scenario": r.scenario,
                 "pool_mode": r.topology.get("pool_mode"),
             }[key]
-            if callable(want):
-                ok = ok and bool(want(got))
-            else:
-                ok = ok and got == want
+            ok = ok and (bool(want(got)) if callable(want) else got == want)
         if ok:
             out.append(r)
     return out
@@ -155,10 +153,10 @@ def c2(data: Rows) -> Verdict:
     leaks = [r for r in every if r.scenario.startswith("leak-")]
     if not rows:
         return Verdict("C2", MISSING, "no session-state rows through the transaction pooler")
-    lost = [r for r in rows if r.measures.state == "lost"]
-    moved = [r for r in rows if not r.measures.same_backend]
-    kinds = ", ".join(f"{r.scenario.removeprefix('state-')}: {r.measures.state}" for r in rows)
-    kept = [r.scenario.removeprefix("state-") for r in rows if r.measures.state == "kept"]
+    lost = [r for r in rows if r.m.state == "lost"]
+    moved = [r for r in rows if not r.m.same_backend]
+    kinds = ", ".join(f"{r.scenario.removeprefix('state-')}: {r.m.state}" for r in rows)
+    kept = [r.scenario.removeprefix("state-") for r in rows if r.m.state == "kept"]
     verdict = HOLDS if len(lost) == len(rows) else CONDITIONAL
     extra = (
         (
@@ -169,7 +167,7 @@ def c2(data: Rows) -> Verdict:
         else ""
     )
     if leaks:
-        leaked = [r.scenario.removeprefix("leak-") for r in leaks if r.measures.state == "leaked"]
+        leaked = [r.scenario.removeprefix("leak-") for r in leaks if r.m.state == "leaked"]
         extra += (
             f" Another client on the same server connection sees {', '.join(leaked) or 'none'} of what one client set "
             f"({len(leaked)} of {len(leaks)} settings leak: PgBouncer sets a tracked parameter again only where the next client "
@@ -189,15 +187,15 @@ def c3(data: Rows) -> Verdict:
     rows = [r for r in data.of("wire") if r.client["name"].startswith(("asyncpg", "psycopg"))]
     if not rows:
         return Verdict("C3", MISSING, "no wire-trace rows")
-    per_connection = {r.measures.authentication_requests / max(1, r.measures.client_connections) for r in rows}
-    per_query_max = max(r.measures.authentication_requests / r.measures.queries for r in rows)
-    pooled_once = all(r.measures.client_connections == 1 for r in rows)
+    per_connection = {r.m.authentication_requests / max(1, r.m.client_connections) for r in rows}
+    per_query_max = max(r.m.authentication_requests / r.m.queries for r in rows)
+    pooled_once = all(r.m.client_connections == 1 for r in rows)
     verdict = FAILS if pooled_once and per_query_max < 1 else HOLDS
     nullpool = [r for r in data.of("wire") if r.client["name"] == "sqlalchemy-asyncpg-pgbouncer"]
     extra = (
         (
-            f" The only configuration that authenticates again and again is SQLAlchemy's NullPool ({nullpool[0].measures.client_connections} "
-            f"connections for {nullpool[0].measures.queries} queries): one SCRAM exchange per new connection, not per query."
+            f" The only configuration that authenticates again and again is SQLAlchemy's NullPool ({nullpool[0].m.client_connections} "
+            f"connections for {nullpool[0].m.queries} queries): one SCRAM exchange per new connection, not per query."
         )
         if nullpool
         else ""
@@ -207,10 +205,10 @@ def c3(data: Rows) -> Verdict:
         verdict,
         f"On the wire, each asyncpg / psycopg 3 client connection authenticates once, at startup "
         f"({', '.join(f'{x:g}' for x in sorted(per_connection))} authentication requests per connection: SASL, SASLContinue, SASLFinal), "
-        f"then sends {rows[0].measures.queries} queries with no authentication message among them "
+        f"then sends {rows[0].m.queries} queries with no authentication message among them "
         f"(at most {per_query_max:.2f} authentication requests per query, all from connection setup).{extra}",
         rows,
-        _docs(rows) + ["https://www.postgresql.org/docs/15/sasl-authentication.html"],
+        [*_docs(rows), "https://www.postgresql.org/docs/15/sasl-authentication.html"],
     )
 
 
@@ -218,15 +216,15 @@ def c4(data: Rows) -> Verdict:
     rows = [r for r in data.of("wire") if r.topology.get("pooler")]
     if not rows:
         return Verdict("C4", MISSING, "no wire-trace rows through a pooler")
-    same = [r for r in rows if r.measures.pooler_logins == r.measures.client_connections]
-    per_query = [r for r in rows if (r.measures.pooler_logins or 0) >= r.measures.queries]
-    server = sum(r.measures.server_logins or 0 for r in rows)
+    same = [r for r in rows if r.m.pooler_logins == r.m.client_connections]
+    per_query = [r for r in rows if (r.m.pooler_logins or 0) >= r.m.queries]
+    server = sum(r.m.server_logins or 0 for r in rows)
     verdict = FAILS if not [r for r in per_query if r.client["name"] != "sqlalchemy-asyncpg-pgbouncer"] else HOLDS
     return Verdict(
         "C4",
         verdict,
         f"PgBouncer logged one login per client connection in {len(same)}/{len(rows)} cells, whatever the number of queries "
-        f"({rows[0].measures.queries}); the server logged {server} new logins for all of them together (PgBouncer reuses its "
+        f"({rows[0].m.queries}); the server logged {server} new logins for all of them together (PgBouncer reuses its "
         f"server connections). Only a client that opens a connection per query (NullPool) makes a login per query.",
         rows,
         _docs(rows),
@@ -256,7 +254,7 @@ def _attempt(data: Rows, claim: str, attempt: str) -> Verdict:
     ]
     finding = "On PgBouncer — " + "; ".join(parts) + "."
     if routed:
-        jit = sorted({str(r.measures.server_jit) for r in routed})
+        jit = sorted({str(r.m.server_jit) for r in routed})
         finding += (
             " Through a Supavisor-like router (startup handling as Supavisor's source has it) — "
             + "; ".join(f"{r.topology['name']}: {_fmt(r)}" for r in routed)
@@ -298,11 +296,11 @@ def c7(data: Rows) -> Verdict:
     server = rows[0].topology.get("rest_server", "?") + (
         " — a stand-in for PostgREST" if rows[0].topology.get("stand_in") else ""
     )
-    statuses = sorted({str(r.measures.last_status) for r in rows})
+    statuses = sorted({str(r.m.last_status) for r in rows})
     return Verdict(
         "C7",
         HOLDS if len(ok) == len(rows) else FAILS,
-        f"The RCA's function, unmodified, over {', '.join('https' if r.measures.tls else 'http' for r in rows)}: "
+        f"The RCA's function, unmodified, over {', '.join('https' if r.m.tls else 'http' for r in rows)}: "
         f"{len(ok)}/{len(rows)} cells ok, status {', '.join(statuses)} with the inserted row in the body. REST server: {server}.",
         rows,
         _docs(rows),
@@ -359,13 +357,13 @@ def c9(data: Rows) -> Verdict:
     refused = [r for r in burst if r.topology["name"] == "direct" and r.outcome.kind == "error"]
     pooled_ok = [r for r in burst if r.topology.get("pooler") and r.outcome.kind == "ok"]
     maxc = next((r.topology.get("max_connections") for r in burst if r.topology.get("max_connections")), "?")
-    failed = ", ".join(f"{r.client['name']}: {r.measures.failed}/{r.measures.clients} refused" for r in refused)
+    failed = ", ".join(f"{r.client['name']}: {r.m.failed}/{r.m.clients} refused" for r in refused)
     verdict = HOLDS if compatible and refused else CONDITIONAL
     return Verdict(
         "C9",
         verdict,
         f"Direct, every asyncpg / psycopg 3 configuration passes every scenario ({len(direct)} cells). A burst of "
-        f"{burst[0].measures.clients} clients against max_connections={maxc}: {failed}; through the poolers all complete "
+        f"{burst[0].m.clients} clients against max_connections={maxc}: {failed}; through the poolers all complete "
         f"({len(pooled_ok)} cells). The limit is real and an application-side pool (or a pooler) is what keeps under it.",
         direct + burst,
         _docs(burst),
@@ -379,7 +377,7 @@ def c10(data: Rows) -> Verdict:
     ]
     if not state or not matrix:
         return Verdict("C10", MISSING, "session-pooler rows missing")
-    kept = all(r.measures.state == "kept" for r in state)
+    kept = all(r.m.state == "kept" for r in state)
     workload_ok = all(r.outcome.kind == "ok" for r in matrix if not r.scenario.startswith("rca"))
     rca = [r for r in _pick(data, "matrix", pool_mode="session") if r.client["name"].startswith("rca")]
     rca_fail = [r for r in rca if r.outcome.kind == "error"]
@@ -419,15 +417,15 @@ def c11(data: Rows) -> Verdict:
     )
     in_loop = [r for r in lag if r.client["name"] == "psycopg2-in-loop"]
     executor = [r for r in lag if r.client["name"] == "psycopg2-executor"]
-    blocks = all(r.measures.max_lag_ms >= 0.5 * r.measures.query_sleep_ms for r in in_loop)
-    frees = all(r.measures.max_lag_ms < 0.1 * r.measures.query_sleep_ms for r in executor)
+    blocks = all(r.m.max_lag_ms >= 0.5 * r.m.query_sleep_ms for r in in_loop)
+    frees = all(r.m.max_lag_ms < 0.1 * r.m.query_sleep_ms for r in executor)
     verdict = CONDITIONAL if pg2_ok and blocks and frees else FAILS
     return Verdict(
         "C11",
         verdict,
         f"psycopg2 passes every transaction-pooler scenario ({len(pg2)} cells): it binds parameters on the client and never prepares. "
-        f"Called inside a coroutine it blocks the loop for the whole query (max lag {', '.join(str(r.measures.max_lag_ms) for r in in_loop)} ms "
-        f"for a {in_loop[0].measures.query_sleep_ms:g} ms query); through the executor, {', '.join(str(r.measures.max_lag_ms) for r in executor)} ms. "
+        f"Called inside a coroutine it blocks the loop for the whole query (max lag {', '.join(str(r.m.max_lag_ms) for r in in_loop)} ms "
+        f"for a {in_loop[0].m.query_sleep_ms:g} ms query); through the executor, {', '.join(str(r.m.max_lag_ms) for r in executor)} ms. "
         f"'More compatible' holds against the drivers' defaults only: {', '.join(also_ok)} pass the same cells without threads.",
         pg2 + lag,
         _docs(pg2 + lag),
@@ -463,11 +461,11 @@ def c13(data: Rows) -> Verdict:
         return Verdict("C13", MISSING, "no hybrid row")
     lat = hybrid.latency_ms or {}
     finding = (
-        f"Under a burst of {hybrid.measures.clients}: the hybrid completed {hybrid.measures.completed} "
-        f"({hybrid.measures.by_path}), median {lat.get('median', float('nan')):.0f} ms, max {lat.get('max', float('nan')):.0f} ms"
+        f"Under a burst of {hybrid.m.clients}: the hybrid completed {hybrid.m.completed} "
+        f"({hybrid.m.by_path}), median {lat.get('median', float('nan')):.0f} ms, max {lat.get('max', float('nan')):.0f} ms"
     )
     if alone is not None:
-        finding += f"; the same pool without REST lost {alone.measures.failed} inserts to PoolTimeout"
+        finding += f"; the same pool without REST lost {alone.m.failed} inserts to PoolTimeout"
     finding += (
         f". Through a pooler the same kind of burst also completes without a second code path ({len(pooled)} cells ok), "
         "and psycopg 3 with prepare_threshold=None works through the transaction pooler (see the matrix)."
@@ -566,30 +564,22 @@ def _fixes(data: Rows) -> list[str]:
     for r in matrix:
         by_client.setdefault(r.client["name"], []).append(r)
     passes_everywhere = {c for c, rs in by_client.items() if all(r.outcome.kind == "ok" for r in rs)}
-    fixes = {
-        "asyncpg-default": ("asyncpg-no-cache", "`statement_cache_size=0`"),
-        "psycopg-async-default": ("psycopg-async-no-prepare", "`prepare_threshold=None`"),
-        "psycopg-sync": ("psycopg-sync-no-prepare", "`prepare_threshold=None`"),
-        "sqlalchemy-asyncpg-default": (
-            "sqlalchemy-asyncpg-no-cache",
-            "`?prepared_statement_cache_size=0` with "
-            "`connect_args={'statement_cache_size': 0}`, keeping SQLAlchemy's pool (or its documented "
-            "PgBouncer settings, `sqlalchemy-asyncpg-pgbouncer`: NullPool, a connection per checkout)",
-        ),
-        "sqlalchemy-psycopg": ("sqlalchemy-psycopg-no-prepare", "`connect_args={'prepare_threshold': None}`"),
-    }
     lines = []
-    for failing, (fix_client, how) in fixes.items():
+    for failing, relations in fixes(matrix).items():
         rows = [r for r in by_client.get(failing, []) if r.outcome.kind == "error"]
-        if rows and fix_client in passes_everywhere:
-            codes = ", ".join(sorted({r.outcome.sqlstate or "?" for r in rows}))
+        if not rows:
+            continue
+        codes = ", ".join(sorted({r.outcome.sqlstate or "?" for r in rows}))
+        passing = [f for f in relations if f.by in passes_everywhere]
+        if passing:
+            how = "; or ".join(f"{f.change} (`{f.by}` passes every scenario on every topology)" for f in passing)
             lines.append(
-                f"{failing} through the transaction pooler ({codes}): {how} — `{fix_client}` passes every scenario on every topology; "
-                "or the session pooler or a direct connection."
+                f"{failing} through the transaction pooler ({codes}): {how}; or the session pooler or a direct connection."
             )
-        elif rows:
+        else:
+            how = "; or ".join(f.change for f in relations)
             lines.append(
-                f"{failing} through the transaction pooler: {how} (its fixed configuration was not measured in these results)."
+                f"{failing} through the transaction pooler: {how} (no fix of it passed everywhere in these results)."
             )
     for attempt, what in (
         ("rca-attempt-1", "`server_settings={'jit': 'off'}`"),

@@ -11,7 +11,7 @@ def _cell(r: Row | None) -> str:
         return "—"
     if r.outcome.kind != "ok":
         return f"{r.outcome.kind}: {(r.outcome.detail or r.outcome.message or '')[:60]}"
-    m = r.measures
+    m = r.m
     lo, hi = (m.ops_per_s_ci or [m.ops_per_s, m.ops_per_s])[:2]
     return f"{m.ops_per_s:,.0f}/s (±{(hi - lo) / 2:,.0f}) · p50 {m.p50_ms:g} · p99 {m.p99_ms:g} ms"
 
@@ -21,14 +21,14 @@ def _at(rows: list[Row], client: str, topology: str, concurrency: int) -> Row | 
         (
             r
             for r in rows
-            if r.client["name"] == client and r.topology["name"] == topology and r.measures.concurrency == concurrency
+            if r.client["name"] == client and r.topology["name"] == topology and r.m.concurrency == concurrency
         ),
         None,
     )
 
 
 def cost_markdown(rows: list[Row]) -> str:
-    levels = sorted({r.measures.concurrency for r in rows})
+    levels = sorted({r.m.concurrency for r in rows})
     out = [
         "Each configuration that works through a topology asks pgbench -S's query "
         "(`SELECT abalance FROM pgbench_accounts WHERE aid = $1`) with N concurrent workers over a pool of min(N, 4) "
@@ -55,22 +55,20 @@ def price(rows: list[Row], fix: str, topology: str, baseline: str) -> str | None
     concurrency 1 and throughput at 8, as percentages; None without cost rows for both."""
     parts = []
     alone, ref1 = _at(rows, fix, "direct", 1), _at(rows, baseline, "direct", 1)
-    if fix != baseline and alone and ref1 and alone.outcome.kind == ref1.outcome.kind == "ok" and ref1.measures.p50_ms:
-        parts.append(
-            f"the setting alone (direct) {(alone.measures.p50_ms / ref1.measures.p50_ms - 1) * 100:+.0f}% per query at 1"
-        )
+    if fix != baseline and alone and ref1 and alone.outcome.kind == ref1.outcome.kind == "ok" and ref1.m.p50_ms:
+        parts.append(f"the setting alone (direct) {(alone.m.p50_ms / ref1.m.p50_ms - 1) * 100:+.0f}% per query at 1")
     for n, what in ((1, "p50"), (8, "ops/s")):
         mine, ref = _at(rows, fix, topology, n), _at(rows, baseline, "direct", n)
         if not mine or not ref or mine.outcome.kind != "ok" or ref.outcome.kind != "ok":
             continue
-        if what == "p50" and ref.measures.p50_ms:
+        if what == "p50" and ref.m.p50_ms:
             parts.append(
-                f"with the pooler's hop {(mine.measures.p50_ms / ref.measures.p50_ms - 1) * 100:+.0f}% per query at concurrency 1"
+                f"with the pooler's hop {(mine.m.p50_ms / ref.m.p50_ms - 1) * 100:+.0f}% per query at concurrency 1"
             )
-        elif ref.measures.ops_per_s:
-            parts.append(f"{(mine.measures.ops_per_s / ref.measures.ops_per_s - 1) * 100:+.0f}% queries/s at 8")
+        elif ref.m.ops_per_s:
+            parts.append(f"{(mine.m.ops_per_s / ref.m.ops_per_s - 1) * 100:+.0f}% queries/s at 8")
     ceiling = _at(rows, "pgbench-S", topology, 8)
     mine8 = _at(rows, fix, topology, 8)
-    if ceiling and mine8 and mine8.outcome.kind == "ok" and ceiling.measures.ops_per_s:
-        parts.append(f"{mine8.measures.ops_per_s / ceiling.measures.ops_per_s * 100:.0f}% of pgbench -S there")
+    if ceiling and mine8 and mine8.outcome.kind == "ok" and ceiling.m.ops_per_s:
+        parts.append(f"{mine8.m.ops_per_s / ceiling.m.ops_per_s * 100:.0f}% of pgbench -S there")
     return f"through {topology} against {baseline} direct: " + ", ".join(parts) if parts else None

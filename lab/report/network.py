@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lab.report.rtt_model import DIRECT_REFERENCE, trips
 from lab.results.rows import Row
@@ -38,9 +39,7 @@ def medians(rows: list[Row], stat: str = "median") -> dict[Key, dict[float, floa
     out: dict[Key, dict[float, float]] = defaultdict(dict)
     for r in rows:
         if r.outcome.kind == "ok" and r.latency_ms:
-            out[(r.client["name"], r.topology["name"], bool(r.measures.tls))][float(r.measures.rtt_ms)] = r.latency_ms[
-                stat
-            ]
+            out[(r.client["name"], r.topology["name"], bool(r.m.tls))][float(r.m.rtt_ms)] = r.latency_ms[stat]
     return out
 
 
@@ -55,7 +54,7 @@ def overhead_points(rows: list[Row], stat: str = "min") -> list[OverheadPoint]:
     m = medians(rows, stat)
     version = tls_version(rows)
     points = []
-    rest_clients = sorted({r.client["name"] for r in rows if r.measures.path == "rest"})
+    rest_clients = sorted({r.client["name"] for r in rows if r.m.path == "rest"})
     for tls in (False, True):
         direct = m.get((*DIRECT_REFERENCE, tls), {})
         direct_trips = trips("pg", DIRECT_REFERENCE[0], tls, version)
@@ -74,7 +73,7 @@ def slope_table(rows: list[Row]) -> list[tuple[str, str, bool, float | None, int
     """Per path: round trips measured (slope of median latency over RTT) beside the model's count."""
     m = medians(rows)
     version = tls_version(rows)
-    kinds = {r.client["name"]: r.measures.path for r in rows}
+    kinds = {r.client["name"]: r.m.path for r in rows}
     out = []
     for (client, topology, tls), by_rtt in sorted(m.items()):
         rtts = sorted(by_rtt)
@@ -139,7 +138,7 @@ def where_100_200_comes_from(rows: list[Row]) -> str:
     m = medians(rows)
     version = tls_version(rows)
     lines = []
-    for client in sorted({r.client["name"] for r in rows if r.measures.path == "rest"}):
+    for client in sorted({r.client["name"] for r in rows if r.m.path == "rest"}):
         for tls in (False, True):
             rest, direct = m.get((client, "rest", tls), {}), m.get((*DIRECT_REFERENCE, tls), {})
             rt, dt = trips("rest", client, tls, version), trips("pg", DIRECT_REFERENCE[0], tls, version)
@@ -175,7 +174,7 @@ def plot_overhead(rows: list[Row], path: Path, reach_ms: float = 200.0) -> Path 
     fig, ax = plt.subplots(figsize=(8.5, 5))
     version = tls_version(rows)
     clients = sorted({p.client for p in points})
-    colours = dict(zip(clients, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    colours = dict(zip(clients, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
     for client in clients:
         for tls in (False, True):
             pts = sorted((p for p in points if p.client == client and p.tls == tls), key=lambda p: p.rtt_ms)
@@ -220,7 +219,7 @@ def plot_overhead(rows: list[Row], path: Path, reach_ms: float = 200.0) -> Path 
     ax.axhspan(100, 200, color="grey", alpha=0.15)
     ax.axvspan(60, 160, color="#d98e04", alpha=0.06)
     ax.axhline(0, color="black", linewidth=0.5)
-    handles = [Line2D([], [], color=colours[c], marker="o", label=c) for c in clients]
+    handles: list[Any] = [Line2D([], [], color=colours[c], marker="o", label=c) for c in clients]
     handles += [
         Line2D([], [], color="black", linestyle="-", label="https: model (line), median (filled)"),
         Line2D(
@@ -316,7 +315,7 @@ def target_overhead_markdown(rows: list[Row]) -> str:
     version = tls_version(rows)
     by: dict[tuple[str, str], Row] = {}
     for r in rows:
-        if r.outcome.kind == "ok" and r.latency_ms and r.measures.tls:
+        if r.outcome.kind == "ok" and r.latency_ms and r.m.tls:
             by[(r.client["name"], r.topology["name"])] = r
     direct = by.get(DIRECT_REFERENCE)
     if direct is None:

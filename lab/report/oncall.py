@@ -13,39 +13,9 @@ from dataclasses import dataclass
 
 from lab.report.cost import price
 from lab.report.data import Rows
+from lab.report.fixes import fixes
 from lab.report.serverside import leak_of
 from lab.results.rows import Row
-
-#: failing configuration -> (the configuration that fixes it, what to change), in order of preference; the matrix runs each
-FIXES: dict[str, tuple[tuple[str, str], ...]] = {
-    "asyncpg-default": (("asyncpg-no-cache", "`statement_cache_size=0`"),),
-    "sqlalchemy-asyncpg-default": (
-        (
-            "sqlalchemy-asyncpg-no-cache",
-            "`?prepared_statement_cache_size=0` and `connect_args={'statement_cache_size': 0}`",
-        ),
-        ("sqlalchemy-asyncpg-pgbouncer", "NullPool with `prepared_statement_name_func`"),
-    ),
-    "psycopg-async-default": (("psycopg-async-no-prepare", "`prepare_threshold=None`"),),
-    "psycopg-async-prepare-0": (("psycopg-async-no-prepare", "`prepare_threshold=None`"),),
-    "psycopg-sync": (("psycopg-sync-no-prepare", "`prepare_threshold=None`"),),
-    "psycopg-sync-prepare-0": (("psycopg-sync-no-prepare", "`prepare_threshold=None`"),),
-    "sqlalchemy-psycopg": (("sqlalchemy-psycopg-no-prepare", "`connect_args={'prepare_threshold': None}`"),),
-    "asyncpg-unique-names": (("asyncpg-no-cache", "`statement_cache_size=0` (unique names alone do not help)"),),
-    # the RCA's attempts: the same pool without the startup parameter the pooler refuses
-    "rca-attempt-1": (
-        (
-            "asyncpg-no-cache",
-            "drop `server_settings={'jit': 'off'}` (and, through the transaction pooler, `statement_cache_size=0`)",
-        ),
-    ),
-    "rca-attempt-2": (
-        (
-            "psycopg-async-no-prepare",
-            "drop `kwargs={'options': '-c jit=off'}` (and, through the transaction pooler, `prepare_threshold=None`)",
-        ),
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -136,6 +106,7 @@ def _grouped(
     failing_in: list[Row], backing_in: list[Row], prefix: str, cost_rows: list[Row] | None = None
 ) -> list[Line]:
     """One line per (outcome, SQLSTATE) among `failing_in`'s failures; a fix only where `backing_in` shows it passing."""
+    relations = fixes(backing_in)
     out: list[Line] = []
     groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for r in failing_in:
@@ -143,15 +114,16 @@ def _grouped(
             key = r.outcome.sqlstate or r.outcome.error_class or r.outcome.kind
             groups[(r.outcome.kind, key)].append(r)
     for (_, _), rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        fixes = []
+        found = []
         for client in dict.fromkeys(r.client["name"] for r in rows):
             topologies = {r.topology["name"] for r in rows if r.client["name"] == client}
-            for fix, how in FIXES.get(client, ()):
+            for relation in relations.get(client, ()):
+                fix, how = relation.by, relation.change
                 backing = [c for t in sorted(topologies) for c in _ok_cells(backing_in, fix, t)]
                 if backing and len({c.topology["name"] for c in backing}) == len(topologies):
                     leak = leak_of(backing_in, fix)
                     cost = price(cost_rows, fix, sorted(topologies)[0], client) if cost_rows else None
-                    fixes.append(
+                    found.append(
                         f"{client}: {how} (`{fix}` passes there: {backing[0].cell}"
                         + (f" and {len(backing) - 1} more cells" if len(backing) > 1 else "")
                         + ")"
@@ -163,8 +135,7 @@ def _grouped(
                             else ""
                         )
                     )
-                    break
-        fix = "; ".join(fixes) or "no configuration of this run fixes it"
+        fix = "; ".join(found) or "no configuration of this run fixes it"
         first = rows[0].client["name"]
         same = {x.client["name"] for x in rows}
         # the same clients unchanged, through another pooler: the session pooler, or one that tracks prepared statements

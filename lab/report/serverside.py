@@ -4,6 +4,7 @@ logged that the client did not raise (lab.observe.server_view records both)."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from lab.results.rows import Row
@@ -19,12 +20,12 @@ def leaks(rows: list[Row]) -> list[Leak]:
     """Cells that passed and added prepared statements in every repeat."""
     out = []
     for r in rows:
-        m = r.measures
+        m = r.m
         before, after = getattr(m, "prepared_before", None), getattr(m, "prepared_after", None)
         if r.outcome.kind != "ok" or before is None or not after:
             continue
         counts = [before, *after]
-        added = [b - a for a, b in zip(counts, counts[1:])]
+        added = [b - a for a, b in itertools.pairwise(counts)]
         if added and all(n > 0 for n in added):
             out.append(Leak(r, added))
     return out
@@ -65,9 +66,7 @@ def serverside_markdown(rows: list[Row]) -> str:
         ]
         for r in unraised:
             lines = [
-                e
-                for e in r.measures.server_log or []
-                if e["level"] != "WARNING" and e.get("sqlstate") != r.outcome.sqlstate
+                e for e in r.m.server_log or [] if e["level"] != "WARNING" and e.get("sqlstate") != r.outcome.sqlstate
             ]
             shown = "; ".join(
                 f"{e['source']} {e['sqlstate'] or e['level']} {e['message'][:80]} ×{e['count']}" for e in lines[:3]

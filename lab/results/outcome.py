@@ -9,14 +9,18 @@ what the server or pooler actually answered, not just which wrapper caught it.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["ok", "error", "wrong-result", "timeout"]
+#: ok; error (the driver raised one: class, SQLSTATE, message); wrong-result (an answer that is not the one asked for,
+#: silently); timeout (a time limit the driver or its pool enforces ended the wait: its own error); hang (nothing came
+#: back within the cell's limit, and nothing of the client's ended the wait: what was outstanding is in the detail)
+Kind = Literal["ok", "error", "wrong-result", "timeout", "hang"]
 Phase = Literal["connect", "first query", "later query", "commit"]
-KINDS: tuple[str, ...] = ("ok", "error", "wrong-result", "timeout")
+KINDS: tuple[str, ...] = ("ok", "error", "wrong-result", "timeout", "hang")
 PHASES: tuple[str, ...] = ("connect", "first query", "later query", "commit")
 
 
@@ -29,7 +33,7 @@ class Outcome:
     phase: Phase | None = None
     iteration: int | None = None  # 0-based repeat of the scenario in which it happened
     detail: str | None = None  # the underlying cause when a wrapper hid it, or what was wrong
-    expected: str | None = None  # wrong-result: what the query had to return (repr) ...
+    expected: str | None = None  # wrong-result: what the query had to return ...
     received: str | None = None  # ... and what came back instead
 
     def to_dict(self) -> dict[str, Any]:
@@ -48,6 +52,19 @@ class Outcome:
 
 
 OK = Outcome("ok")
+
+
+@dataclass
+class CellResult:
+    """What running one cell produced: its outcome (the first failure of any iteration; ok only if every iteration
+    was), the latency of every operation that completed, how many iterations ran, and the versions the runner
+    reported (None: the configuration's own reader says)."""
+
+    outcome: Outcome
+    latencies_s: list[float] = field(default_factory=list)
+    iterations: int = 0
+    elapsed_s: float = 0.0
+    versions: dict[str, str] | None = None
 
 
 class PhaseError(Exception):
@@ -75,8 +92,18 @@ class WrongResult(Exception):
     instead of `want`. Both values go into the row, so a reader sees whose answer arrived."""
 
     def __init__(self, what: str, got: object = None, want: object = None) -> None:
-        super().__init__(what if got is None and want is None else f"{what}: got {got!r}, expected {want!r}")
+        super().__init__(
+            what if got is None and want is None else f"{what}: got {_shown(got)}, expected {_shown(want)}"
+        )
         self.what, self.got, self.want = what, got, want
+
+
+def _shown(value: object) -> str:
+    """A value as a row records it: JSON where it is JSON-like (rows of a query), repr otherwise."""
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def _qualname(exc: BaseException) -> str:
@@ -124,8 +151,8 @@ def classify(exc: BaseException, phase: Phase | None = None, iteration: int | No
             phase=phase,
             iteration=iteration,
             detail=first_line(str(exc)),
-            expected=repr(exc.want) if shown else None,
-            received=repr(exc.got) if shown else None,
+            expected=_shown(exc.want) if shown else None,
+            received=_shown(exc.got) if shown else None,
         )
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and not _sqlstate(exc):
         return Outcome("timeout", phase=phase, iteration=iteration, detail=first_line(str(exc)) or None)

@@ -74,6 +74,7 @@ class Recorder:
         measures: Measures,
         latencies_s: list[float] | None = None,
         facts: EndpointFacts | None = None,
+        versions: dict[str, str] | None = None,
     ) -> Row:
         """Write the row first (a failing cell is a result too), then raise Unexpected on a mismatch."""
         c = self.cell
@@ -81,7 +82,9 @@ class Recorder:
         if dead:
             raise ServerDied(f"{dead}; cell {c.id} and the cells after it were not measured")
         facts = self.facts if facts is None else facts
-        versions = c.client.versions()
+        # what the runner reported it ran (a runner in another process knows its own packages, its libpq), else
+        # what the configuration's installation says
+        versions = {**c.client.versions(), **(versions or {})}
         rule: Expectation | None = None
         missing = None
         judged = c.judged and facts.pooler != "other"  # a pooler the lab knows nothing of: recorded, not judged
@@ -94,7 +97,12 @@ class Recorder:
             run_id=self.run_id,
             experiment=c.experiment,
             cell=c.id,
-            client={"name": c.client.name, "packages": versions, "description": c.client.description},
+            client={
+                "name": c.client.name,
+                "packages": versions,
+                "description": c.client.description,
+                **(c.client.relations() if hasattr(c.client, "relations") else {}),
+            },
             topology={"name": c.topology, **facts.to_row()},
             scenario=c.scenario,
             outcome=outcome,

@@ -52,6 +52,15 @@ class Row:
     )
     schema: int = SCHEMA
 
+    @property
+    def m(self) -> Any:
+        """The experiment's measures, as its own class (lab.results.measures): a reader that picked rows of one
+        experiment reads that class's fields (a misspelt one fails where it is read; unknown ones where a row is
+        read back). Typed Any because the class follows from the experiment, which is data."""
+        if self.measures is None:
+            raise ValueError(f"row {self.cell} of {self.experiment} has no measures")
+        return self.measures
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["outcome"] = self.outcome.to_dict()

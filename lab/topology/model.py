@@ -105,7 +105,7 @@ class Endpoint:
     port: int
     database: str
     user: str
-    password: Secret
+    password: str  # a Secret once made (its repr hides it)
     facts: EndpointFacts = field(default_factory=EndpointFacts)  # copied into every row: nothing secret here
     tls_port: int | None = None  # HTTP endpoints: where https is served
     keys: dict[str, str] = field(default_factory=dict)  # REST endpoints: Supabase-style API keys by role
@@ -166,7 +166,7 @@ class Topology:
     backend: str
     endpoints: dict[str, Endpoint]
     superuser: str
-    superuser_password: Secret
+    superuser_password: str  # a Secret once made
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "superuser_password", Secret(self.superuser_password))

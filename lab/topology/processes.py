@@ -60,7 +60,7 @@ def run_as() -> RunAs:
         if done.returncode not in (0, 9):  # 9: created meanwhile by a parallel run
             raise LabError(
                 f"cannot create the unprivileged user {LAB_USER!r} the servers run as: {done.stderr.strip()}"
-            )
+            ) from None
         entry = pwd.getpwnam(LAB_USER)
     return RunAs(entry.pw_uid, entry.pw_gid, entry.pw_name)
 
@@ -90,7 +90,7 @@ def server_env(run_dir: Path, python: bool = False, extra: dict[str, str] | None
     return env
 
 
-def _die_with_parent(sig: int) -> None:
+def die_with_parent(sig: int) -> None:
     """Runs in the child after it switched user (a uid change clears the setting)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
@@ -189,19 +189,16 @@ def spawn(
     death_signal is sent by the kernel when the starting thread dies; None for
     servers meant to outlive the command (`lab up`).
     """
-    out = open(log, "ab")
-    try:
+    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
         popen = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=(lambda: _die_with_parent(death_signal)) if death_signal else None,
+            preexec_fn=(lambda: die_with_parent(death_signal)) if death_signal else None,
             env=env,
             cwd="/",
             **owner.popen_kwargs(),
         )
-    finally:
-        out.close()
     return Server(name=name, popen=popen, log=log, stop_signal=stop_signal)

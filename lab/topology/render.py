@@ -222,6 +222,7 @@ def render(
             raise ConfigError(f"service {service.name} mounts config files but has no lab.templates label")
         values = service_values(topo, service, placement, creds)
         for mount in service.templated_mounts:
+            assert template_dir is not None
             template = topo.compose_dir / template_dir / Path(mount.rendered).name
             if not template.is_file():
                 raise ConfigError(f"service {service.name}: template {template} does not exist")

@@ -25,7 +25,7 @@ import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from lab.errors import EnvironmentProblem
 from lab.machine.docker_engine import down_project
@@ -33,8 +33,18 @@ from lab.names import check_run_id
 from lab.paths import write_private
 from lab.topology.processes import RunAs, Server, server_env, spawn, stop_group
 
-if TYPE_CHECKING:
-    from lab.topology.services.base import ServiceKind
+
+class Stoppable(Protocol):
+    """What the run needs to know of a server's kind (lab.topology.services): how to stop it, what the kernel sends
+    it when the lab dies, and whether it is the lab's own Python process."""
+
+    @property
+    def stop_signal(self) -> int: ...
+    @property
+    def death_signal(self) -> int: ...
+    @property
+    def python_module(self) -> str | None: ...
+
 
 RUNTIME_BASE = Path(os.environ.get("POOLER_LAB_RUNTIME", f"/tmp/pooler-lab-{os.getuid()}"))
 
@@ -153,7 +163,7 @@ class RunState:
         self.save()
 
     def start(
-        self, name: str, argv: list[str], owner: RunAs, kind: ServiceKind, extra_env: dict[str, str] | None = None
+        self, name: str, argv: list[str], owner: RunAs, kind: Stoppable, extra_env: dict[str, str] | None = None
     ) -> Server:
         """Start a server of this run, logging to logs/<name>.log, and record it so it is stopped and reaped with the run.
 

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from lab.clients import CLIENTS
-from lab.clients.base import Client
+from lab.clients.python.base import Client
+from lab.clients.python.execute import run_cell
+from lab.clients.registry import client_class, python_modules
 from lab.results.outcome import Outcome, WrongResult
-from lab.workloads.harness import op_timeout, run_cell
-from lab.workloads.scenarios import Scenario
+from lab.workloads.harness import op_timeout
 
 #: scenario name -> how the processes run: both alive, crossed then taking turns (`_crossed_first`), or one after the other
 MODES: dict[str, str] = {"apps-at-once": "crossed", "app-restart": "one-after-another"}
@@ -102,25 +104,28 @@ async def own_query(client: Client, worker: int, op: int) -> None:
 
 
 def _app_main(
-    client_name: str, dsn: str, app: int, turns: Turns | None, crossed: bool, timeout: float, out: Connection
+    client_cls: type[Client], dsn: str, app: int, turns: Turns | None, crossed: bool, timeout: float, out: Connection
 ) -> None:
-    """The child: one application process, its own pool, its own SQL, one outcome sent back."""
-    client_cls = CLIENTS[client_name]
+    """The child: one application process, its own pool, its own SQL, one outcome sent back. The configuration's
+    class travels by reference (its module is preloaded in the fork server)."""
     me = app - 1
-
     own = app * 10  # app 1 asks worker 10's SQL, app 2 worker 20's
 
-    async def operation(client: Client, worker: int, op: int) -> None:
-        if crossed and op == 0:
-            await _crossed_first(client, own + worker)
-            return
-        if turns is not None:
-            await asyncio.to_thread(turns.wait, me)
-        try:
-            await own_query(client, own + worker, op)
-        finally:
+    def operation(op: int) -> Any:
+        async def run(client: Client) -> None:
+            worker = own  # one worker per application
+            if crossed and op == 0:
+                await _crossed_first(client, worker)
+                return
             if turns is not None:
-                turns.pass_on(me)
+                await asyncio.to_thread(turns.wait, me)
+            try:
+                await own_query(client, worker, op)
+            finally:
+                if turns is not None:
+                    turns.pass_on(me)
+
+        return run
 
     async def _crossed_first(client: Client, worker: int) -> None:
         """Both processes run their first query inside a transaction that stays open until the other one has run
@@ -130,11 +135,11 @@ def _app_main(
         assert turns is not None
         sql, params, want = own_statement(worker, 0)
 
-        def first(_: list) -> tuple[str, dict]:
+        def first(_: list[Any]) -> tuple[str, dict[str, Any]]:
             turns.wait(me)
             return sql, params
 
-        def hold(_: list) -> tuple[str, dict]:
+        def hold(_: list[Any]) -> tuple[str, dict[str, Any]]:
             turns.pass_on(me)  # my statement is prepared; the other process's turn
             turns.wait(me)
             return "SELECT 1", {}
@@ -145,24 +150,27 @@ def _app_main(
             turns.pass_on(me)  # committed (or failed): the other process's turn
         _check(worker, results[0], want)
 
-    class InTurn(client_cls):  # type: ignore[misc, valid-type]
+    @asynccontextmanager
+    async def in_turn() -> AsyncIterator[None]:
         """Opening takes a turn too: drivers run statements of their own at connect (SQLAlchemy's dialects do)."""
-
-        async def open(self) -> None:
+        if turns is not None:
+            await asyncio.to_thread(turns.wait, me)
+        try:
+            yield
+        finally:
             if turns is not None:
-                await asyncio.to_thread(turns.wait, me)
-            try:
-                await super().open()
-            finally:
-                if turns is not None:
-                    turns.pass_on(me)
+                turns.pass_on(me)
 
-    scenario = Scenario(
-        f"app-{app}", "repeated-query with SQL of this process's own", operation, WORKERS, OPS_PER_WORKER, stagger=False
-    )
+    workers = [[operation(op) for op in range(OPS_PER_WORKER)] for _ in range(WORKERS)]
     try:
         result = asyncio.run(
-            run_cell(lambda: InTurn(dsn, POOL_SIZE, timeout=op_timeout(timeout)), scenario, 1, timeout)
+            run_cell(
+                lambda: client_cls(dsn, POOL_SIZE, timeout=op_timeout(timeout)),
+                workers,
+                1,
+                timeout,
+                around_open=in_turn if turns is not None else None,
+            )
         )
     finally:
         if turns is not None:
@@ -178,10 +186,15 @@ def _ctx() -> multiprocessing.context.ForkServerContext:
     global _context
     if _context is None:
         _context = multiprocessing.get_context("forkserver")
-        # the drivers come with lab.workloads.apps; SQLAlchemy's dialects load on first use, so each child would
-        # import them again (37 ms here) without these
+        # the client configurations' modules (and the drivers they import), and SQLAlchemy's dialects, which load on
+        # first use: each child would import them again (tens of ms each) without these
         _context.set_forkserver_preload(
-            ["lab.workloads.apps", "sqlalchemy.dialects.postgresql.asyncpg", "sqlalchemy.dialects.postgresql.psycopg"]
+            [
+                "lab.workloads.apps",
+                *python_modules(),
+                "sqlalchemy.dialects.postgresql.asyncpg",
+                "sqlalchemy.dialects.postgresql.psycopg",
+            ]
         )
     return _context
 
@@ -198,7 +211,7 @@ class _App:
         # the DSN travels through the fork server's socket, never through argv (which `ps` shows)
         self.process = ctx.Process(
             target=_app_main,
-            args=(client, dsn, app, turns, crossed, timeout, send),
+            args=(client_class(client), dsn, app, turns, crossed, timeout, send),
             name=f"pooler-lab-app-{app}",
             daemon=True,
         )
@@ -211,7 +224,7 @@ class _App:
             if self.receive.poll(self.timeout + TURN_WAIT_S + 5):
                 outcome, ops = self.receive.recv()
                 return AppResult(self.app, pid, Outcome.from_dict(outcome), ops)
-            return AppResult(self.app, pid, Outcome("timeout", detail=f"process {self.app} sent no outcome"), 0)
+            return AppResult(self.app, pid, Outcome("hang", detail=f"process {self.app} sent no outcome"), 0)
         except EOFError:
             self.process.join(5)
             return AppResult(

@@ -12,7 +12,7 @@ import asyncpg
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from lab.clients.base import Configuration
+from lab.clients.configuration import Configuration
 from lab.clients.rest import HttpxShared
 from lab.results.measures import BurstMeasures
 from lab.results.outcome import OK, Outcome, PhaseError, classify
@@ -74,21 +74,29 @@ CONNECTORS = {"burst-asyncpg": _one_asyncpg, "burst-psycopg": _one_psycopg}
 SUBJECTS = {
     c.name: c
     for c in (
-        Configuration("burst-asyncpg", f"{BURST} concurrent asyncpg.connect() + one query each, no pool", ("asyncpg",)),
+        Configuration(
+            "burst-asyncpg",
+            f"{BURST} concurrent asyncpg.connect() + one query each, no pool",
+            ("asyncpg",),
+            group="probe",
+        ),
         Configuration(
             "burst-psycopg",
             f"{BURST} concurrent psycopg AsyncConnection.connect() + one query each, no pool",
             ("psycopg",),
+            group="probe",
         ),
         Configuration(
             "rca-hybrid",
             "psycopg AsyncConnectionPool(min 2, max 10) direct, httpx REST insert on PoolTimeout",
             ("psycopg", "psycopg-pool", "httpx"),
+            group="probe",
         ),
         Configuration(
             "pool-only",
             "the same psycopg AsyncConnectionPool(min 2, max 10) without the REST fallback",
             ("psycopg", "psycopg-pool"),
+            group="probe",
         ),
     )
 }

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import asyncpg
 import psycopg2
 
-from lab.clients.base import Configuration
+from lab.clients.configuration import Configuration
 
 QUERY_S = 0.2
 TICK_S = 0.001
@@ -38,7 +38,7 @@ def _psycopg2_query(dsn: str) -> None:
         conn.close()
 
 
-async def _measure(run_query) -> LagResult:  # type: ignore[no-untyped-def]
+async def _measure(run_query) -> LagResult:
     worst = 0.0
     done = asyncio.Event()
 
@@ -83,14 +83,18 @@ MODES = {
     m.name: m
     for m in (
         Configuration(
-            "psycopg2-in-loop", "psycopg2.connect + execute called directly inside a coroutine", ("psycopg2-binary",)
+            "psycopg2-in-loop",
+            "psycopg2.connect + execute called directly inside a coroutine",
+            ("psycopg2-binary",),
+            group="probe",
         ),
         Configuration(
             "psycopg2-executor",
             "the RCA's execute_query: loop.run_in_executor(ThreadPoolExecutor(max_workers=5), ...)",
             ("psycopg2-binary",),
+            group="probe",
         ),
-        Configuration("asyncpg", "asyncpg.connect + execute, for comparison", ("asyncpg",)),
+        Configuration("asyncpg", "asyncpg.connect + execute, for comparison", ("asyncpg",), group="probe"),
     )
 }
 #: where loop lag is measured: straight to the server and through the pooler the RCA used

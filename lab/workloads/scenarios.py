@@ -1,90 +1,128 @@
-"""Workloads every client configuration runs, written once against the Client interface.
+"""The matrix's workloads, written once as data (lab.clients.contract) so a runner in any language runs the same SQL.
 
-Pooler failures are timing-dependent: one client on a quiet pool passes by luck. So
-every workload runs several workers at once over a pool of several client
-connections, which the transaction pooler maps onto fewer server connections
-(compose/.env), and every cell repeats the workload.
+Pooler failures are timing-dependent: one client on a quiet pool passes by luck. So every
+workload runs several workers at once over a pool of several client connections, which the
+transaction pooler maps onto fewer server connections (compose/.env), and every cell repeats
+the workload. Every returned value is checked against what the worker asked for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from lab.clients.base import Client, Rows
-from lab.results.outcome import WrongResult
+from lab.clients.contract import CellSpec, Operation, Statement
 
-Operation = Callable[[Client, int, int], Awaitable[None]]
+#: A fixed, uneven pause before each operation: without it the workers fall into a steady cycle in which each
+#: client connection happens to get the same server connection every time, and a transaction-mode failure appears
+#: or not depending on that start-up accident.
+STAGGER_S = (0.0, 0.002, 0.0005, 0.003, 0.001)
 
-#: The table the writing workloads use: lab_items in the local topology, the run's own schema's on a
-#: target (lab.topology.backends.target). Set once per session; every event loop's tasks inherit it.
-TABLE: ContextVar[str] = ContextVar("lab_table", default="lab_items")
+#: (worker, op, table) -> the operation
+OperationMaker = Callable[[int, int, str], Operation]
 
 
 @dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
-    operation: Operation  # (client, worker, op) -> None; raises WrongResult
+    operation: OperationMaker
     workers: int = 4
     ops_per_worker: int = 25
-    #: a fixed, uneven pause before each operation (lab.workloads.harness); off where the scenario orders
-    #: its operations itself (the apps experiment's turns)
+    #: the fixed, uneven stagger (STAGGER_S); off where the scenario orders its operations itself
     stagger: bool = True
 
+    def operations(self, table: str) -> tuple[tuple[Operation, ...], ...]:
+        """Per worker, its operations in order, each with its pause before it."""
+        out = []
+        for w in range(self.workers):
+            ops = []
+            for i in range(self.ops_per_worker):
+                op = self.operation(w, i, table)
+                pause = STAGGER_S[(w * 7 + i * 3) % len(STAGGER_S)] if self.stagger else 0.0
+                ops.append(Operation(op.statements, op.transaction, pause, op.call, op.args))
+            out.append(tuple(ops))
+        return tuple(out)
 
-def _expect(what: str, got: object, want: object) -> None:
-    if got != want:
-        raise WrongResult(what, got, want)
+    def spec(
+        self,
+        configuration: str,
+        dsn: str,
+        table: str,
+        pool_size: int,
+        repeats: int,
+        cell_timeout_s: float,
+        op_timeout_s: float,
+    ) -> CellSpec:
+        return CellSpec(
+            configuration=configuration,
+            scenario=self.name,
+            dsn=dsn,
+            pool_size=pool_size,
+            repeats=repeats,
+            cell_timeout_s=cell_timeout_s,
+            op_timeout_s=op_timeout_s,
+            workers=self.operations(table),
+        )
 
 
-# Every worker sends the same SQL text, as an application's hot statements are: psycopg
-# prepares a statement at its 5th execution on a connection, and a text per worker keeps it
-# under that threshold (tried: the psycopg cells then passed, failed with 42P05 or 26000, or
-# returned a wrong answer from run to run). Statements of their own per process, with every
-# value checked, are the apps experiment's (lab.workloads.apps), where turns make them
-# deterministic. Every returned value is still checked against what the worker asked.
+# Every worker sends the same SQL text, as an application's hot statements are: psycopg prepares a statement at its
+# 5th execution on a connection. Statements of their own per worker, with every value checked, are the apps
+# experiment's (lab.workloads.apps), where turns make the crossing deterministic.
 
 
-async def repeated_query(client: Client, worker: int, op: int) -> None:
+def repeated_query(worker: int, op: int, table: str) -> Operation:
     n = worker * 1000 + op
-    rows = await client.fetch("SELECT CAST(:n AS integer) * 2 AS doubled", {"n": n})
-    _expect(f"worker {worker}'s SELECT n * 2", rows, [(2 * n,)])
-
-
-async def insert_returning(client: Client, worker: int, op: int) -> None:
-    # The RCA's insert: one SQL text that every worker sends, as an application's hot
-    # statement is (psycopg prepares it after 5 executions on a connection; a text per
-    # worker would keep it under that threshold and hide the failure).
-    payload = f"insert-w{worker}-op{op}"
-    rows = await client.fetch(
-        f"INSERT INTO {TABLE.get()} (payload) VALUES (:payload) RETURNING id, payload", {"payload": payload}
+    return Operation(
+        (
+            Statement(
+                "SELECT CAST(:n AS integer) * 2 AS doubled", {"n": n}, [[2 * n]], f"worker {worker}'s SELECT n * 2"
+            ),
+        )
     )
-    if len(rows) != 1 or not isinstance(rows[0][0], int):
-        raise WrongResult(f"worker {worker}'s INSERT ... RETURNING", rows, "one row with an integer id")
-    _expect(f"worker {worker}'s returned payload", rows[0][1], payload)
 
 
-async def transaction(client: Client, worker: int, op: int) -> None:
+def insert_returning(worker: int, op: int, table: str) -> Operation:
+    """The RCA's insert: one SQL text that every worker sends, as an application's hot statement is."""
+    payload = f"insert-w{worker}-op{op}"
+    return Operation(
+        (
+            Statement(
+                f"INSERT INTO {table} (payload) VALUES (:payload) RETURNING id, payload",
+                {"payload": payload},
+                [[{"type": "integer"}, payload]],
+                f"worker {worker}'s INSERT ... RETURNING",
+            ),
+        )
+    )
+
+
+def transaction(worker: int, op: int, table: str) -> Operation:
     payload = f"tx-w{worker}-op{op}"
-    table = TABLE.get()  # read here: the steps may run in an executor thread, which does not inherit the context
-
-    def insert(_: list[Rows]) -> tuple[str, dict]:
-        return f"INSERT INTO {table} (payload) VALUES (:payload) RETURNING id", {"payload": payload}
-
-    def update(done: list[Rows]) -> tuple[str, dict]:
-        return f"UPDATE {table} SET payload = :payload WHERE id = :id RETURNING id", {
-            "payload": payload + "-updated",
-            "id": done[0][0][0],
-        }
-
-    def read_back(done: list[Rows]) -> tuple[str, dict]:
-        return f"SELECT payload, txid_current() = txid_current() FROM {table} WHERE id = :id", {"id": done[0][0][0]}
-
-    results = await client.transaction([insert, update, read_back])
-    _expect("UPDATE in the same transaction", results[1], [(results[0][0][0],)])
-    _expect("SELECT after UPDATE", results[2], [(payload + "-updated", True)])
+    inserted = {"ref": [0, 0, 0]}
+    return Operation(
+        (
+            Statement(
+                f"INSERT INTO {table} (payload) VALUES (:payload) RETURNING id",
+                {"payload": payload},
+                [[{"type": "integer"}]],
+                f"worker {worker}'s INSERT",
+            ),
+            Statement(
+                f"UPDATE {table} SET payload = :payload WHERE id = :id RETURNING id",
+                {"payload": payload + "-updated", "id": inserted},
+                [[inserted]],
+                "UPDATE in the same transaction",
+            ),
+            Statement(
+                f"SELECT payload, txid_current() = txid_current() FROM {table} WHERE id = :id",
+                {"id": inserted},
+                [[payload + "-updated", True]],
+                "SELECT after UPDATE",
+            ),
+        ),
+        transaction=True,
+    )
 
 
 SCENARIOS: dict[str, Scenario] = {

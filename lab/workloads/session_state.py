@@ -13,18 +13,26 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 
-from lab.clients.base import Configuration
+from lab.clients.configuration import Configuration
 from lab.results.outcome import Outcome, WrongResult, classify
 
 NOTIFY_WAIT_S = 1.0
 #: The experiment's one subject: a connection that never prepares on its own.
 PROBE = Configuration(
-    "state-probe", "psycopg 3 connection (prepare_threshold=None), explicit transactions", ("psycopg",)
+    "state-probe", "psycopg 3 connection (prepare_threshold=None), explicit transactions", ("psycopg",), group="probe"
 )
 MOVE_ATTEMPTS = 40
+
+
+def _value(conn: psycopg.Connection, sql: str) -> Any:
+    """The first column of the one row a statement returns."""
+    row = conn.execute(sql).fetchone()
+    assert row is not None, sql
+    return row[0]
 
 
 @dataclass(frozen=True)
@@ -35,30 +43,30 @@ class StateKind:
 
 
 def _check_set(conn: psycopg.Connection) -> tuple[bool, str]:
-    value = conn.execute("SHOW statement_timeout").fetchone()[0]
+    value = _value(conn, "SHOW statement_timeout")
     return value == "4321ms", f"statement_timeout = {value}"
 
 
 def _check_prepared(conn: psycopg.Connection) -> tuple[bool, str]:
-    value = conn.execute("EXECUTE lab_state_stmt").fetchone()[0]
+    value = _value(conn, "EXECUTE lab_state_stmt")
     return value == 42, f"EXECUTE gave {value}"
 
 
 def _check_temp(conn: psycopg.Connection) -> tuple[bool, str]:
-    value = conn.execute("SELECT count(*) FROM lab_state_tmp").fetchone()[0]
+    value = _value(conn, "SELECT count(*) FROM lab_state_tmp")
     return value == 1, f"{value} row(s) in the temporary table"
 
 
 def _check_lock(conn: psycopg.Connection) -> tuple[bool, str]:
-    value = conn.execute(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND pid = pg_backend_pid()"
-    ).fetchone()[0]
+    value = _value(
+        conn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND pid = pg_backend_pid()"
+    )
     return value == 1, f"{value} advisory lock(s) held by this backend"
 
 
 def _check_shown(parameter: str, want: str) -> Callable[[psycopg.Connection], tuple[bool, str]]:
     def check(conn: psycopg.Connection) -> tuple[bool, str]:
-        value = conn.execute(f"SHOW {parameter}").fetchone()[0]
+        value = _value(conn, f"SHOW {parameter}")
         return value == want, f"{parameter} = {value}"
 
     return check
@@ -140,7 +148,7 @@ def _land(conn: psycopg.Connection, result: StateResult, wanted: Callable[[int],
     backend and the attempts go into `result`."""
     for attempt in range(1, MOVE_ATTEMPTS + 1):
         result.attempts = attempt
-        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        pid = _value(conn, "SELECT pg_backend_pid()")
         if pooled and not wanted(pid) and attempt < MOVE_ATTEMPTS:
             conn.commit()
             time.sleep(0.002)
@@ -161,7 +169,7 @@ def leak_probe(kind: StateKind, dsn: str, pooled: bool) -> StateResult:
             psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5) as a,
             psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5) as b,
         ):
-            first = a.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+            first = _value(a, "SELECT pg_backend_pid()")
             a.execute(kind.set_sql)
             a.commit()
             result.pids.append(first)
@@ -183,7 +191,7 @@ def probe(kind: StateKind, dsn: str, notify_dsn: str, pooled: bool) -> StateResu
     result = StateResult(Outcome("ok"))
     try:
         with psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5) as conn:
-            first = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+            first = _value(conn, "SELECT pg_backend_pid()")
             conn.execute(kind.set_sql)
             conn.commit()
             result.pids.append(first)

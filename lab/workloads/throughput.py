@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from lab.clients.base import Client
+from lab.clients.python.base import Client
 
 QUERY = "SELECT abalance FROM pgbench_accounts WHERE aid = :aid"
 ACCOUNTS = 100_000  # pgbench -i -s 1
@@ -84,7 +84,7 @@ def _quantile(ms: list[float], q: float) -> tuple[float, tuple[float, float]]:
     if not n:
         return float("nan"), (float("nan"), float("nan"))
     half = 1.96 * math.sqrt(n * q * (1 - q))
-    at = lambda r: ms[max(0, min(n - 1, int(round(r))))]  # noqa: E731
+    at = lambda r: ms[max(0, min(n - 1, round(r)))]  # noqa: E731
     return round(at(n * q), 3), (round(at(n * q - half), 3), round(at(n * q + half), 3))
 
 

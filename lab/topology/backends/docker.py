@@ -166,7 +166,7 @@ class DockerBackend(Backend):
             else {
                 pv: int(self.compose.get_service_port(s.name, port))  # type: ignore[arg-type]
                 for s in topo.services.values()
-                for (pv, _), port in zip(s.port_variables, s.container_ports)
+                for (pv, _), port in zip(s.port_variables, s.container_ports, strict=True)
             }
         )
         return self._describe(topo, creds, ports, rendered, images)
@@ -178,7 +178,7 @@ class DockerBackend(Backend):
         if host_network:
             listen = [lv for s in topo.services.values() for _, lv in s.port_variables]
             return {
-                **dict(zip(listen, map(str, free_ports(len(listen))))),
+                **dict(zip(listen, map(str, free_ports(len(listen))), strict=True)),
                 "LAB_DB_HOST": HOST,
                 "LAB_LISTEN_ADDRESS": HOST,
             }

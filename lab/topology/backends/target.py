@@ -190,9 +190,9 @@ def _rest(where: str, body: Any, env: dict[str, str], need_secrets: bool) -> Tar
         raise ConfigError(
             f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(REST_KEYS))}"
         )
-    for key in ("url", "anon_key_env"):
-        if not isinstance(body.get(key), str) or not body[key]:
-            raise ConfigError(f"{where}: `{key}` is required (a string)")
+    for required in ("url", "anon_key_env"):
+        if not isinstance(body.get(required), str) or not body[required]:
+            raise ConfigError(f"{where}: `{required}` is required (a string)")
     url = urlsplit(body["url"])
     if url.scheme != "https" or not url.hostname or url.path.strip("/") or url.username:
         raise ConfigError(
@@ -205,7 +205,7 @@ def _rest(where: str, body: Any, env: dict[str, str], need_secrets: bool) -> Tar
     ca = body.get("ca_file")
     if ca is not None and (not isinstance(ca, str) or not Path(ca).is_file()):
         raise ConfigError(f"{where}: ca_file {ca!r} is not a file")
-    key = env.get(body["anon_key_env"])
+    key: str | None = env.get(body["anon_key_env"])
     if key is None and need_secrets:
         raise ConfigError(f"{where}: the environment variable {body['anon_key_env']} (anon_key_env) is not set")
     return TargetRest(url.hostname, port, Secret(key or ""), ca)

@@ -67,6 +67,10 @@ class Nginx(ServiceKind):
         return {svc.topology: _rest_endpoint(svc, port, more[0] if more else None, keys, site.ca_file, facts)}
 
 
+#: how the lab's stand-in for PostgREST marks its root document
+STAND_IN_MARK = "x-pooler-lab-stand-in-for"
+
+
 def _upstream(rest: list[Service]) -> Service | None:
     return rest[0] if rest else None
 
@@ -91,16 +95,14 @@ def _rest_endpoint(
 def rest_server_facts(rest: Service | None, key: str, gateway_port: int) -> dict[str, object]:
     """What answers behind the gateway, asked through it: PostgREST and its version, or the lab's stand-in (which
     names itself in its root document), so a row says which REST server produced it."""
-    from lab.proxies.postgrest import NAME
-
     request = urllib.request.Request(
         f"http://{HOST}:{gateway_port}/rest/v1/", headers={"apikey": key, "Authorization": f"Bearer {key}"}
     )
     with urllib.request.urlopen(request, timeout=10) as resp:
         info = json.loads(resp.read() or b"{}").get("info") or {}
-    if info.get("title") == NAME:
+    if info.get(STAND_IN_MARK):  # the lab's own stand-in says so in its root document (lab.proxies.postgrest)
         return {
-            "rest_server": str(info.get("description") or NAME),
+            "rest_server": str(info.get("description") or info.get("title")),
             "stand_in": True,
             "stand_in_for": rest.topology if rest else "postgrest",
         }

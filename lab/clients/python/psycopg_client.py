@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from lab.clients.base import Client, Rows, Step, to_pyformat
+from lab.clients.python.base import Client, Rows, Step, to_pyformat
 from lab.results.outcome import PhaseError, in_phase
 
 
@@ -98,6 +98,14 @@ class PsycopgAsyncNoPrepareClient(PsycopgAsyncClient):
         "psycopg 3 AsyncConnectionPool with prepare_threshold=None (never prepares), per psycopg's docs for PgBouncer"
     )
     connect_kwargs = {"prepare_threshold": None}
+    fixes = {
+        "psycopg-async-default": "",
+        "psycopg-async-prepare-0": "",
+        "rca-attempt-2": "and drop kwargs={'options': '-c jit=off'} (a pooler refuses or drops that startup parameter)",
+    }
+    change = "prepare_threshold=None"
+    snippet = "pool = AsyncConnectionPool(DATABASE_URL, kwargs={'prepare_threshold': None})"
+    docs = ("https://www.psycopg.org/psycopg3/docs/advanced/prepare.html#using-prepared-statements-with-pgbouncer",)
 
 
 class PsycopgSyncClient(Client):
@@ -161,16 +169,23 @@ class PsycopgSyncNoPrepareClient(PsycopgSyncClient):
         "psycopg 3 sync ConnectionPool with prepare_threshold=None (never prepares): the fix psycopg's docs give, sync"
     )
     connect_kwargs = {"prepare_threshold": None}
+    group = "variant"
+    fixes = {"psycopg-sync": "", "psycopg-sync-prepare-0": ""}
+    change = "prepare_threshold=None"
+    snippet = "pool = ConnectionPool(DATABASE_URL, kwargs={'prepare_threshold': None})"
+    docs = ("https://www.psycopg.org/psycopg3/docs/advanced/prepare.html#using-prepared-statements-with-pgbouncer",)
 
 
 class PsycopgAsyncPrepareFirstClient(PsycopgAsyncClient):
     name = "psycopg-async-prepare-0"
+    group = "variant"
     description = "psycopg 3 AsyncConnectionPool with prepare_threshold=0: prepares every query at its first execution"
     connect_kwargs = {"prepare_threshold": 0}
 
 
 class PsycopgSyncPrepareFirstClient(PsycopgSyncClient):
     name = "psycopg-sync-prepare-0"
+    group = "variant"
     description = "psycopg 3 sync ConnectionPool with prepare_threshold=0: prepares every query at its first execution"
     connect_kwargs = {"prepare_threshold": 0}
 

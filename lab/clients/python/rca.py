@@ -7,20 +7,26 @@ prepared-statement failures that come after the connection.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 from psycopg_pool import AsyncConnectionPool
 
-from lab.clients.asyncpg_client import AsyncpgClient
-from lab.clients.psycopg_client import PsycopgAsyncClient, capture_pool_errors
+from lab.clients.python.asyncpg_client import AsyncpgClient
+from lab.clients.python.psycopg_client import PsycopgAsyncClient, capture_pool_errors
 from lab.results.outcome import WrongResult
 from lab.topology.render import JIT_OFF_USER
 
 
 class RcaAttempt1(AsyncpgClient):
     name = "rca-attempt-1"
+    group = "attempt"
+    fixes: ClassVar[Mapping[str, str]] = {}
+    change: ClassVar[str | None] = None
+    snippet: ClassVar[str | None] = None
+    docs: ClassVar[tuple[str, ...]] = ()
     workloads = ("repeated-query",)
     description = "asyncpg.create_pool(DATABASE_URL, min_size=1, max_size=5, server_settings={'jit': 'off'})"
 
@@ -39,6 +45,11 @@ class RcaAttempt1(AsyncpgClient):
 
 class RcaAttempt2(PsycopgAsyncClient):
     name = "rca-attempt-2"
+    group = "attempt"
+    fixes: ClassVar[Mapping[str, str]] = {}
+    change: ClassVar[str | None] = None
+    snippet: ClassVar[str | None] = None
+    docs: ClassVar[tuple[str, ...]] = ()
     workloads = ("repeated-query",)
     description = "AsyncConnectionPool(DATABASE_URL, min_size=1, max_size=5, kwargs={'options': '-c jit=off'})"
 
@@ -74,7 +85,7 @@ class _AlterRole:
     local_only: ClassVar[bool] = True
     #: the role it logs in as: each pooler keeps a pool of server connections per role, so after the cell the lab
     #: ends them (they would otherwise hold server connections the other cells count on: max_connections is 25)
-    login_role: ClassVar[str] = JIT_OFF_USER
+    login_role: ClassVar[str | None] = JIT_OFF_USER
 
     async def _jit_is_off(self) -> None:
         """Asked on a connection of its own that prepares nothing (statement_cache_size=0), so the check itself
@@ -90,6 +101,10 @@ class _AlterRole:
 
 class RcaAttempt1AlterRole(_AlterRole, RcaAttempt1):
     name = "rca-attempt-1-alter-role"
+    fixes = {"rca-attempt-1": ""}
+    change = "ALTER ROLE ... SET jit = off instead of the startup parameter"
+    snippet = "ALTER ROLE app SET jit = off;  -- then asyncpg.create_pool(DATABASE_URL) without server_settings"
+    docs = ("https://www.postgresql.org/docs/15/sql-alterrole.html",)
     description = f"asyncpg.create_pool(min_size=1, max_size=5) as {JIT_OFF_USER} (ALTER ROLE ... SET jit = off), no server_settings"
 
     async def open(self) -> None:
@@ -99,6 +114,10 @@ class RcaAttempt1AlterRole(_AlterRole, RcaAttempt1):
 
 class RcaAttempt2AlterRole(_AlterRole, RcaAttempt2):
     name = "rca-attempt-2-alter-role"
+    fixes = {"rca-attempt-2": ""}
+    change = "ALTER ROLE ... SET jit = off instead of the startup parameter"
+    snippet = "ALTER ROLE app SET jit = off;  -- then AsyncConnectionPool(DATABASE_URL) without options"
+    docs = ("https://www.postgresql.org/docs/15/sql-alterrole.html",)
     description = (
         f"AsyncConnectionPool(min_size=1, max_size=5) as {JIT_OFF_USER} (ALTER ROLE ... SET jit = off), no options"
     )

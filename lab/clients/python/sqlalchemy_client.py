@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from lab.clients.base import Client, Rows, Step
+from lab.clients.python.base import Client, Rows, Step
 from lab.results.outcome import in_phase
 
 
@@ -87,6 +87,13 @@ class SqlalchemyAsyncpgPgbouncerClient(SqlalchemyAsyncpgClient):
         return concurrency  # NullPool: one connection per checkout
 
     name = "sqlalchemy-asyncpg-pgbouncer"
+    fixes = {"sqlalchemy-asyncpg-default": ""}
+    change = "poolclass=NullPool and prepared_statement_name_func (unique statement names)"
+    snippet = (
+        "engine = create_async_engine(DATABASE_URL, poolclass=NullPool,\n"
+        "    connect_args={'prepared_statement_name_func': lambda: f'__asyncpg_{uuid4()}__'})"
+    )
+    docs = ("https://docs.sqlalchemy.org/en/20/dialects/postgresql.html#prepared-statement-name-with-pgbouncer",)
     description = (
         "create_async_engine with poolclass=NullPool and prepared_statement_name_func=uuid names, "
         "as SQLAlchemy's asyncpg docs give for PgBouncer"
@@ -109,6 +116,11 @@ class SqlalchemyPsycopgClient(SqlalchemyAsyncpgClient):
 
 class SqlalchemyPsycopgNoPrepareClient(SqlalchemyPsycopgClient):
     name = "sqlalchemy-psycopg-no-prepare"
+    group = "variant"
+    fixes = {"sqlalchemy-psycopg": ""}
+    change = "connect_args={'prepare_threshold': None}"
+    snippet = "engine = create_async_engine(DATABASE_URL, connect_args={'prepare_threshold': None})"
+    docs = ("https://www.psycopg.org/psycopg3/docs/advanced/prepare.html#using-prepared-statements-with-pgbouncer",)
     description = (
         "create_async_engine('postgresql+psycopg://...', pool_size=5, connect_args={'prepare_threshold': None})"
     )
@@ -125,6 +137,17 @@ class SqlalchemyPsycopgNoPrepareClient(SqlalchemyPsycopgClient):
 
 class SqlalchemyAsyncpgNoCacheClient(SqlalchemyAsyncpgClient):
     name = "sqlalchemy-asyncpg-no-cache"
+    group = "variant"
+    fixes = {"sqlalchemy-asyncpg-default": ""}
+    change = "?prepared_statement_cache_size=0 and connect_args={'statement_cache_size': 0}"
+    snippet = (
+        "engine = create_async_engine(DATABASE_URL + '?prepared_statement_cache_size=0',\n"
+        "    connect_args={'statement_cache_size': 0})"
+    )
+    docs = (
+        "https://docs.sqlalchemy.org/en/20/dialects/postgresql.html#prepared-statement-cache",
+        "https://magicstack.github.io/asyncpg/current/faq.html#why-am-i-getting-prepared-statement-errors",
+    )
     description = (
         "create_async_engine('postgresql+asyncpg://...?prepared_statement_cache_size=0', pool_size=5, "
         "connect_args={'statement_cache_size': 0}): SQLAlchemy's own pool, both statement caches off"

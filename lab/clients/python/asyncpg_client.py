@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import asyncpg
 
-from lab.clients.base import Client, Rows, Step, to_dollar
+from lab.clients.python.base import Client, Rows, Step, to_dollar
 from lab.results.outcome import in_phase
 
 
@@ -56,6 +56,15 @@ class AsyncpgClient(Client):
 class AsyncpgNoCacheClient(AsyncpgClient):
     name = "asyncpg-no-cache"
     description = "asyncpg.create_pool(statement_cache_size=0), the setting asyncpg's FAQ gives for PgBouncer"
+    group = "driver"
+    fixes = {
+        "asyncpg-default": "",
+        "asyncpg-unique-names": "",
+        "rca-attempt-1": "and drop server_settings={'jit': 'off'} (a pooler refuses or drops that startup parameter)",
+    }
+    change = "statement_cache_size=0"
+    snippet = "pool = await asyncpg.create_pool(DATABASE_URL, statement_cache_size=0)"
+    docs = ("https://magicstack.github.io/asyncpg/current/faq.html#why-am-i-getting-prepared-statement-errors",)
     connect_kwargs = {"statement_cache_size": 0}
 
 
@@ -64,6 +73,7 @@ class AsyncpgUniqueNamesClient(AsyncpgClient):
     prepared under a name of its own, so no two client connections can collide on a name."""
 
     name = "asyncpg-unique-names"
+    group = "variant"
     description = (
         "asyncpg.create_pool, every query prepared as conn.prepare(sql, name=<uuid>) and then run, no SQLAlchemy"
     )

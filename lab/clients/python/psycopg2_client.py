@@ -15,7 +15,7 @@ from typing import Any
 import psycopg2
 import psycopg2.pool
 
-from lab.clients.base import Client, Rows, Step, to_pyformat
+from lab.clients.python.base import Client, Rows, Step, to_pyformat
 from lab.results.outcome import in_phase
 
 

@@ -1,4 +1,4 @@
-"""What every client configuration offers the scenarios: open, fetch, transaction, close.
+"""What every in-process Python client configuration offers the runner: open, fetch, transaction, close.
 
 Statements are written once with named parameters (``:name``) and converted to each
 driver's own style, so every configuration runs the same SQL. `fetch` runs one
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from lab.clients.configuration import Configuration, package_versions
 
 Rows = list[tuple[Any, ...]]
 Statement = tuple[str, dict[str, Any]]
@@ -40,47 +40,26 @@ def to_pyformat(sql: str) -> str:
     return _PARAM.sub(lambda m: f"%({m.group(1)})s", sql.replace("%", "%%"))
 
 
-def package_versions(dists: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for dist in dists:
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
-
-
-class Subject(Protocol):
-    """Who acts in a cell: what a row names as its client. A client adapter class, a REST
-    client class, or a `Configuration` (a probe, a burst, a loop-lag mode) all are one."""
-
-    name: str
-    description: str
-
-    def versions(self) -> dict[str, str]: ...
-
-
-@dataclass(frozen=True)
-class Configuration:
-    """A named way of using client packages that experiments drive themselves (no Client adapter)."""
-
-    name: str
-    description: str
-    packages: tuple[str, ...]
-
-    def versions(self) -> dict[str, str]:
-        return package_versions(self.packages)
-
-
 class Client(ABC):
-    """One client configuration. A new instance per scenario iteration."""
+    """One Python client configuration, run in the lab's own process. A new instance per scenario iteration.
+
+    The class attributes are the configuration's data (lab.clients.configuration.Configuration, which
+    `configuration()` builds): its name, description and packages, its group, the workloads it runs, and its
+    relations (what it fixes, the setting it changes, the documentation behind it)."""
 
     name: ClassVar[str]
     packages: ClassVar[tuple[str, ...]]
     description: ClassVar[str]
+    group: ClassVar[str] = "driver"
     #: the matrix workloads this configuration runs; None: every one. The RCA's attempts are
     #: pool constructions, followed by one workload that shows whether the pool works.
     workloads: ClassVar[tuple[str, ...] | None] = None
+    fixes: ClassVar[Mapping[str, str]] = {}
+    change: ClassVar[str | None] = None
+    snippet: ClassVar[str | None] = None
+    docs: ClassVar[tuple[str, ...]] = ()
+    local_only: ClassVar[bool] = False
+    login_role: ClassVar[str | None] = None
 
     def __init__(self, dsn: str, size: int, timeout: float) -> None:
         self.dsn, self.size, self.timeout = dsn, size, timeout
@@ -108,3 +87,19 @@ class Client(ABC):
     @classmethod
     def versions(cls) -> dict[str, str]:
         return package_versions(cls.packages)
+
+    @classmethod
+    def configuration(cls) -> Configuration:
+        return Configuration(
+            name=cls.name,
+            description=cls.description,
+            packages=cls.packages,
+            group=cls.group,
+            workloads=cls.workloads,
+            fixes=cls.fixes,
+            change=cls.change,
+            snippet=cls.snippet,
+            docs=cls.docs,
+            local_only=cls.local_only,
+            login_role=cls.login_role,
+        )

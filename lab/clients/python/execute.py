@@ -1,0 +1,200 @@
+"""The in-process runner: a cell spec (lab.clients.contract) run by a Python configuration in the lab's own process.
+
+One iteration opens the configuration's pool, runs every worker's operations concurrently,
+checks every answer, and closes the pool; the first failure of any iteration is the cell's
+outcome, with the phase it happened in. The same loop serves the lab's own Python workloads
+that are code rather than data (the application processes' turns, the REST tier's calls):
+`run_cell` takes per worker a list of operations as coroutines.
+
+`python -m lab.clients.serve` runs this same runner in another Python process (another
+environment, the system's libpq) behind the contract's JSON lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import warnings
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from lab.clients.contract import CellSpec, Operation, params_of, plain, rows_match
+from lab.clients.python.base import Client, Rows
+from lab.results.outcome import OK, CellResult, Outcome, PhaseError, WrongResult, classify
+
+#: one operation of one worker, on the iteration's open client
+OpFn = Callable[[Any], Awaitable[None]]
+
+
+async def perform(client: Client, op: Operation) -> None:
+    """An operation of a spec: one statement in its own transaction (fetch), or several in one (transaction);
+    every answer held to what the statement must return."""
+    if op.pause_s:
+        await asyncio.sleep(op.pause_s)
+    if op.call is not None:
+        raise NotImplementedError(f"the in-process runner implements no named operation {op.call!r}")
+    if op.transaction:
+        steps = [_step(s) for s in op.statements]
+        results = await client.transaction(steps)
+    else:
+        first = op.statements[0]
+        results = [await client.fetch(first.sql, params_of(first, []))]
+    for statement, rows in zip(op.statements, results, strict=True):
+        if statement.expect is not None and not rows_match(statement.expect, rows, results):
+            raise WrongResult(statement.what or statement.sql, plain(rows), _shown_expect(statement.expect, results))
+
+
+def _step(statement: Any) -> Callable[[list[Rows]], tuple[str, dict[str, Any]]]:
+    return lambda results: (statement.sql, params_of(statement, results))
+
+
+def _shown_expect(expect: list[list[Any]], results: Sequence[Any]) -> list[list[Any]]:
+    """What was expected, with references resolved, as the row records it."""
+    out = []
+    for row in expect:
+        shown = []
+        for v in row:
+            if isinstance(v, dict) and "ref" in v:
+                step, r, c = v["ref"]
+                shown.append(plain(results[step][r][c]))
+            elif isinstance(v, dict) and v.get("type"):
+                shown.append(f"<{v['type']}>")
+            else:
+                shown.append(v)
+        out.append(shown)
+    return out
+
+
+async def _iteration(
+    client: Any,
+    workers: Sequence[Sequence[OpFn]],
+    latencies: list[float],
+    outstanding: dict[int, str],
+    around_open: Callable[[], AbstractAsyncContextManager[None]] | None,
+) -> None:
+    try:
+        if around_open is None:
+            await client.open()
+        else:
+            async with around_open():
+                await client.open()
+    except Exception as exc:
+        raise PhaseError("connect", exc) from exc
+
+    async def worker(w: int, ops: Sequence[OpFn]) -> None:
+        for i, op in enumerate(ops):
+            outstanding[w] = f"worker {w}'s operation {i + 1} of {len(ops)}"
+            t0 = time.perf_counter()
+            try:
+                await op(client)
+            except PhaseError:
+                raise
+            except Exception as exc:
+                raise PhaseError("first query" if i == 0 else "later query", exc) from exc
+            latencies.append(time.perf_counter() - t0)
+        outstanding.pop(w, None)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for w, ops in enumerate(workers):
+                tg.create_task(worker(w, ops))
+    except ExceptionGroup as group:
+        raise group.exceptions[0] from None
+
+
+async def run_cell(
+    make_client: Callable[[], Any],
+    workers: Sequence[Sequence[OpFn]],
+    repeats: int,
+    timeout: float,
+    after_iteration: Callable[[], None] | None = None,
+    around_open: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+) -> CellResult:
+    """Each iteration gets a new client from make_client (what one pool learnt does not carry over) and closes it;
+    `after_iteration` runs once it is closed (the prepared-statement census). Nothing back within `timeout` is a
+    hang, with what each worker still waited for."""
+    result = CellResult(OK)
+    started = time.perf_counter()
+    client: Any = None
+    outstanding: dict[int, str] = {}
+    try:
+        async with asyncio.timeout(timeout):
+            for i in range(repeats):
+                result.iterations = i + 1
+                client = make_client()
+                outstanding.clear()
+                try:
+                    await _iteration(client, workers, result.latencies_s, outstanding, around_open)
+                except Exception as exc:
+                    result.outcome = classify(exc, iteration=i)
+                    break
+                finally:
+                    await _close(client)
+                    client = None
+                    if after_iteration is not None:
+                        after_iteration()
+    except TimeoutError:
+        waiting = "; ".join(outstanding.values()) or "opening the pool"
+        result.outcome = Outcome(
+            "hang",
+            iteration=result.iterations - 1,
+            detail=f"no answer within the cell limit of {timeout:g}s; outstanding: {waiting}",
+        )
+        if client is not None:
+            await _close(client)
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+async def _close(client: Any) -> None:
+    try:
+        await asyncio.wait_for(client.close(), timeout=5)
+    except Exception:
+        pass
+
+
+def run_sync(coroutine: Awaitable[CellResult]) -> CellResult:
+    with warnings.catch_warnings():
+        # psycopg_pool warns that the RCA's attempt 2 opens in the constructor; that is the point.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return asyncio.run(_awaited(coroutine))
+
+
+async def _awaited(coroutine: Awaitable[CellResult]) -> CellResult:
+    return await coroutine
+
+
+def spec_workers(spec: CellSpec) -> list[list[OpFn]]:
+    return [[_bound(op) for op in ops] for ops in spec.workers]
+
+
+def _bound(op: Operation) -> OpFn:
+    async def run(client: Any) -> None:
+        await perform(client, op)
+
+    return run
+
+
+class InProcessRunner:
+    """Runs Python configurations (lab.clients.python) in this process."""
+
+    name = "in-process"
+
+    def __init__(self, classes: Callable[[str], type[Client]]) -> None:
+        self.classes = classes
+
+    def run(self, spec: CellSpec, after_iteration: Callable[[], None] | None = None) -> CellResult:
+        cls = self.classes(spec.configuration)
+        return run_sync(
+            run_cell(
+                lambda: cls(spec.dsn, spec.pool_size, timeout=spec.op_timeout_s),
+                spec_workers(spec),
+                spec.repeats,
+                spec.cell_timeout_s,
+                after_iteration,
+            )
+        )
+
+    def close(self) -> None:
+        pass
