@@ -32,7 +32,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lab.options import format_names, from_namespace, to_pytest_args
     from lab.plan import Plan
     from lab.report.summary import print_summary
-    from lab.topology.backends.docker import choose, engine_status
+    from lab.topology.backends.choice import choose, engine_status
     from lab.topology.backends.native import check_binaries
     from lab.topology.runstate import new_run_id
 
@@ -85,8 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from lab.topology.backends.docker import DockerBackend, choose, engine_status
-    from lab.topology.backends.native import NativeBackend
+    from lab.topology.backends import make_backend
+    from lab.topology.backends.choice import choose, engine_status
 
     chosen = choose(args.backend)
     console.print(f"backend: {chosen}" + (f" ({engine_status()[1]})" if args.backend == "auto" else ""))
@@ -94,11 +94,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise LabError(
             "--supabase-ports: native processes only (the Docker backend publishes the ports compose/.env names)"
         )
-    say = lambda m: console.print(m)  # noqa: E731
-    backend = (
-        DockerBackend(persistent=True, progress=say, profiles=tuple(args.profiles or ()), images=args.images)
-        if chosen == "docker"
-        else NativeBackend(fixed_ports=args.supabase_ports, persistent=True, progress=say)
+    backend = make_backend(
+        chosen,
+        console.print,
+        profiles=tuple(args.profiles or ()),
+        images=args.images,
+        persistent=True,
+        fixed_ports=args.supabase_ports,
     )
     with console.status("starting the topology"):
         try:
@@ -298,7 +300,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     specs = [Spec.parse(p) for p in args.packages]
     for spec in specs:
         spec.clients()  # a package no client uses is refused before any environment is built
-    from lab.topology.backends.docker import choose
+    from lab.topology.backends.choice import choose
 
     backend = choose(args.backend)  # once, before any environment is built: a backend that cannot run fails here
     console.print(f"sweep backend: {backend}")

@@ -3,8 +3,22 @@
 import os
 from pathlib import Path
 
+
+def _root() -> Path:
+    """The repository root, where compose/, experiments/ and results/ are: the checkout this package lives in, or,
+    for a lab installed with `pip install .`, POOLER_LAB_ROOT or the directory pytest or the command runs from (or
+    one above it)."""
+    here = Path(__file__).resolve().parent.parent
+    candidates = [Path(os.environ["POOLER_LAB_ROOT"])] if os.environ.get("POOLER_LAB_ROOT") else []
+    candidates += [here, Path.cwd(), *Path.cwd().parents]
+    for candidate in candidates:
+        if (candidate / "compose" / "docker-compose.yml").is_file() and (candidate / "experiments").is_dir():
+            return candidate.resolve()
+    return here
+
+
 #: The repository root; compose/, experiments/, docs/ and results/ hang off it.
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = _root()
 COMPOSE_DIR = ROOT / "compose"
 RESULTS_DIR = ROOT / "results"
 EXPERIMENTS_DIR = ROOT / "experiments"

@@ -16,7 +16,8 @@ import yaml
 
 from lab.machine.docker_engine import PLUGIN
 from lab.paths import COMPOSE_DIR, ROOT
-from lab.topology.backends.docker import DockerBackend, choose, engine_status
+from lab.topology.backends.choice import choose, engine_status
+from lab.topology.backends.docker import DockerBackend
 from lab.topology.compose import load
 from lab.topology.runstate import RUNTIME_BASE
 from lab.topology.scram import scram_secret

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from lab.errors import PortTaken
-from lab.topology.backends.docker import engine_status
+from lab.topology.backends.choice import engine_status
 from lab.topology.backends.native import NativeBackend
 from lab.topology.compose import load
 from lab.topology.processes import group_alive, run_as, spawn

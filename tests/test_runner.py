@@ -58,3 +58,23 @@ def test_a_refused_startup_is_an_error_at_connect(topology) -> None:  # type: ig
     )
     assert (result.outcome.kind, result.outcome.phase, result.outcome.sqlstate) == ("error", "connect", "08P01")
     assert result.outcome.message == "unsupported startup parameter: jit"
+
+
+def test_a_runner_process_speaks_the_contract_on_the_system_libpq(topology) -> None:  # type: ignore[no-untyped-def]
+    """psycopg's pure-Python implementation on Debian's libpq, in a runner process of its own: the same cells, the
+    same outcomes as in process, and the rows name the libpq that really ran."""
+    runners = Runners()
+    try:
+        through = topology.endpoint("pgbouncer-transaction").dsn()
+        workload = SCENARIOS["repeated-query"]
+        failing = configuration("psycopg-system-async-default")
+        fixed = configuration("psycopg-system-async-no-prepare")
+        broken = run_scenario(runners.for_(failing), failing, through, workload, "lab_items", 2, 10)
+        assert (broken.outcome.kind, broken.outcome.phase) == ("error", "later query")
+        assert broken.outcome.sqlstate in ("42P05", "26000")
+        assert broken.versions is not None and broken.versions["psycopg-impl"] == "python"
+        assert broken.versions["libpq"].startswith("15.")
+        works = run_scenario(runners.for_(fixed), fixed, through, workload, "lab_items", 2, 10)
+        assert works.outcome.kind == "ok" and len(works.latencies_s) == 2 * 4 * workload.ops_per_worker
+    finally:
+        runners.close()

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-#: the groups: drivers run in every experiment that compares drivers; fixes and attempts in the matrix (and the
-#: application processes); probes are the lab's own instruments (the session-state probe, a burst's connector)
-GROUPS = ("driver", "fix", "attempt", "probe")
+#: the groups: drivers run in every experiment that compares drivers; variants (fixes, other settings) and attempts in
+#: the matrix (and the application processes); probes are the lab's own instruments (the session-state probe, a burst)
+GROUPS = ("driver", "variant", "attempt", "probe")
 IN_PROCESS = "in-process"
 
 

@@ -31,10 +31,9 @@ def linked_libpq() -> dict[str, str]:
     """The libpq psycopg runs on, and which implementation loaded it (python: the system's, through ctypes)."""
     if "psycopg" not in sys.modules:
         return {}
-    import psycopg
+    from lab.clients.python.psycopg_client import with_libpq
 
-    v = psycopg.pq.version()
-    return {"libpq": f"{v // 10000}.{v % 100}" if v >= 100000 else str(v), "psycopg-impl": psycopg.pq.__impl__}
+    return with_libpq({})
 
 
 def main(argv: list[str]) -> int:
@@ -60,7 +59,7 @@ def main(argv: list[str]) -> int:
                 "latencies_s": result.latencies_s,
             }
         )
-        versions = {**package_versions(configuration.packages), **linked_libpq()}
+        versions = {**package_versions(configuration.packages), **linked_libpq()}  # what this process really ran
         _send({"type": "done", "versions": versions, "elapsed_s": result.elapsed_s})
     return 0
 

@@ -102,4 +102,5 @@ class Client(ABC):
             docs=cls.docs,
             local_only=cls.local_only,
             login_role=cls.login_role,
+            version_reader=lambda _packages: cls.versions(),
         )

@@ -51,10 +51,22 @@ def capture_pool_errors() -> Iterator[_Keep]:
         logger.removeHandler(keep)
 
 
+def with_libpq(versions: dict[str, str]) -> dict[str, str]:
+    """psycopg's versions and the libpq it runs on: the binary wheel brings its own (newer) one, the pure-Python
+    implementation loads the system's, and how a prepared statement is deallocated depends on it."""
+    v = psycopg.pq.version()
+    return {**versions, "libpq": f"{v // 10000}.{v % 100}", "psycopg-impl": psycopg.pq.__impl__}
+
+
 class PsycopgAsyncClient(Client):
     name = "psycopg-async-default"
     packages = ("psycopg", "psycopg-pool", "psycopg-binary")
     description = "psycopg 3 AsyncConnectionPool, default settings (prepares a query after 5 executions)"
+
+    @classmethod
+    def versions(cls) -> dict[str, str]:
+        return with_libpq(super().versions())
+
     connect_kwargs: dict[str, Any] = {}
 
     async def open(self) -> None:
@@ -114,6 +126,11 @@ class PsycopgSyncClient(Client):
     name = "psycopg-sync"
     packages = ("psycopg", "psycopg-pool", "psycopg-binary")
     description = "psycopg 3 sync ConnectionPool, default settings, called through a thread pool"
+
+    @classmethod
+    def versions(cls) -> dict[str, str]:
+        return with_libpq(super().versions())
+
     connect_kwargs: dict[str, Any] = {}
 
     async def _call(self, fn: Any, *args: Any) -> Any:

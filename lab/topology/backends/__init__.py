@@ -74,12 +74,32 @@ class Backend(ABC):
     def stop(self) -> None: ...
 
 
+def make_backend(
+    chosen: str,
+    progress: Progress,
+    run_id: str | None = None,
+    profiles: tuple[str, ...] = (),
+    images: str = "auto",
+    persistent: bool = False,
+    fixed_ports: bool = False,
+) -> Backend:
+    """The backend of that name (the Docker one imports the Docker SDK, an optional extra, only when chosen)."""
+    if chosen == "docker":
+        from lab.topology.backends.docker import DockerBackend
+
+        return DockerBackend(progress=progress, run_id=run_id, profiles=profiles, images=images, persistent=persistent)
+    from lab.topology.backends.native import NativeBackend
+
+    return NativeBackend(
+        progress=progress, run_id=run_id, profiles=profiles, persistent=persistent, fixed_ports=fixed_ports
+    )
+
+
 @contextmanager
 def start_for_session(options: LabOptions, say: Progress) -> Iterator[Session]:
     """The session's topology: a target's endpoints, the topology `lab up` left running (`attach`, with a run state
     of the session's own), or one started here by the backend chosen and stopped at the end whatever happens."""
-    from lab.topology.backends.docker import DockerBackend, choose, engine_status
-    from lab.topology.backends.native import NativeBackend
+    from lab.topology.backends.choice import choose, engine_status
 
     if options.target is not None:
         yield from _target_session(options, say)
@@ -100,11 +120,7 @@ def start_for_session(options: LabOptions, say: Progress) -> Iterator[Session]:
     chosen = choose(options.backend)
     ok, why = engine_status() if chosen == "native" else (True, "")
     say(f"backend: {chosen}" + ("" if chosen == "docker" or ok else f" ({why})"))
-    backend: Backend = (
-        DockerBackend(progress=say, run_id=options.run_id, profiles=options.profiles, images=options.images)
-        if chosen == "docker"
-        else NativeBackend(progress=say, run_id=options.run_id, profiles=options.profiles)
-    )
+    backend = make_backend(chosen, say, options.run_id, options.profiles, options.images)
     try:
         topology = backend.start()
         assert backend.state is not None

@@ -20,7 +20,6 @@ server view and the login counts read them as they do natively.
 
 from __future__ import annotations
 
-import functools
 import logging
 import subprocess
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from testcontainers.compose import DockerCompose
 
 from lab.errors import MissingDependency, StartupError
 from lab.machine import docker_images
-from lab.machine.docker_engine import compose_command, engine
+from lab.machine.docker_engine import compose_command
 from lab.paths import COMPOSE_DIR
 from lab.topology.backends import Backend, Progress
 from lab.topology.compose import COMPOSE_FILE, ENV_FILE, ComposeTopology, load
@@ -48,42 +47,6 @@ HOST_NETWORK_FILE = "docker-compose.host.yml"
 # testcontainers logs a failed compose command's whole output at ERROR (stderr, outside pytest); the lab turns it into
 # one line of its own (DockerBackend._cause), so the library's copy stays quiet
 logging.getLogger("testcontainers.compose.compose").setLevel(logging.CRITICAL)
-
-
-@functools.cache
-def engine_status() -> tuple[bool, str]:
-    """(usable, why or what): an engine answers, Compose v2 is there and the images are here or can be had. Asked once per process:
-    choosing the backend and reporting the choice must not ask twice."""
-    ok, answer = engine()
-    if not ok:
-        return False, answer + ("" if "SDK" in answer else "; `./pooler-lab docker start` starts Debian's")
-    found = compose_command()
-    if found is None:
-        return False, (
-            f"{answer} answers, but Compose v2 is not installed (`docker compose`; Debian's docker.io has none): "
-            "`./pooler-lab docker start` fetches it"
-        )
-    client = docker.from_env(timeout=5)
-    try:
-        ok, images = docker_images.obtainable(client)
-    finally:
-        client.close()
-    if not ok:
-        return False, f"{answer} and Compose {found[1]} answer, but {images}"
-    return True, f"{answer}, Compose {found[1]}, {images}"
-
-
-def choose(backend: str) -> str:
-    """native | docker | auto → the backend to use; auto picks Docker when an engine answers and Compose v2 is there."""
-    if backend not in ("native", "docker", "auto"):
-        raise ValueError(backend)
-    if backend == "auto":
-        return "docker" if engine_status()[0] else "native"
-    if backend == "docker":
-        ok, why = engine_status()
-        if not ok:
-            raise MissingDependency(f"--backend docker: {why}; or use --backend native")
-    return backend
 
 
 @dataclass
