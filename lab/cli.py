@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from lab import __version__
 from lab.errors import BAD_INPUT, ENVIRONMENT, INTERRUPTED, UNEXPECTED, LabError
@@ -18,7 +19,9 @@ from lab.machine.builds import PGBOUNCER, build
 from lab.options import BACKENDS, IMAGE_SETS, add_to_argparse, names
 from lab.paths import COMPOSE_DIR, EXPERIMENTS_DIR, RESULTS_DIR
 
-console = Console(stderr=True, soft_wrap=True)  # one line stays one line, in a pipe too
+# one line stays one line, in a pipe too; no markup and no highlighting: what is printed may carry a server's text
+# (an error message, a target's name), which rich would read as markup ([/x] crashed it, [red] vanished)
+console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 
 
 # pytest's exit codes -> the lab's: tests failed (an unexpected outcome, a changed cell) 1,
@@ -67,13 +70,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         *args.pytest_args,
     ]
     console.print(
-        f"[bold]pooler-lab run {opts.run_id}[/]: {plan.describe()}; clients {format_names(opts.clients)}, "
+        f"pooler-lab run {opts.run_id}: {plan.describe()}; clients {format_names(opts.clients)}, "
         f"topologies {format_names(opts.topologies)}, scenarios {format_names(opts.scenarios)}"
     )
     started = time.monotonic()
     code = pytest.main(pytest_args)
     elapsed = time.monotonic() - started
-    rows = print_summary(results / "runs" / f"{opts.run_id}.jsonl", Console())
+    rows = print_summary(results / "runs" / f"{opts.run_id}.jsonl", Console(markup=False, highlight=False))
     status = PYTEST_STATUS.get(int(code), ENVIRONMENT)
     if status == 0 and not rows:
         console.print("no rows were recorded: nothing was measured")
@@ -110,7 +113,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             raise
     _print_endpoints(topo.to_dict(), args.show_passwords)
     console.print(
-        "stop it with [bold]pooler-lab down[/]; experiments can use it with [bold]pytest experiments/ --lab-backend attach[/]"
+        "stop it with `pooler-lab down`; experiments can use it with `pytest experiments/ --lab-backend attach`"
     )
     return 0
 
@@ -238,7 +241,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             v.claim for v in verdicts(load_rows(sources)) if v.verdict == MISSING or (not v.rows and v.verdict != LOCAL)
         ]
         if lacking:
-            console.print(f"[bold red]claims without a verdict backed by rows:[/] {', '.join(lacking)}")
+            console.print(f"claims without a verdict backed by rows: {', '.join(lacking)}", style="bold red")
             return 1
         console.print("every claim has a verdict backed by result rows (C14: cannot be checked locally)")
     return 0
@@ -326,7 +329,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if len({v for v in values if v != "—"}) > 1:  # cells a package's clients did not run are not a difference
             differing += 1
         out.add_row(cell, *values)
-    Console(width=200).print(out)
+    Console(width=200, markup=False, highlight=False).print(out)
     console.print(
         f"{len(table)} cells, {differing} differ between versions; rows: {', '.join(str(p) for _, _, p, _ in runs)}"
     )
@@ -360,9 +363,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     plan = Plan.build(LabOptions(network="all"))
     described = {c.client.name: c.client.description for c in plan.all()}
-    out = Console()
+    out = Console(markup=False, highlight=False)
     for kind, title in (("client", "clients"), ("topology", "topologies"), ("scenario", "scenarios")):
-        out.print(f"[bold]{title}[/]")
+        out.print(title, style="bold")
         for name in plan.known[kind]:
             experiments = sorted({c.experiment for c in plan.all() if name in (c.client.name, c.topology, c.scenario)})
             extra = f"  {described[name]}" if kind == "client" else ""
@@ -497,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except LabError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(Text("error: ", style="bold red") + Text(str(exc)))
         return exc.exit_status
     except KeyboardInterrupt:
         console.print("interrupted; everything the lab started has been stopped")

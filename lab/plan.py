@@ -142,11 +142,12 @@ def _cost(topologies: list[str], opts: LabOptions) -> list[Cell]:
 
 
 def _latency(topologies: list[str], opts: LabOptions) -> list[Cell]:
+    """Every configuration that runs the workloads (the latency cells give each fix, and what it fixes, a price), in the lab's
+    own process."""
     insert = SCENARIOS["insert-returning"]
+    subjects = workload_runners(in_process=True)
     return [
-        Cell("latency", c, t, "single-insert", insert.name, insert, judged=False)
-        for t in topologies
-        for c in drivers(in_process=True)
+        Cell("latency", c, t, "single-insert", insert.name, insert, judged=False) for t in topologies for c in subjects
     ]
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import markdown
-
 from lab.report.cost import cost_markdown
 from lab.report.data import Rows, load_rows, versions_of
 from lab.report.matrix import matrix_markdown
@@ -19,9 +17,10 @@ from lab.report.network import (
 )
 from lab.report.oncall import oncall_markdown
 from lab.report.serverside import serverside_markdown
+from lab.report.text import Fragments, code, text, to_html
 
 
-def build_markdown(data: Rows, out_dir: Path) -> str:
+def build_markdown(data: Rows, out_dir: Path, fragments: Fragments) -> str:
     matrix = data.of("matrix")
     all_network = data.of("network")
     network = [r for r in all_network if not r.topology.get("target")]
@@ -31,20 +30,26 @@ def build_markdown(data: Rows, out_dir: Path) -> str:
     parts = [
         "# pooler-lab report",
         "",
-        f"Built {time.strftime('%Y-%m-%d %H:%M:%S %Z')} from {len(data.rows)} result rows of run(s) {', '.join(runs) or '—'} "
-        f"({', '.join(str(p) for p in data.sources)}). Every number and verdict below is computed from those rows.",
+        f"Built {time.strftime('%Y-%m-%d %H:%M:%S %Z')} from {len(data.rows)} result rows of run(s) "
+        f"{text(', '.join(runs) or '—')} ({text(', '.join(p.name for p in data.sources))}). Every number and verdict below "
+        "is computed from those rows.",
         "",
         _covers(data),
         "",
-        oncall_markdown(data),
+        oncall_markdown(data, fragments),
         _load(data),
         "",
     ]
     from lab.report.claims import claims_markdown, opening_markdown
 
     parts += [opening_markdown(data), "", "## Claims", "", claims_markdown(data), ""]
-    parts += ["## The compatibility matrix", "", matrix_markdown(matrix) if matrix else "_No matrix rows._", ""]
-    parts += ["Versions: " + "; ".join(versions_of(matrix)), ""]
+    parts += [
+        "## The compatibility matrix",
+        "",
+        matrix_markdown(matrix, fragments) if matrix else "_No matrix rows._",
+        "",
+    ]
+    parts += [versions_line(versions_of(matrix)), ""]
     if matrix:
         parts += ["### What the server and the pooler saw", "", serverside_markdown(matrix)]
     apps = data.of("apps")
@@ -57,8 +62,8 @@ def build_markdown(data: Rows, out_dir: Path) -> str:
             "connection of its own, then one query each in turn), or the second started after the first exited (`app-restart`). "
             "A wrong result is process 1 given process 2's answer; an error is process 2's (the row's measures name the process).",
             "",
-            matrix_markdown(apps),
-            "Versions: " + "; ".join(versions_of(apps)),
+            matrix_markdown(apps, fragments),
+            versions_line(versions_of(apps)),
             "",
         ]
     auth = data.of("auth")
@@ -70,24 +75,24 @@ def build_markdown(data: Rows, out_dir: Path) -> str:
             "region, per way of connecting (hover a cell for the full message). asyncpg reports the SQLSTATE; libpq-based "
             "clients report none during start-up, so their message is the server's or pooler's text.",
             "",
-            matrix_markdown(auth),
-            "Versions: " + "; ".join(versions_of(auth)),
+            matrix_markdown(auth, fragments),
+            versions_line(versions_of(auth)),
             "",
         ]
     if rest:
-        parts += ["## The REST tier (C7)", "", matrix_markdown(rest), "Versions: " + "; ".join(versions_of(rest)), ""]
+        parts += ["## The REST tier (C7)", "", matrix_markdown(rest, fragments), versions_line(versions_of(rest)), ""]
     overhead_png = plot_overhead(network, out_dir / "rest-overhead.png") if network else None
     latency_png = plot_latency(data.of("latency"), out_dir / "latency.png", matrix)
     parts += ["## REST overhead vs network round-trip time (C8)", "", network_markdown(network, overhead_png)]
     if network:
         parts += ["Where 100–200 ms can come from, by this run's model:", "", where_100_200_comes_from(network)]
-        parts += ["Versions: " + "; ".join(versions_of(network)), ""]
+        parts += [versions_line(versions_of(network)), ""]
     if target_network:
         parts += [
             "## REST overhead on the target's own network (C8)",
             "",
             target_overhead_markdown(target_network),
-            "Versions: " + "; ".join(versions_of(target_network)),
+            versions_line(versions_of(target_network)),
             "",
         ]
     cost = data.of("cost")
@@ -119,7 +124,7 @@ def _overhead_markdown(rows: list) -> str:
         over += abs(pct) > 5
         flag = " ⚠ above 5%" if abs(pct) > 5 else ""
         out.append(
-            f"| `{r.cell}` | {r.latency_ms.get('median') if r.latency_ms else '—'} | {r.m.bare_median_ms} | {pct:+.1f}%{flag} |"
+            f"| {code(r.cell)} | {r.latency_ms.get('median') if r.latency_ms else '—'} | {text(r.m.bare_median_ms)} | {pct:+.1f}%{flag} |"
         )
     out.append("")
     out.append(
@@ -137,7 +142,8 @@ table{border-collapse:collapse;font-size:.86em;margin:.6em 0}td,th{border:1px so
 th{background:#f3f4f6;text-align:left}img{max-width:100%}
 .k-ok{color:#11672b;background:#e3f5e8}.k-fail{color:#8b1a12;background:#fde7e4}.k-wrong{color:#6b3d00;background:#ffe9b8}
 .k-none{color:#777;background:#eee}.k-unexpected{outline:2px solid #c00}
-span[class^=k-]{padding:1px 5px;border-radius:3px;white-space:nowrap;cursor:help}
+span[class^=k-]{padding:1px 5px;border-radius:3px;white-space:nowrap}.msg{font-size:.8em;color:#444;max-width:26em}
+pre{background:#f6f8fa;padding:.5em .8em;overflow-x:auto;white-space:pre-wrap}details{margin:.3em 0 1em}
 @media print{body{max-width:none;font-size:11px}a{color:inherit}h2{break-after:avoid}table{break-inside:auto}}
 """
 
@@ -177,20 +183,28 @@ def _covers(data: Rows) -> str:
             }
         )
         parts.append(
-            f"**Target:** {', '.join(targets)}, endpoints the lab did not start (as their file declares them: {'; '.join(declared)})."
+            f"**Target:** {text(', '.join(targets))}, endpoints the lab did not start (as their file declares them: "
+            f"{text('; '.join(declared))})."
         )
     if backends:
-        parts.append(f"**Local topology** started by the lab ({', '.join(backends)} backend).")
+        parts.append(f"**Local topology** started by the lab ({text(', '.join(backends))} backend).")
     return " ".join(parts)
 
 
+def versions_line(versions: list[str]) -> str:
+    return "Versions: " + text("; ".join(versions))
+
+
 def write_report(sources: list[Path], out_dir: Path) -> tuple[Path, Path]:
+    """report.md and report.html: one Markdown document with the lab's own HTML kept aside, rendered with raw HTML
+    off (lab.report.text), so nothing a row carries can become live HTML in either."""
     data = load_rows(sources)
     out_dir.mkdir(parents=True, exist_ok=True)
-    md = build_markdown(data, out_dir)
+    fragments = Fragments()
+    md = build_markdown(data, out_dir, fragments)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    md_path.write_text(md)
-    body = markdown.markdown(md, extensions=["tables"])
+    md_path.write_text(fragments.as_markdown(md))
+    body = fragments.as_html(to_html(md))
     html_path.write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>pooler-lab report</title>"
         f"<style>{STYLE}</style></head><body>" + body + "</body></html>"

@@ -16,6 +16,7 @@ from lab.report.data import Rows, versions_of
 from lab.report.fixes import fixes
 from lab.report.network import medians, overhead_points, tls_version
 from lab.report.rtt_model import DIRECT_REFERENCE, trips
+from lab.report.text import code, link, text
 from lab.results.rows import Row
 
 HOLDS, FAILS, CONDITIONAL, LOCAL = (
@@ -514,16 +515,16 @@ def _row_refs(rows: list[Row], limit: int = 6) -> str:
     run_ids = sorted({r.run_id for r in rows})
     cells = [r.cell for r in rows[:limit]]
     more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
-    return f"{len(rows)} rows of run {', '.join(run_ids)}: " + ", ".join(f"`{c}`" for c in cells) + more
+    return f"{len(rows)} rows of run {text(', '.join(run_ids))}: " + ", ".join(code(c) for c in cells) + more
 
 
 def claims_markdown(data: Rows) -> str:
     out = ["| id | claim | verdict | what the rows show | rows | versions | docs |", "|---|---|---|---|---|---|---|"]
     for v in verdicts(data):
-        docs = ", ".join(f"[{doc_name(d)}]({d})" for d in v.docs[:4]) or "—"
-        versions = "; ".join(versions_of(v.rows)[:8]) or "—"
+        docs = ", ".join(link(doc_name(d), d) for d in v.docs[:4]) or "—"
+        versions = text("; ".join(versions_of(v.rows)[:8]) or "—")
         out.append(
-            f"| {v.claim} | {CLAIMS[v.claim]} | **{v.verdict}** | {v.finding} | {_row_refs(v.rows)} | {versions} | {docs} |"
+            f"| {v.claim} | {CLAIMS[v.claim]} | **{v.verdict}** | {text(v.finding)} | {_row_refs(v.rows)} | {versions} | {docs} |"
         )
     return "\n".join(out)
 
@@ -542,7 +543,7 @@ def opening_markdown(data: Rows) -> str:
     out.append("")
     out.append(
         "**What it got wrong:** "
-        + ("; ".join(f"{v.claim} — {v.finding.split('. ')[0]}" for v in wrong) or "nothing these rows contradict")
+        + ("; ".join(f"{v.claim} — {text(v.finding.split('. ')[0])}" for v in wrong) or "nothing these rows contradict")
         + "."
     )
     out.append("")
@@ -572,14 +573,17 @@ def _fixes(data: Rows) -> list[str]:
         codes = ", ".join(sorted({r.outcome.sqlstate or "?" for r in rows}))
         passing = [f for f in relations if f.by in passes_everywhere]
         if passing:
-            how = "; or ".join(f"{f.change} (`{f.by}` passes every scenario on every topology)" for f in passing)
+            how = "; or ".join(
+                f"{f.markdown()} ({code(f.by)} passes every scenario on every topology)" for f in passing
+            )
             lines.append(
-                f"{failing} through the transaction pooler ({codes}): {how}; or the session pooler or a direct connection."
+                f"{code(failing)} through the transaction pooler ({text(codes)}): {how}; or the session pooler or a "
+                "direct connection."
             )
         else:
-            how = "; or ".join(f.change for f in relations)
+            how = "; or ".join(f.markdown() for f in relations)
             lines.append(
-                f"{failing} through the transaction pooler: {how} (no fix of it passed everywhere in these results)."
+                f"{code(failing)} through the transaction pooler: {how} (no fix of it passed everywhere in these results)."
             )
     for attempt, what in (
         ("rca-attempt-1", "`server_settings={'jit': 'off'}`"),

@@ -3,6 +3,10 @@ concurrency, beside pgbench -S on the same topology; and one line per fix for th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from lab.report.data import Rows
+from lab.report.text import code, text
 from lab.results.rows import Row
 
 
@@ -10,7 +14,7 @@ def _cell(r: Row | None) -> str:
     if r is None:
         return "—"
     if r.outcome.kind != "ok":
-        return f"{r.outcome.kind}: {(r.outcome.detail or r.outcome.message or '')[:60]}"
+        return f"{text(r.outcome.kind)}: {code(r.outcome.detail or r.outcome.message or '', 60)}"
     m = r.m
     lo, hi = (m.ops_per_s_ci or [m.ops_per_s, m.ops_per_s])[:2]
     return f"{m.ops_per_s:,.0f}/s (±{(hi - lo) / 2:,.0f}) · p50 {m.p50_ms:g} · p99 {m.p99_ms:g} ms"
@@ -39,13 +43,15 @@ def cost_markdown(rows: list[Row]) -> str:
     for topology in dict.fromkeys(r.topology["name"] for r in rows):
         mine = [r for r in rows if r.topology["name"] == topology]
         out += [
-            f"#### {topology}",
+            f"#### {text(topology)}",
             "",
             "| configuration | " + " | ".join(f"concurrency {n}" for n in levels) + " |",
             "|---|" + "---|" * len(levels),
         ]
         for client in dict.fromkeys(r.client["name"] for r in mine):
-            out.append(f"| {client} | " + " | ".join(_cell(_at(mine, client, topology, n)) for n in levels) + " |")
+            out.append(
+                f"| {code(client)} | " + " | ".join(_cell(_at(mine, client, topology, n)) for n in levels) + " |"
+            )
         out.append("")
     return "\n".join(out)
 
@@ -71,4 +77,53 @@ def price(rows: list[Row], fix: str, topology: str, baseline: str) -> str | None
     mine8 = _at(rows, fix, topology, 8)
     if ceiling and mine8 and mine8.outcome.kind == "ok" and ceiling.m.ops_per_s:
         parts.append(f"{mine8.m.ops_per_s / ceiling.m.ops_per_s * 100:.0f}% of pgbench -S there")
-    return f"through {topology} against {baseline} direct: " + ", ".join(parts) if parts else None
+    return f"through {text(topology)} against {code(baseline)} direct: " + ", ".join(parts) if parts else None
+
+
+@dataclass(frozen=True)
+class Price:
+    """What a fix costs, from latency rows of the same run: the fix's insert latency against the configuration it
+    fixes, where both work (direct), and the fix through the pooler where the other fails."""
+
+    fix: str
+    fixed: str
+    fix_direct_ms: float | None
+    fixed_direct_ms: float | None
+    fix_pooled_ms: float | None
+    pooled_topology: str | None
+
+    def describe(self) -> str:
+        parts = []
+        if self.fix_direct_ms is not None and self.fixed_direct_ms is not None:
+            pct = (self.fix_direct_ms / self.fixed_direct_ms - 1) * 100 if self.fixed_direct_ms else 0.0
+            parts.append(
+                f"a single-row insert takes {self.fix_direct_ms:.2f} ms median direct, against {self.fixed_direct_ms:.2f} ms "
+                f"for {self.fixed} ({pct:+.0f}%)"
+            )
+        if self.fix_pooled_ms is not None:
+            parts.append(f"{self.fix_pooled_ms:.2f} ms through {self.pooled_topology}")
+        return "; ".join(parts) or "not measured"
+
+
+def price_of(data: Rows, fixed: str, fix: str) -> Price | None:
+    """The price of `fix` against `fixed` from the latency cells (None where they were not run)."""
+    latency = [r for r in data.of("latency") if r.outcome.kind == "ok" and r.latency_ms]
+
+    def median(client: str, topology: str) -> float | None:
+        row = next((r for r in latency if r.client["name"] == client and r.topology["name"] == topology), None)
+        return float(row.latency_ms["median"]) if row and row.latency_ms else None
+
+    pooled = next(
+        (
+            t
+            for t in ("pgbouncer-transaction", *sorted({r.topology["name"] for r in latency}))
+            if median(fix, t) is not None
+            and t != "direct"
+            and any(r.topology.get("pool_mode") == "transaction" and r.topology["name"] == t for r in latency)
+        ),
+        None,
+    )
+    found = Price(
+        fix, fixed, median(fix, "direct"), median(fixed, "direct"), median(fix, pooled) if pooled else None, pooled
+    )
+    return found if found.fix_direct_ms is not None or found.fix_pooled_ms is not None else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from lab.report.text import code, text
 from lab.results.rows import Row
 
 
@@ -14,9 +15,14 @@ from lab.results.rows import Row
 class Fix:
     fixed: str  # the configuration it fixes
     by: str  # the configuration that fixes it
-    change: str  # the setting, as a user writes it, with what else to change for this one
+    setting: str  # the setting it changes, as a user writes it
+    extra: str  # what else to change for this one ("" for nothing)
     snippet: str | None
     docs: tuple[str, ...]
+
+    def markdown(self) -> str:
+        """The change, escaped: rows (and so these texts) may come from anywhere."""
+        return code(self.setting) + (f" {text(self.extra)}" if self.extra else "")
 
 
 def fixes(rows: Iterable[Row]) -> dict[str, list[Fix]]:
@@ -25,8 +31,15 @@ def fixes(rows: Iterable[Row]) -> dict[str, list[Fix]]:
     for r in rows:
         c = r.client
         for fixed, extra in (c.get("fixes") or {}).items():
-            change = " ".join(p for p in (f"`{c['change']}`" if c.get("change") else "", extra) if p)
             out.setdefault(fixed, {}).setdefault(
-                c["name"], Fix(fixed, c["name"], change or c["name"], c.get("snippet"), tuple(c.get("docs") or ()))
+                c["name"],
+                Fix(
+                    str(fixed),
+                    str(c["name"]),
+                    str(c.get("change") or c["name"]),
+                    str(extra or ""),
+                    c.get("snippet"),
+                    tuple(str(d) for d in c.get("docs") or ()),
+                ),
             )
     return {fixed: list(by.values()) for fixed, by in out.items()}

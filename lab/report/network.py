@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.report.rtt_model import DIRECT_REFERENCE, trips
+from lab.report.text import code, text
 from lab.results.rows import Row
 
 Key = tuple[str, str, bool]  # client, topology, tls
@@ -98,7 +99,7 @@ def network_markdown(rows: list[Row], plot: Path | None) -> str:
     out = [
         f"REST overhead = insert latency through the REST client minus through `{DIRECT_REFERENCE[0]}` on "
         f"`{DIRECT_REFERENCE[1]}` at the same injected round-trip time, TLS on both or neither "
-        f"(TLS negotiated by the gateway: {version or 'unknown'}). Predicted = measured at RTT 0 plus the model's round trips x RTT. "
+        f"(TLS negotiated by the gateway: {text(version or 'unknown')}). Predicted = measured at RTT 0 plus the model's round trips x RTT. "
         "The model is held against each benchmark's fastest round (network delay is fixed; the CPU a call spends, "
         "20-60 ms for the per-call client, only adds noise); the median overhead is shown beside it.\n",
         "| REST client | TLS | RTT ms | REST ms (min) | direct ms (min) | overhead measured ms | overhead predicted ms | difference | median overhead ms |",
@@ -111,7 +112,7 @@ def network_markdown(rows: list[Row], plot: Path | None) -> str:
         pred = f"{p.predicted_ms:.1f}" if p.predicted_ms is not None else "—"
         med = typical.get((p.client, p.tls, p.rtt_ms))
         out.append(
-            f"| {p.client} | {'on' if p.tls else 'off'} | {p.rtt_ms:g} | {p.rest_ms:.1f} | {p.direct_ms:.1f} | {p.measured_ms:.1f} | {pred} | {diff} | "
+            f"| {code(p.client)} | {'on' if p.tls else 'off'} | {p.rtt_ms:g} | {p.rest_ms:.1f} | {p.direct_ms:.1f} | {p.measured_ms:.1f} | {pred} | {diff} | "
             f"{med.measured_ms:.1f} |"
             if med
             else "— |"
@@ -124,9 +125,9 @@ def network_markdown(rows: list[Row], plot: Path | None) -> str:
     ]
     for client, topology, tls, slope, model_total, explain in slope_table(rows):
         out.append(
-            f"| {client} | {topology} | {'on' if tls else 'off'} | {slope:.2f} | {model_total if model_total is not None else '—'} | {explain} |"
+            f"| {code(client)} | {code(topology)} | {'on' if tls else 'off'} | {slope:.2f} | {model_total if model_total is not None else '—'} | {text(explain)} |"
             if slope is not None
-            else f"| {client} | {topology} | {'on' if tls else 'off'} | — | {model_total or '—'} | {explain} |"
+            else f"| {code(client)} | {code(topology)} | {'on' if tls else 'off'} | — | {model_total or '—'} | {text(explain)} |"
         )
     if plot is not None:
         out += ["", f"![REST overhead vs RTT]({plot.name})"]
@@ -146,7 +147,7 @@ def where_100_200_comes_from(rows: list[Row]) -> str:
                 continue
             base, extra = rest[0.0] - direct[0.0], rt.total - dt.total
             sign = "+" if extra >= 0 else "−"
-            where = f"{client}, TLS {'on' if tls else 'off'}: overhead = {base:.0f} ms {sign} {abs(extra)} × RTT"
+            where = f"{code(client)}, TLS {'on' if tls else 'off'}: overhead = {base:.0f} ms {sign} {abs(extra)} × RTT"
             if extra > 0:
                 needs = [max(0.0, (target - base) / extra) for target in (100, 200)]
                 where += f" → 100 ms at RTT ≈ {needs[0]:.0f} ms, 200 ms at RTT ≈ {needs[1]:.0f} ms"
@@ -323,7 +324,7 @@ def target_overhead_markdown(rows: list[Row]) -> str:
             "_No direct reference measured on the target (asyncpg-default on an endpoint named `direct`, over TLS)._\n"
         )
     out = [
-        f"Measured on the target's own network, TLS on both paths ({version or 'TLS version unknown'}). Predicted = the model's "
+        f"Measured on the target's own network, TLS on both paths ({text(version or 'TLS version unknown')}). Predicted = the model's "
         "round trips x the measured round trip of each path (the REST tier's: a TCP handshake; the database's: `SELECT 1`); "
         "the clients' CPU is not in it. A difference above 10% is flagged.\n",
         "| REST client | REST ms (median) | direct ms (median) | overhead measured ms | REST RTT ms | DB RTT ms | overhead predicted ms | difference |",
@@ -345,9 +346,9 @@ def target_overhead_markdown(rows: list[Row]) -> str:
             else "—"
         )
         out.append(
-            f"| {client} | {r.latency_ms['median']:.1f} | {direct.latency_ms['median']:.1f} | {measured:.1f} | {r_rtt:.1f} | {d_rtt:.1f} | "  # type: ignore[index]
+            f"| {code(client)} | {r.latency_ms['median']:.1f} | {direct.latency_ms['median']:.1f} | {measured:.1f} | {r_rtt:.1f} | {d_rtt:.1f} | "  # type: ignore[index]
             f"{predicted:.1f} | {flag} |"
             if predicted is not None
-            else f"| {client} | ... | | {measured:.1f} | {r_rtt:.1f} | {d_rtt:.1f} | — | — |"
+            else f"| {code(client)} | ... | | {measured:.1f} | {r_rtt:.1f} | {d_rtt:.1f} | — | — |"
         )
     return "\n".join(out) + "\n"

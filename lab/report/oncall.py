@@ -1,180 +1,200 @@
-"""The report's first lines, for the engineer on call: for every failure the rows show, symptom -> cause -> fix.
+"""The report's first screen, for the engineer on call: per failure the rows show, what the application printed,
+why, the change for each affected configuration as code, what the change costs, and the pooler-side alternative.
 
-Each line is computed from rows: the symptom is what the application saw (SQLSTATE and
-message), the cause is the first sentence of the expectation rule the cell was held to,
-and a fix is named only where a cell of the same run shows it working (its cell id is
-given). No fix that no cell tested.
+Everything is computed from rows of the same run: the symptom is the error the application saw (verbatim, escaped:
+a target's error text is written by whoever runs that server), the cause is the first sentence of the rule the cell
+was held to, a fix is shown only where a cell of the same rows shows it working, and its price comes from the
+rows' latency (or cost) cells. Cell ids go into a details block.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from lab.report.cost import price
+from lab.report.cost import Price, price_of
 from lab.report.data import Rows
-from lab.report.fixes import fixes
+from lab.report.fixes import Fix, fixes
 from lab.report.serverside import leak_of
+from lab.report.text import Fragments, attr, code, text
 from lab.results.rows import Row
 
+#: what Supabase calls the lab's topologies (its connection strings: port 6543 and 5432 on the pooler's host, 5432
+#: on the database's own host)
+SUPABASE_NAMES = {
+    "pgbouncer-transaction": "Supabase's transaction pooler (port 6543)",
+    "pgbouncer-session": "Supabase's session pooler (port 5432)",
+    "direct": "a direct connection (db.<ref>.supabase.co:5432)",
+}
 
-@dataclass(frozen=True)
-class Line:
-    symptom: str
+
+@dataclass
+class Failure:
+    """One failure the rows show, grouped by what the application saw."""
+
+    title: str  # the symptom's kind, short: the SQLSTATE and the error
+    symptom: str  # what the application printed, verbatim
     cause: str
-    fix: str
-    failing: tuple[str, ...]  # the cells that show the symptom
+    rows: list[Row]
+    fixes: list[tuple[Fix, list[Row], Price | None]] = field(default_factory=list)
+    alternatives: list[str] = field(default_factory=list)  # escaped Markdown
+    note: str = ""  # escaped Markdown
 
 
-def _symptom(r: Row) -> str:
+def _symptom(r: Row) -> tuple[str, str]:
+    """(a short title, the text the application printed)."""
     o = r.outcome
     if o.kind == "wrong-result":
-        got = (
-            f"expected {o.expected}, got {o.received}"
-            if o.expected is not None
-            else (o.detail or "the value another statement returned")
+        return "a wrong answer, silently", f"expected {o.expected}, got {o.received}" if o.expected else (
+            o.detail or ""
         )
-        return f"a wrong result, silently ({got})"
-    if o.kind == "timeout":
-        return "no answer within the cell's time limit"
-    where = f" at {o.phase}" if o.phase else ""
+    if o.kind in ("hang", "timeout"):
+        return ("no answer (hang)" if o.kind == "hang" else "a timeout"), o.detail or ""
+    head = " ".join(p for p in (o.sqlstate, o.error_class) if p)
+    message = o.message or ""
     if o.detail and "PoolTimeout" in (o.error_class or ""):  # the pool's wrapper, and what it wrapped
-        return f"`{o.error_class}` (its cause: {o.detail.split(': ', 1)[-1][:120]}){where}"
-    return f"`{o.sqlstate or o.error_class} {(o.message or '')[:140]}`{where}"
+        message = f"{message} (cause: {o.detail})"
+    return head, message
 
 
 def _cause(r: Row) -> str:
     reason = str((r.expected or {}).get("reason") or "")
-    return reason.split(". ")[0].rstrip(".") + "." if reason else "no rule explains it (an unexpected outcome)."
+    return reason.split(". ")[0].rstrip(".") + "." if reason else "No rule explains it (an unexpected outcome)."
 
 
-def _ok_cells(rows: list[Row], client: str, topology: str) -> list[Row]:
-    return [r for r in rows if r.client["name"] == client and r.topology["name"] == topology and r.outcome.kind == "ok"]
+def _passing(rows: list[Row], client: str, where: set[tuple[str, str]]) -> list[Row] | None:
+    """The rows in which `client` passes at every (experiment, topology) of `where`; None unless it passes at all."""
+    ok = [r for r in rows if r.client["name"] == client and r.outcome.kind == "ok"]
+    found = [r for r in ok if (r.experiment, r.topology["name"]) in where]
+    return found if {(r.experiment, r.topology["name"]) for r in found} == where else None
 
 
-def lines(data: Rows) -> list[Line]:
-    matrix, tenant = data.of("matrix"), data.of("tenant")
-    out: list[Line] = []
-    # the tenant error: the user name, not the driver
-    refused = [r for r in tenant if r.outcome.kind == "error" and r.scenario != "tenant-right-user"]
-    working = [r for r in tenant if r.scenario == "tenant-right-user" and r.outcome.kind == "ok"]
-    if refused:
-        fix = (
-            (
-                f"connect as `<role>.<project-ref>`, the pooler's user name format: with it, `{working[0].client['name']}` works "
-                f"(cell {working[0].cell})"
-            )
-            if working
-            else "connect as `<role>.<project-ref>` (no cell here shows it working)"
-        )
-        out.append(Line(_symptom(refused[0]), _cause(refused[0]), fix, tuple(r.cell for r in refused)))
-    # the same tenant error with the right user name: the address is another region's pooler
-    elsewhere = [r for r in data.of("auth") if r.scenario == "auth-wrong-region" and r.outcome.kind == "error"]
-    if elsewhere:
-        fix = (
-            f"connect to the pooler address your project is hosted on (the same user works there: cell {working[0].cell})"
-            if working
-            else "connect to the pooler address your project is hosted on (no cell here shows it working)"
-        )
-        out.append(
-            Line(
-                "with the right `<role>.<project-ref>` and password: " + _symptom(elsewhere[0]),
-                _cause(elsewhere[0]),
-                fix,
-                tuple(r.cell for r in elsewhere),
-            )
-        )
-    # the matrix's failures, then the second application's, grouped by what the application saw
-    out += _grouped(matrix, matrix, "", data.of("cost"))
-    out += _grouped(
-        data.of("apps"), data.of("apps"), "in the second of two application processes (at once or after a restart): "
-    )
-    # a pool exhausted by a burst
-    pool_only = [r for r in data.of("limits") if r.client["name"] == "pool-only" and r.outcome.kind != "ok"]
-    hybrid = [r for r in data.of("limits") if r.client["name"] == "rca-hybrid" and r.outcome.kind == "ok"]
-    if pool_only:
-        fix = (
-            f"a REST fallback when the pool is exhausted completed every insert (cell {hybrid[0].cell}), or a larger pool"
-            if hybrid
-            else "a larger pool (no cell here shows a fallback working)"
-        )
-        out.append(Line(_symptom(pool_only[0]), _cause(pool_only[0]), fix, tuple(r.cell for r in pool_only)))
-    return out
+def _normalized(message: str) -> str:
+    """Messages that differ only in a per-run name or number group together."""
+    return re.sub(r"\d+", "N", message)
 
 
-def _grouped(
-    failing_in: list[Row], backing_in: list[Row], prefix: str, cost_rows: list[Row] | None = None
-) -> list[Line]:
-    """One line per (outcome, SQLSTATE) among `failing_in`'s failures; a fix only where `backing_in` shows it passing."""
-    relations = fixes(backing_in)
-    out: list[Line] = []
-    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
-    for r in failing_in:
+def failures(data: Rows) -> list[Failure]:
+    """The failures of the matrix, the application processes and the tenant routing, each with what fixes it."""
+    out: list[Failure] = []
+    tenant = [r for r in data.of("tenant") if r.scenario == "tenant-right-user"]
+    judged = [*data.of("matrix"), *data.of("apps"), *tenant]
+    groups: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
+    for r in judged:
         if r.outcome.kind != "ok":
-            key = r.outcome.sqlstate or r.outcome.error_class or r.outcome.kind
-            groups[(r.outcome.kind, key)].append(r)
-    for (_, _), rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        found = []
-        for client in dict.fromkeys(r.client["name"] for r in rows):
-            topologies = {r.topology["name"] for r in rows if r.client["name"] == client}
+            title, message = _symptom(r)
+            groups[(r.outcome.kind, title, _normalized(message) if r.outcome.kind == "error" else "")].append(r)
+    relations = fixes(judged)
+    for (_kind, title, _), rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        _, symptom = _symptom(rows[0])
+        failure = Failure(title, symptom, _cause(rows[0]), rows)
+        clients = dict.fromkeys(r.client["name"] for r in rows)
+        for client in clients:
+            where = {(r.experiment, r.topology["name"]) for r in rows if r.client["name"] == client}
             for relation in relations.get(client, ()):
-                fix, how = relation.by, relation.change
-                backing = [c for t in sorted(topologies) for c in _ok_cells(backing_in, fix, t)]
-                if backing and len({c.topology["name"] for c in backing}) == len(topologies):
-                    leak = leak_of(backing_in, fix)
-                    cost = price(cost_rows, fix, sorted(topologies)[0], client) if cost_rows else None
-                    found.append(
-                        f"{client}: {how} (`{fix}` passes there: {backing[0].cell}"
-                        + (f" and {len(backing) - 1} more cells" if len(backing) > 1 else "")
-                        + ")"
-                        + (f"; cost {cost}" if cost else "")
-                        + (
-                            f", but leaves {'/'.join(map(str, leak.per_repeat))} more prepared statements on the pooler's "
-                            f"server connections with each repeat"
-                            if leak
-                            else ""
-                        )
-                    )
-        fix = "; ".join(found) or "no configuration of this run fixes it"
-        first = rows[0].client["name"]
-        same = {x.client["name"] for x in rows}
-        # the same clients unchanged, through another pooler: the session pooler, or one that tracks prepared statements
-        for pooler, fact, value, passing in (
-            ("the session pooler", "pool_mode", "session", "cells of the same clients pass there"),
+                backing = _passing(judged, relation.by, where)
+                if backing:
+                    failure.fixes.append((relation, backing, price_of(data, client, relation.by)))
+        same = set(clients)
+        for name, fact, value in (
             (
-                "PgBouncer 1.21+ with max_prepared_statements > 0",
+                "PgBouncer 1.21+ with max_prepared_statements > 0 (pooler side, no client change)",
                 "prepared_statements",
                 "tracked",
-                "cells pass on {where}",
+            ),
+            (
+                "the session pooler (Supabase: port 5432), which pins a server connection per client",
+                "pool_mode",
+                "session",
             ),
         ):
             there = [
                 r
-                for r in backing_in
+                for r in judged
                 if r.topology.get(fact) == value and r.client["name"] in same and r.outcome.kind == "ok"
             ]
-            if there and not first.startswith("rca"):
-                where = there[0].topology["name"]
-                cost = price(cost_rows, first, where, first) if cost_rows else None
-                fix += (
-                    f"; or {pooler} ({len(there)} {passing.format(where=where)}"
-                    + (f"; cost for {first} {cost}" if cost else "")
-                    + ")"
+            if there and any(r.topology.get("pool_mode") == "transaction" for r in rows):
+                topologies = sorted({r.topology["name"] for r in there})
+                failure.alternatives.append(
+                    f"{text(name)}: {len(there)} cells of the same configurations pass on {', '.join(code(t) for t in topologies)}"
                 )
-        out.append(Line(prefix + _symptom(rows[0]), _cause(rows[0]), fix, tuple(r.cell for r in rows)))
+        out.append(failure)
     return out
 
 
-def oncall_markdown(data: Rows) -> str:
-    found = lines(data)
+def _price(p: Price | None) -> str:
+    if p is None:
+        return "price not measured in these rows (`pooler-lab run` measures it in its latency cells)"
+    return text(p.describe())
+
+
+def _fence(body: str) -> str:
+    """A fenced code block no content can close."""
+    longest = max((len(m) for m in re.findall(r"`+", body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{body}\n{fence}"
+
+
+def _cells(fragments: Fragments, rows: list[Row], label: str) -> str:
+    ids = [r.cell for r in rows]
+    html = (
+        f"<details><summary>{attr(label)}: {len(ids)}</summary><p>"
+        + ", ".join(f"<code>{attr(i)}</code>" for i in ids)
+        + "</p></details>"
+    )
+    return fragments.add(html, f"{text(label)}: " + ", ".join(code(i) for i in ids))
+
+
+def oncall_markdown(data: Rows, fragments: Fragments) -> str:
+    found = failures(data)
+    out = ["## On call: what broke, why, what to change, and what it costs", ""]
+    topologies = {r.topology["name"] for r in data.rows}
+    names = [f"{code(t)} is {text(SUPABASE_NAMES[t])}" for t in SUPABASE_NAMES if t in topologies]
+    if names:
+        out += [
+            "Supabase's names for these topologies: " + "; ".join(names) + ". Locally the poolers are PgBouncer "
+            "(and a model of Supavisor, named as such in its rows): `pooler-lab run --target FILE` runs the same cells "
+            "against your own project.",
+            "",
+        ]
     if not found:
-        return "## What broke, why, and what to change\n\nNo cell of these rows failed.\n"
-    out = [
-        "## What broke, why, and what to change",
-        "",
-        "One line per failure these rows show: what the application saw → why → what fixes it, with the cell that shows the fix working.",
-        "",
-    ]
-    for line in found:
-        out.append(f"- **{line.symptom}** ({len(line.failing)} cells) → {line.cause} → **Fix:** {line.fix}.")
+        return "\n".join([*out, "No cell of these rows failed.", ""])
+    for f in found:
+        clients = sorted({r.client["name"] for r in f.rows})
+        where = sorted({r.topology["name"] for r in f.rows})
+        out += [f"### {text(f.title)}", "", "What the application printed:", "", _fence(f.symptom), ""]
+        out += [
+            f"**Why:** {text(f.cause)} Seen in {len(f.rows)} cells: {', '.join(code(c) for c in clients)} through "
+            f"{', '.join(code(t) for t in where)}.",
+            "",
+        ]
+        if f.fixes:
+            out += ["**Change, per configuration** (each shown working in a cell of these rows):", ""]
+            for fix, backing, p in f.fixes:
+                out.append(
+                    f"- {code(fix.fixed)}: {fix.markdown()} (as {code(fix.by)}; passes in {len(backing)} cells). "
+                    f"Price: {_price(p)}."
+                )
+                leak = leak_of(backing, fix.by)
+                if leak:
+                    out.append(
+                        f"  It passes, but leaves {text('/'.join(map(str, leak.per_repeat)))} more prepared statements on "
+                        "the pooler's server connections with each repeat."
+                    )
+                if fix.snippet:
+                    out += ["", _indent(_fence(fix.snippet)), ""]
+        else:
+            out += [
+                "**Change:** no configuration measured in these rows fixes it (a narrowed run may have left the fix "
+                "out: `pooler-lab list` shows every configuration).",
+                "",
+            ]
+        for alternative in f.alternatives:
+            out.append(f"- Or, without changing the client: {alternative}.")
+        out += ["", _cells(fragments, f.rows, "cells"), ""]
     return "\n".join(out) + "\n"
+
+
+def _indent(block: str) -> str:
+    return "\n".join("  " + line for line in block.splitlines())

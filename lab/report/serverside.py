@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from lab.report.text import code, text
 from lab.results.rows import Row
 
 
@@ -52,7 +53,7 @@ def serverside_markdown(rows: list[Row]) -> str:
             "| cell | statements added per repeat |",
             "|---|---|",
         ]
-        out += [f"| `{x.row.cell}` | {', '.join(str(n) for n in x.per_repeat)} |" for x in found]
+        out += [f"| {code(x.row.cell)} | {text(', '.join(str(n) for n in x.per_repeat))} |" for x in found]
         out.append("")
     else:
         out += ["No passing configuration left more prepared statements with each repeat.", ""]
@@ -69,9 +70,10 @@ def serverside_markdown(rows: list[Row]) -> str:
                 e for e in r.m.server_log or [] if e["level"] != "WARNING" and e.get("sqlstate") != r.outcome.sqlstate
             ]
             shown = "; ".join(
-                f"{e['source']} {e['sqlstate'] or e['level']} {e['message'][:80]} ×{e['count']}" for e in lines[:3]
+                f"{text(e['source'])} {text(e['sqlstate'] or e['level'])} {code(e['message'], 80)} ×{text(e['count'])}"
+                for e in lines[:3]
             )
-            out.append(f"| `{r.cell}` | {r.outcome.kind} | {shown} |")
+            out.append(f"| {code(r.cell)} | {text(r.outcome.kind)} | {shown} |")
         out.append("")
     else:
         out += [

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from lab.report.grid import grids, short
 from lab.results.rows import Row, read_rows
@@ -20,14 +21,14 @@ def matrix_tables(rows: list[Row]) -> list[Table]:
         for t in g.topologies:
             table.add_column(t)
         for client, by_topo in g.cells.items():
-            out = []
+            out: list[str | Text] = []
             for t in g.topologies:
                 r = by_topo.get(t)
                 if r is None:
                     out.append("")
                     continue
                 style = "bold red" if r.matches is False else "green" if r.outcome.kind == "ok" else "yellow"
-                out.append(f"[{style}]{short(r.outcome)}{' (unexpected)' if r.matches is False else ''}[/]")
+                out.append(Text(f"{short(r.outcome)}{' (unexpected)' if r.matches is False else ''}", style=style))
             table.add_row(client, *out)
         tables.append(table)
     return tables
@@ -35,7 +36,7 @@ def matrix_tables(rows: list[Row]) -> list[Table]:
 
 def print_summary(path: Path, console: Console | None = None) -> int:
     """Print the run's matrix and counts; returns how many rows the run recorded."""
-    console = console or Console()
+    console = console or Console(markup=False, highlight=False)
     if not console.is_terminal:
         console.width = max(console.width, 120)
     if not path.exists():
