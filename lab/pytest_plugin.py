@@ -10,7 +10,6 @@ recorder of the test's own cell: a test passes only what it observed.
 from __future__ import annotations
 
 import os
-import signal
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from lab import interrupts
 from lab.clients.runner import Runners
 from lab.errors import ENVIRONMENT, LabError, ServerDied
 from lab.options import LabOptions, add_to_pytest
@@ -38,6 +38,7 @@ PLAN = pytest.StashKey[Plan]()
 ROWS = pytest.StashKey[RowWriter]()
 RULES = pytest.StashKey[list[Expectation]]()
 DIED = pytest.StashKey[str]()
+RUN = pytest.StashKey["LabRun"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,11 +63,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _runs_experiments(config):
         return
 
-    # `kill <pid>` cleans up as Ctrl-C does: fixture teardown stops the servers.
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
+    # `kill <pid>` cleans up as Ctrl-C does, once: fixture teardown stops the servers and no second signal cuts it short
+    interrupts.install()
     opts = LabOptions.from_values(lambda o: config.getoption(f"lab_{o.dest}"))
     if opts.run_id is None:
         opts = replace(opts, run_id=new_run_id())
@@ -141,13 +139,15 @@ def lab_run(pytestconfig: pytest.Config, lab_options: LabOptions) -> Iterator[La
 
     try:
         with start_for_session(lab_options, say) as session:
-            yield LabRun(
+            run = LabRun(
                 session.topology,
                 session.state,
                 session.watched,
                 session.table or "lab_items",
                 session.rest_table or "lab_items",
             )
+            pytestconfig.stash[RUN] = run  # for the health check after a failing cell (pytest_runtest_makereport)
+            yield run
     except LabError as exc:
         pytest.exit(f"the topology did not come up: {exc}", returncode=3 if exc.exit_status == ENVIRONMENT else 4)
     except Exception as exc:  # a fault of the lab's own: its traceback once, not once per cell
@@ -264,13 +264,17 @@ def record(
     """The recorder of this test's own cell; facts default to its topology's endpoint's."""
     run: LabRun = request.getfixturevalue("lab_run")
     endpoint = run.topology.endpoints.get(cell.topology)
+    selection = lab_options.selection()
+    not_run = request.config.stash[PLAN].not_run()
+    if not_run:  # the row file says what the run left out, and why
+        selection = {**(selection or {}), "not_run": not_run}
     return Recorder(
         cell,
         run_id,
         expectations,
         row_writer.write,
         endpoint.facts if endpoint else EndpointFacts(),
-        lab_options.selection(),
+        selection,
         run.health,
     )
 
@@ -313,14 +317,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
-    """A server that died ends the session at once: one line naming it, exit status 3, no more cells."""
+    """A server that died (or stopped answering) ends the session at once: one line naming it, exit status 3, no
+    more cells. Any failure of a cell, its housekeeping included, is first held against the topology's health, so a
+    dead server is never reported as the cell's own failure."""
     outcome = yield
     excinfo = call.excinfo
-    if excinfo is not None and isinstance(excinfo.value, ServerDied):
-        item.session.shouldstop = f"pooler-lab: {excinfo.value}"
-        item.config.stash[DIED] = str(excinfo.value)
+    if excinfo is None or excinfo.errisinstance((pytest.skip.Exception, KeyboardInterrupt)):
+        return
+    died = str(excinfo.value) if isinstance(excinfo.value, ServerDied) else None
+    run = item.config.stash.get(RUN, None)
+    if died is None and run is not None:
+        dead = run.health()
+        if dead:
+            died = f"{dead}; cell {item.callspec.id if hasattr(item, 'callspec') else item.name} and the cells after it were not measured"
+    if died:
+        item.session.shouldstop = f"pooler-lab: {died}"
+        item.config.stash[DIED] = died
         report = outcome.get_result()
-        report.longrepr = f"pooler-lab: {excinfo.value}"
+        report.longrepr = f"pooler-lab: {died}"
         report.sections = []  # the drivers' logged connection errors are the symptom, not news: the one line says it
 
 

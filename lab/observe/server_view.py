@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 
 from lab.observe.logins import log_path
+from lab.topology.bounded import answered_within, bounded
 from lab.topology.model import Endpoint, Topology
 from lab.topology.services import kind
 from lab.topology.services.base import LogEvent
@@ -45,7 +46,8 @@ class LogWindow:
     def of(cls, topology: Topology, endpoint: Endpoint) -> LogWindow:
         """The server's log, and the endpoint's pooler's where it goes through one."""
         sources = {}
-        for facts in (topology.endpoint("direct").facts, *([endpoint.facts] if endpoint.facts.pooler else [])):
+        server = topology.endpoints.get("direct")
+        for facts in (*([server.facts] if server else []), *([endpoint.facts] if endpoint.facts.pooler else [])):
             if facts.service and facts.kind:
                 sources[facts.service] = facts.kind
         return cls(topology.run_id, sources)
@@ -108,14 +110,17 @@ class PreparedCensus:
             psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5) for _ in range(server_connections)
         ]
 
-    def count(self) -> int:
+    def count(self, seconds: float = 10.0) -> int:
         total = 0
         try:
             for conn in self.connections:  # each opens a transaction and keeps its server connection until the rollback
-                total += int(conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0])  # type: ignore[index]
+                with answered_within(conn, seconds, "the prepared-statement census"):
+                    row = conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()
+                total += int(row[0]) if row else 0
         finally:
             for conn in self.connections:
-                conn.rollback()
+                if not conn.closed:
+                    conn.rollback()
         return total
 
     def close(self) -> None:
@@ -125,8 +130,9 @@ class PreparedCensus:
 
 def end_server_connections(admin_dsn: str, user: str, wait_s: float = 5.0) -> int:
     """End every server backend of `user`, so the poolers open new ones: a cell then starts with no prepared
-    statement that an earlier cell left on a server connection. The number ended."""
-    with psycopg.connect(admin_dsn, autocommit=True, prepare_threshold=None) as conn:
+    statement that an earlier cell left on a server connection. The number ended. Bounded: a server that answers
+    nothing ends it with NoAnswer (the run's health check then names the server)."""
+    with bounded(admin_dsn, wait_s + 5, "ending server connections", autocommit=True, prepare_threshold=None) as conn:
         ended = conn.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s", [user]
         ).fetchone()

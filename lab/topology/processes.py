@@ -14,6 +14,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.errors import LabError, StartupError
+from lab.errors import EnvironmentProblem, LabError, StartupError
 
 LAB_USER = "poolerlab"
 _PR_SET_PDEATHSIG = 1
@@ -69,6 +70,21 @@ def run_as_self() -> RunAs:
     """For the lab's own Python servers (stand-in, delay proxies): they need no other user."""
     entry = pwd.getpwuid(os.getuid())
     return RunAs(entry.pw_uid, entry.pw_gid, entry.pw_name)
+
+
+def check_reachable(owner: RunAs, path: Path, what: str) -> None:
+    """`path` must be reachable by the user the servers run as: every directory above it must let that user pass.
+    Otherwise initdb or a pooler fails later, with many lines of its own; here it is one line naming the directory."""
+    if not owner.switches:
+        return
+    for parent in [*reversed(path.resolve().parents)]:
+        info = parent.stat()
+        bit = stat.S_IXUSR if info.st_uid == owner.uid else stat.S_IXGRP if info.st_gid == owner.gid else stat.S_IXOTH
+        if not info.st_mode & bit:
+            raise EnvironmentProblem(
+                f"{what} {path}: the user {owner.name} the servers run as cannot pass {parent} "
+                f"(mode {stat.S_IMODE(info.st_mode):o}); set POOLER_LAB_RUNTIME to a directory it can reach, e.g. under /tmp"
+            )
 
 
 def give_to(owner: RunAs, *paths: Path) -> None:
@@ -130,6 +146,8 @@ def stop_group(pid: int, sig: int, grace: float = 5.0) -> None:
     """Signal a process group, wait for its leader, then SIGKILL the group if needed."""
     try:
         os.killpg(pid, sig)
+        if sig != signal.SIGCONT:
+            os.killpg(pid, signal.SIGCONT)  # a stopped process acts on its signal only once it runs again
     except (ProcessLookupError, PermissionError):
         return
     deadline = time.monotonic() + grace
@@ -148,9 +166,9 @@ def stop_group(pid: int, sig: int, grace: float = 5.0) -> None:
 
 def group_alive(pgid: int) -> bool:
     """Any non-zombie process left in the group (postgres backends outlive a signal briefly)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for proc_stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = proc_stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
         if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":

@@ -98,6 +98,15 @@ def _start_time(pid: int) -> int | None:
         return None
 
 
+def _state(pid: int) -> str | None:
+    """A process's state letter (R, S, D, T stopped, t traced, Z zombie), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 @dataclass
 class ProcessRecord:
     name: str
@@ -204,8 +213,11 @@ class RunState:
         return False
 
     def dead_server(self) -> str | None:
-        """The first recorded server that is no longer running, named with the end of its log; None while all run."""
+        """The first recorded server that is no longer running or is stopped (SIGSTOP, a debugger: it answers
+        nothing), named with the end of its log; None while all run."""
         for rec in self.processes:
+            if self.belongs(rec.pid, rec.start) and _state(rec.pid) in ("T", "t"):
+                return f"{rec.name} (pid {rec.pid}) is stopped (SIGSTOP or a debugger) and answers nothing"
             if not self.belongs(rec.pid, rec.start):
                 log = self.directory / "logs" / f"{rec.name}.log"
                 try:
