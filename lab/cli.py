@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from lab import __version__
+from lab import __version__, interrupts
 from lab.errors import BAD_INPUT, ENVIRONMENT, INTERRUPTED, UNEXPECTED, LabError
 from lab.machine.builds import PGBOUNCER, build
 from lab.options import BACKENDS, IMAGE_SETS, add_to_argparse, names
@@ -35,7 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lab.options import format_names, from_namespace, to_pytest_args
     from lab.plan import Plan
     from lab.report.summary import print_summary
-    from lab.topology.backends.choice import choose, engine_status
+    from lab.topology.backends.choice import choose, explain
     from lab.topology.backends.native import check_binaries
     from lab.topology.runstate import new_run_id
 
@@ -50,14 +50,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not opts.read_only
             else f"target {plan.target.name} ({opts.target}), read-only"
         )
-    elif backend == "native":
-        if "prepared" in profiles:
-            console.print(f"PgBouncer with prepared statements: {build(PGBOUNCER, progress=console.print)}")
-        check_binaries(profiles=profiles)
-        if opts.backend == "auto":
-            console.print(f"backend: native processes ({engine_status()[1]})")
     else:
-        console.print(f"backend: docker ({engine_status()[1]})")
+        console.print(explain(opts.backend, backend))  # the first line says which backend measures, and why
+        if backend == "native":
+            if "prepared" in profiles:
+                console.print(f"PgBouncer with prepared statements: {build(PGBOUNCER, progress=console.print)}")
+            check_binaries(profiles=profiles)
     results = Path(opts.results)
     results.mkdir(parents=True, exist_ok=True)
     # the backend is already chosen: pytest need not ask the engine again
@@ -76,8 +74,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     code = pytest.main(pytest_args)
     elapsed = time.monotonic() - started
-    rows = print_summary(results / "runs" / f"{opts.run_id}.jsonl", Console(markup=False, highlight=False))
     status = PYTEST_STATUS.get(int(code), ENVIRONMENT)
+    # a run the environment ended (a server that died) prints its counts, not the half-filled matrix
+    rows = print_summary(
+        results / "runs" / f"{opts.run_id}.jsonl", Console(markup=False, highlight=False), tables=status != ENVIRONMENT
+    )
     if status == 0 and not rows:
         console.print("no rows were recorded: nothing was measured")
         status = UNEXPECTED
@@ -89,10 +90,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from lab.topology.backends import make_backend
-    from lab.topology.backends.choice import choose, engine_status
+    from lab.topology.backends.choice import choose, explain
 
     chosen = choose(args.backend)
-    console.print(f"backend: {chosen}" + (f" ({engine_status()[1]})" if args.backend == "auto" else ""))
+    console.print(explain(args.backend, chosen))
     if chosen == "docker" and args.supabase_ports:
         raise LabError(
             "--supabase-ports: native processes only (the Docker backend publishes the ports compose/.env names)"
@@ -490,13 +491,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _terminate_as_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
+    # a closed pipe (`pooler-lab status --json | head`) ends the command quietly, as it ends cat
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # `kill` ends a command as Ctrl-C does
+    interrupts.install()  # `kill` ends a command as Ctrl-C does, and a second one cannot cut the teardown short
     try:
         return args.func(args)
     except LabError as exc:

@@ -217,16 +217,17 @@ def _wire(topologies: list[str], opts: LabOptions) -> list[Cell]:
 
 
 def _session_state(topologies: list[str], opts: LabOptions) -> list[Cell]:
-    kept = [
-        Cell("session-state", session_state.PROBE, t, f"state-{k}", k, case=kind)
-        for t in topologies
-        for k, kind in session_state.KINDS.items()
-    ]
-    return kept + [
-        Cell("session-state", session_state.PROBE, t, f"leak-{k}", f"leak-{k}", case=session_state.KINDS[k])
+    """What a client loses (state-*), what another client receives (leak-*), what another client takes away
+    (discard-*, reset-*)."""
+    probe = session_state.PROBE
+    kept = [Cell("session-state", probe, t, f"state-{k}", k, case=k) for t in topologies for k in session_state.KINDS]
+    leaks = [
+        Cell("session-state", probe, t, f"leak-{k}", f"leak-{k}", case=f"leak-{k}")
         for t in topologies
         for k in session_state.LEAK_KINDS
     ]
+    taken = [Cell("session-state", probe, t, k, k, case=k) for t in topologies for k in session_state.DISCARD_KINDS]
+    return kept + leaks + taken
 
 
 def _limits(topologies: list[str], opts: LabOptions) -> list[Cell]:
@@ -323,16 +324,27 @@ READ_ONLY_SCENARIOS = (
     "loop-lag",
     *(f"state-{k}" for k in session_state.KINDS),
     *(f"leak-{k}" for k in session_state.LEAK_KINDS),
+    *session_state.DISCARD_KINDS,
     *USER_KINDS,
 )
 #: Connections a cell may hold at once on its endpoint; a target endpoint that allows fewer does not run it.
 CONNECTIONS = {"matrix": 5, "apps": apps.APPS * apps.POOL_SIZE, "tenant": 4, "session-state": 5, "limits": burst.BURST}
 
 
+#: experiments a target does not run, and why (every row of a target run carries these reasons in its selection)
+NOT_ON_TARGETS = {
+    "apps": "the two-application cells assume fresh server connections at their start, and the lab never ends a "
+    "target's server connections (they may be somebody's application's)",
+}
+#: the sslmodes with which a target endpoint is declared to speak TLS: only those get the network's TLS cells
+TLS_SSLMODES = ("require", "verify-ca", "verify-full")
+
+
 def _on_target(cells: dict[str, list[Cell]], target: TargetFile, opts: LabOptions) -> dict[str, list[Cell]]:
-    """A target runs what is safe on somebody's database: its REST tier only if the file names one (https only),
-    tenant cells only through its own Supavisor endpoints, bursts only if the file opts in, never more connections
-    than an endpoint allows."""
+    """A target runs what is safe on somebody's database, and only what its preconditions hold for: its REST tier
+    only if the file names one (https only), tenant cells only through its own Supavisor endpoints, bursts only if
+    the file opts in, never more connections than an endpoint allows, TLS cells only where the file declares TLS,
+    nothing that needs the lab to reset a server connection (NOT_ON_TARGETS)."""
 
     def fits(c: Cell) -> bool:
         if getattr(c.client, "local_only", False):  # needs a role only the lab's own topology has
@@ -345,10 +357,15 @@ def _on_target(cells: dict[str, list[Cell]], target: TargetFile, opts: LabOption
 
     def real_network(c: Cell) -> bool:
         """On a target the network is real: no delay proxy goes in between (a proxy's address would also fail
-        the certificate's host-name check); the round-trip model takes the measured round trip instead."""
-        return c.experiment != "network" or c.case.rtt_ms == 0
+        the certificate's host-name check); the round-trip model takes the measured round trip instead. A TLS cell
+        runs only against an endpoint whose file says it speaks TLS (sslmode require or verify-*)."""
+        if c.experiment != "network":
+            return True
+        ep = target.endpoints.get(c.topology)
+        declared_tls = c.topology == "rest" or (ep is not None and ep.sslmode in TLS_SSLMODES)
+        return c.case.rtt_ms == 0 and (declared_tls or not c.case.tls)
 
-    skipped = set() if target.allow_bursts else {"limits"}
+    skipped = {*NOT_ON_TARGETS, *(() if target.allow_bursts else ("limits",))}
     return {
         name: []
         if name in skipped
@@ -425,6 +442,18 @@ class Plan:
 
     def of(self, experiment: str) -> list[Cell]:
         return self.cells[experiment]
+
+    def not_run(self) -> list[str]:
+        """What this run leaves out on purpose, and why: on a target, what its preconditions do not hold for."""
+        if self.target is None:
+            return []
+        reasons = [f"{name}: {why}" for name, why in NOT_ON_TARGETS.items()]
+        reasons.append(
+            "network TLS cells: only on endpoints the target file declares with sslmode " + "/".join(TLS_SSLMODES)
+        )
+        if not self.target.allow_bursts:
+            reasons.append("limits: the target file does not set allow_bursts = true")
+        return reasons
 
     def all(self) -> Iterable[Cell]:
         return (c for cells in self.cells.values() for c in cells)

@@ -13,6 +13,13 @@ from lab.topology.backends.native import NativeBackend
 from lab.topology.runstate import RUNTIME_BASE
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_backend_choice(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The tests choose backends on purpose (--backend docker): that must not become the user's remembered choice,
+    which `--backend auto` keeps to (lab.topology.backends.choice). The runs the tests start inherit this."""
+    os.environ["POOLER_LAB_BACKEND_FILE"] = str(tmp_path_factory.mktemp("choice") / "backend")
+
+
 @pytest.fixture(scope="session")
 def topology():  # type: ignore[no-untyped-def]
     with NativeBackend() as topo:

@@ -25,9 +25,20 @@ from lab.topology.scram import scram_secret
 ENGINE, WHY = engine_status()
 
 
-def test_auto_picks_docker_only_when_an_engine_answers() -> None:
+def test_auto_keeps_to_the_users_own_choice_not_to_whatever_engine_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine that another user started does not switch this user's runs to Docker: auto is native until the user
+    chooses Docker on purpose, and then Docker while an engine with Compose v2 answers."""
+    from lab.topology.backends import choice
+
+    monkeypatch.setenv("POOLER_LAB_BACKEND_FILE", str(tmp_path / "backend"))
+    assert choose("auto") == "native"
+    assert choice.explain("auto", "native").startswith("backend: native (auto: no backend chosen before")
+    (tmp_path / "backend").write_text("docker\n")
     assert choose("auto") == ("docker" if ENGINE else "native")
-    assert choose("native") == "native"
+    assert choose("native") == "native" and choice.remembered() == "native"
+    assert choose("auto") == "native"
 
 
 @pytest.mark.skipif(ENGINE, reason="a Docker engine answers here")
@@ -93,7 +104,7 @@ def test_an_engine_without_compose_v2_is_not_usable(tmp_path: Path, compose_cont
         timeout=300,
     )
     assert auto.returncode == 0, auto.stdout[-2000:] + auto.stderr[-2000:]
-    assert "backend: native processes (Docker engine" in auto.stderr and "Compose v2 is not installed" in auto.stderr
+    assert auto.stderr.splitlines()[0].startswith("backend: native (auto:"), auto.stderr
     assert run_dirs() <= before
     assert not compose_containers()
 

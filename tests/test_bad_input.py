@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -115,3 +116,44 @@ def test_ports_of_one_run_are_distinct() -> None:
     for _ in range(20):
         ports = free_ports(12)
         assert len(set(ports)) == 12
+
+
+def test_a_closed_pipe_ends_a_command_quietly() -> None:
+    """`pooler-lab status --json | head -1`: the reader goes away, the command ends without a traceback."""
+    done = subprocess.run(
+        f"{sys.executable} -m lab status --json | head -c 1",
+        shell=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_a_server_message_with_markup_is_printed_as_it_is(tmp_path: Path) -> None:
+    """What the CLI prints may hold a server's text: rich markup in it is text, never markup (no crash, nothing eaten)."""
+    path = tmp_path / "[endpoints.d][red]x[bold].toml"
+    path.write_text("not = [valid")
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "target", "check", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "[endpoints.d][red]x[bold].toml" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the servers run as another user only when the lab runs as root")
+def test_a_runtime_directory_the_servers_cannot_reach_is_one_line(tmp_path: Path) -> None:
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "up"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "POOLER_LAB_RUNTIME": str(closed / "base")},
+    )  # fmt: skip
+    assert done.returncode == 3 and "cannot pass" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and len([x for x in done.stderr.splitlines() if x.startswith("error")]) == 1

@@ -85,9 +85,17 @@ def test_unreadable_files_exit_2_with_one_line(tmp_path: Path) -> None:
         ("garbage", "\x00\x01 not json\n"),
         ("empty", ""),
         ("schema", whole.replace('"schema": 2', '"schema": 7')),
+        (
+            "outcome-a-string",
+            whole.replace(
+                whole[whole.index('"outcome": {') : whole.index("}", whole.index('"outcome": {')) + 1],
+                '"outcome": "ok"',
+            ),
+        ),
+        ("binary", "\udcff\udcfe"),
     ):
         bad = tmp_path / f"{name}.jsonl"
-        bad.write_text(text)
+        bad.write_bytes(text.encode("utf-8", "surrogateescape"))
         for args in ((good, bad), (bad, good)):
             done = _diff(*args)
             assert done.returncode == 2, (name, done.stdout, done.stderr)

@@ -90,11 +90,14 @@ def test_mismatches_name_each_difference() -> None:
         ('[[rule]]\noutcome = "ok"\nreason = "r"\npooler_version = "new"\n', "is not a version range"),
         ('[[rule]]\noutcome = "error"\nreason = "r"\nphase = "later"\n', "phase must be one of"),
         ("", "no \\[\\[rule\\]\\] entries"),
+        ('[[rule]]\noutcome = "ok"\nreason = "r"\nclient_versions = {asyncpg = 5}\n', "is not a version range"),
+        ('title = "x"\n[[rule]]\noutcome = "ok"\nreason = "r"\n', "unknown top-level key"),
+        ("\udcff\udcfe", "not a text file"),
     ],
 )
 def test_malformed_rules_are_refused(tmp_path: Path, body: str, message: str) -> None:
     path = tmp_path / "e.toml"
-    path.write_text(body)
+    path.write_bytes(body.encode("utf-8", "surrogateescape"))
     with pytest.raises(ConfigError, match=message):
         load(path)
 

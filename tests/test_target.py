@@ -185,11 +185,28 @@ def test_target_check_names_what_failed(topology, tmp_path: Path) -> None:  # ty
             "max_connections must be",
         ),
         ('name = "x y"\n', "`name` must be"),
+        (
+            'name = "x"\n[endpoints.d]\nurl = "postgresql://u@h/db?password=p"\npassword_env = "P"\npooler = "none"\npool_mode = "none"\n',
+            "url carries a password",
+        ),
+        (
+            'name = "x"\n[endpoints.d]\nurl = "postgresql://u@h/db?application_name=x"\npassword_env = "P"\npooler = "none"\npool_mode = "none"\n',
+            "application_name not taken",
+        ),
+        (
+            'name = "x"\n[endpoints.d]\nurl = "postgresql://u@h:0/db"\npassword_env = "P"\npooler = "none"\npool_mode = "none"\n',
+            "not a TCP port",
+        ),
+        (
+            'name = "x"\n[endpoints.d]\nurl = "postgresql://u@[::1/db"\npassword_env = "P"\npooler = "none"\npool_mode = "none"\n',
+            "not a URL",
+        ),
+        ("\udcff\udcfe", "not a text file"),
     ],
 )
 def test_bad_target_files_are_refused_with_one_line(tmp_path: Path, body: str, message: str) -> None:
     path = tmp_path / "t.toml"
-    path.write_text(body)
+    path.write_bytes(body.encode("utf-8", "surrogateescape"))
     with pytest.raises(ConfigError, match=message):
         TargetFile.load(path, env={"P": "x"})
 
@@ -350,3 +367,74 @@ def test_a_target_never_gets_more_connections_than_it_allows(tmp_path: Path, mon
     assert not [c for c in plan.all() if c.topology == "direct" and c.experiment in ("matrix", "session-state")]
     assert plan.of("tenant") and not plan.of("limits") and not plan.of("rest")
     assert {c.case.rtt_ms for c in plan.of("network")} == {0.0}
+
+
+def test_a_target_run_against_a_pgbouncer_the_lab_did_not_start_exits_0(topology, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A PgBouncer configured as the lab's own, described by a file without TLS (as the lab's own DSNs): every cell
+    that runs there holds to the rules, and what its preconditions do not hold for (the two-application cells, which
+    need fresh server connections; TLS cells on an endpoint not declared to speak TLS) is not run, the rows saying
+    why."""
+    password = topology.endpoint("direct").password
+    ep = topology.endpoint("pgbouncer-transaction")
+    target = tmp_path / "target.toml"
+    target.write_text(
+        'name = "by-hand"\n\n'
+        + _endpoint("pgbouncer-transaction", ep.port, "pgbouncer", "transaction", "1.18.0", "disable")
+    )
+    results = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "run", "--target", str(target), "--experiments", "matrix,apps,network,session-state",
+         "--rtts", "0", "--results", str(results)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, PASSWORD_ENV: password},
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    rows = [json.loads(line) for f in (results / "runs").glob("*.jsonl") for line in f.read_text().splitlines()]
+    assert {r["experiment"] for r in rows} == {"matrix", "network", "session-state"}, "no two-application cell"
+    assert not [r["cell"] for r in rows if r["experiment"] == "network" and r["topology"]["tls"]], "no TLS cell there"
+    assert all(any(n.startswith("apps:") for n in r["selection"]["not_run"]) for r in rows)
+    assert all(r["matches"] is not False for r in rows)
+
+
+def test_target_check_ends_against_a_server_that_authenticates_and_then_says_nothing(tmp_path: Path) -> None:
+    """A server that completes the login and never answers a query: `target check` ends with one line."""
+    import socket
+    import struct
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+            first = conn.recv(8)
+            if len(first) == 8 and struct.unpack("!ii", first)[1] == 80877103:  # SSLRequest: no TLS here
+                conn.sendall(b"N")
+            conn.recv(65536)  # the startup message
+            ready = b"R" + struct.pack("!ii", 8, 0)  # AuthenticationOk
+            status = b"server_version\x0015.0\x00"
+            ready += b"S" + struct.pack("!i", 4 + len(status)) + status
+            ready += b"K" + struct.pack("!iii", 12, 1, 2) + b"Z" + struct.pack("!i", 5) + b"I"
+            conn.sendall(ready)  # and then nothing, ever
+
+    threading.Thread(target=serve, daemon=True).start()
+    target = tmp_path / "silent.toml"
+    target.write_text('name = "silent"\n\n' + _endpoint("direct", port, "none", "none", None, "disable"))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "lab", "target", "check", str(target)],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, PASSWORD_ENV: "x"},
+        )  # fmt: skip
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+    assert done.returncode == 3, done.stdout + done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("direct: timeout:") and "no answer" in lines[0], done.stdout
+    assert "Traceback" not in done.stderr

@@ -34,7 +34,7 @@ def matrix_tables(rows: list[Row]) -> list[Table]:
     return tables
 
 
-def print_summary(path: Path, console: Console | None = None) -> int:
+def print_summary(path: Path, console: Console | None = None, tables: bool = True) -> int:
     """Print the run's matrix and counts; returns how many rows the run recorded."""
     console = console or Console(markup=False, highlight=False)
     if not console.is_terminal:
@@ -43,7 +43,7 @@ def print_summary(path: Path, console: Console | None = None) -> int:
         console.print(f"no rows were written ({path} does not exist)")
         return 0
     rows = list(read_rows(path))
-    for table in matrix_tables(rows):
+    for table in matrix_tables(rows) if tables else []:
         console.print(table)
     matrix = [r for r in rows if r.experiment == "matrix"]
     unexpected = [r for r in matrix if r.matches is False]

@@ -35,6 +35,7 @@ FIELDS = {
     "pool_mode",
     "pooler_version",
     "prepared_statements",
+    "server_connections",
     "client_versions",
     "outcome",
     "error_class",
@@ -58,6 +59,10 @@ class Expectation:
     #: "tracked" | "not tracked": whether the pooler tracks protocol-level prepared statements (PgBouncer 1.21+ with
     #: max_prepared_statements > 0; lab.topology.services.prepared_statements); a rule with it needs the fact known
     prepared_statements: str | None = None
+    #: "fresh" | "inherited": whether the cell starts on server connections the lab opened for it (it ends the
+    #: pooler's server connections before each cell) or on ones earlier clients used (a target, where the lab never
+    #: ends server connections: what an application or an earlier run prepared there is met)
+    server_connections: str | None = None
     client_versions: tuple[tuple[str, str], ...] = ()  # (distribution, specifier): {asyncpg = ">=0.30"} in the file
     error_class: str | None = None
     #: one SQLSTATE, or the ones any of which is expected: where the server reports two faces of one failure in the
@@ -81,6 +86,8 @@ class Expectation:
         if self.pool_mode is not None and facts.get("pool_mode") != self.pool_mode:
             return False
         if self.prepared_statements is not None and facts.get("prepared_statements") != self.prepared_statements:
+            return False
+        if self.server_connections is not None and server_connections(facts) != self.server_connections:
             return False
         if self.pooler_version == UNDECLARED:
             if facts.get("pooler_version"):
@@ -132,6 +139,11 @@ class Expectation:
         return data
 
 
+def server_connections(facts: dict[str, Any]) -> str:
+    """ "inherited" on a target (the lab ends none of its server connections), "fresh" where the lab runs the pooler."""
+    return "inherited" if facts.get("backend") == "target" else "fresh"
+
+
 def _alternatives(value: Any) -> tuple[Any, ...]:
     """A field that takes one value or a list of them, as the values (none where it is not set)."""
     return tuple(value) if isinstance(value, list) else (value,) if value is not None else ()
@@ -140,8 +152,17 @@ def _alternatives(value: Any) -> tuple[Any, ...]:
 def load(path: Path) -> list[Expectation]:
     try:
         doc = tomllib.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (the expectation table is TOML)") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the expectation table: {exc}") from None
+    unknown_keys = set(doc) - {"rule"}
+    if unknown_keys:
+        raise ConfigError(
+            f"{path}: unknown top-level key(s) {', '.join(sorted(unknown_keys))}; the table holds [[rule]] entries"
+        )
+    if not isinstance(doc.get("rule", []), list) or not all(isinstance(r, dict) for r in doc.get("rule", [])):
+        raise ConfigError(f"{path}: `rule` must be [[rule]] tables")
     rules = []
     for i, raw in enumerate(doc.get("rule", []), 1):
         where = f"{path}: rule {i}"
@@ -152,6 +173,8 @@ def load(path: Path) -> list[Expectation]:
             )
         if raw.get("prepared_statements") not in (None, "tracked", "not tracked"):
             raise ConfigError(f'{where}: prepared_statements must be "tracked" or "not tracked"')
+        if raw.get("server_connections") not in (None, "fresh", "inherited"):
+            raise ConfigError(f'{where}: server_connections must be "fresh" or "inherited"')
         for name in (
             "client",
             "topology",
@@ -193,6 +216,8 @@ def load(path: Path) -> list[Expectation]:
             raise ConfigError(f'{where}: client_versions must be a table like {{asyncpg = ">=0.30"}}')
         for dist, spec in cv.items():
             try:
+                if not isinstance(spec, str):
+                    raise InvalidSpecifier(str(spec))
                 SpecifierSet(spec)
             except InvalidSpecifier:
                 raise ConfigError(f"{where}: client_versions.{dist} {spec!r} is not a version range") from None

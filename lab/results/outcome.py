@@ -41,6 +41,8 @@ class Outcome:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Outcome:
+        if not isinstance(data, dict) or data.get("kind") not in KINDS:
+            raise ValueError(f"an outcome's kind is one of {', '.join(KINDS)}")
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     def summary(self) -> str:

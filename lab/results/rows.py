@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.errors import ConfigError
 from lab.paths import RESULTS_DIR
 from lab.results import measures as measures_of
 from lab.results.measures import Measures
@@ -69,9 +70,14 @@ class Row:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Row:
+        if not isinstance(data, dict):
+            raise ValueError("a result row is a JSON object")
         missing = [k for k in REQUIRED if k not in data]
         if missing:
             raise ValueError(f"result row lacks {', '.join(missing)}")
+        for key in ("outcome", "client", "topology"):
+            if not isinstance(data[key], dict):
+                raise ValueError(f"result row's {key} is not an object")
         if data["schema"] not in READABLE:
             raise ValueError(
                 f"result row has schema {data['schema']!r}, this lab reads {', '.join(map(str, READABLE))}"
@@ -121,11 +127,22 @@ class RowWriter:
             f.flush()
 
 
+class BadRows(ConfigError, ValueError):
+    """A result file the lab cannot read: one line naming the file and the line, exit status 2."""
+
+
 def read_rows(path: Path) -> Iterator[Row]:
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
+    try:
+        f = open(path, encoding="utf-8")  # noqa: SIM115 - closed by the with below; open's own failure is one line
+    except OSError as exc:
+        raise BadRows(f"{path}: cannot read it ({exc.strerror})") from None
+    with f:
+        n = 0
+        try:
+            for n, line in enumerate(f, 1):  # noqa: B007 - n names the line a failure is on
+                if line.strip():
                     yield Row.from_dict(json.loads(line))
-                except (ValueError, TypeError) as exc:
-                    raise ValueError(f"{path}:{n}: {exc}") from None
+        except UnicodeDecodeError:
+            raise BadRows(f"{path}: not a text file of result rows (JSON lines)") from None
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            raise BadRows(f"{path}:{n}: {exc}") from None

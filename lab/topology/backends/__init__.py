@@ -99,7 +99,7 @@ def make_backend(
 def start_for_session(options: LabOptions, say: Progress) -> Iterator[Session]:
     """The session's topology: a target's endpoints, the topology `lab up` left running (`attach`, with a run state
     of the session's own), or one started here by the backend chosen and stopped at the end whatever happens."""
-    from lab.topology.backends.choice import choose, engine_status
+    from lab.topology.backends.choice import choose, explain
 
     if options.target is not None:
         yield from _target_session(options, say)
@@ -118,8 +118,7 @@ def start_for_session(options: LabOptions, say: Progress) -> Iterator[Session]:
             own.stop()
         return
     chosen = choose(options.backend)
-    ok, why = engine_status() if chosen == "native" else (True, "")
-    say(f"backend: {chosen}" + ("" if chosen == "docker" or ok else f" ({why})"))
+    say(explain(options.backend, chosen))
     backend = make_backend(chosen, say, options.run_id, options.profiles, options.images)
     try:
         topology = backend.start()

@@ -18,9 +18,9 @@ from lab.topology.backends import Backend, Progress
 from lab.topology.compose import ComposeTopology, Service, load
 from lab.topology.model import Endpoint, EndpointFacts, Topology
 from lab.topology.ports import ensure_free, free_ports
-from lab.topology.processes import RunAs, Server, give_to, run_as, run_as_self
+from lab.topology.processes import RunAs, Server, check_reachable, give_to, run_as, run_as_self
 from lab.topology.render import Credentials, Placement, render
-from lab.topology.runstate import RunState
+from lab.topology.runstate import RunState, runtime_base
 from lab.topology.services import kind_of
 from lab.topology.services.base import NativeSite, ServiceKind
 
@@ -58,6 +58,7 @@ class NativeBackend(Backend):
             kind_of(svc).binary(svc)
         ports, tls_ports = self._ports(topo)
         self.owner = owner = run_as()
+        check_reachable(owner, runtime_base(), "runtime directory")
         self.state = state = RunState.create(persistent=self.persistent, run_id=self.run_id)
         rundir = state.directory
         rendered, logs, sockets, states = (rundir / d for d in ("config", "logs", "sockets", "state"))

@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import psycopg
 
 from lab.errors import ConfigError, EnvironmentProblem
+from lab.topology.bounded import NoAnswer, bounded
 from lab.topology.model import Endpoint, EndpointFacts, Secret, Topology
 from lab.topology.services import families, for_family
 
@@ -42,7 +43,11 @@ POOLERS = ("none", *dict.fromkeys([*families(), "supavisor", "pgcat", "pgdog", "
 POOL_MODES = ("none", "session", "transaction")
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 DEFAULT_MAX_CONNECTIONS = 10
+#: how long the lab waits for a target to answer anything (connecting, a statement) before it says so
+BOUND_S = 10.0
 SCHEMA_PREFIX = "pooler_lab_"
+#: the libpq URL parameters a target's url may carry (the CA goes in ca_file, the password in the environment)
+URL_PARAMETERS = {"sslmode"}
 ENDPOINT_KEYS = {"url", "password_env", "pooler", "pool_mode", "pooler_version", "max_connections", "ca_file"}
 TOP_KEYS = {"name", "endpoints", "rest", "allow_bursts"}
 REST_KEYS = {"url", "anon_key_env", "ca_file"}
@@ -109,6 +114,8 @@ class TargetFile:
             doc = tomllib.loads(path.read_text())
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the target file ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file (a target file is TOML)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not TOML ({exc})") from None
         where = str(path)
@@ -193,22 +200,22 @@ def _rest(where: str, body: Any, env: dict[str, str], need_secrets: bool) -> Tar
     for required in ("url", "anon_key_env"):
         if not isinstance(body.get(required), str) or not body[required]:
             raise ConfigError(f"{where}: `{required}` is required (a string)")
-    url = urlsplit(body["url"])
-    if url.scheme != "https" or not url.hostname or url.path.strip("/") or url.username:
-        raise ConfigError(
-            f"{where}: url must be the project's base URL over https, like https://abcdefghijklmnop.supabase.co"
-        )
+    shape = "url must be the project's base URL over https, like https://abcdefghijklmnop.supabase.co"
     try:
-        port = url.port or 443
+        url = urlsplit(body["url"])
+        hostname, port_given = url.hostname, url.port
     except ValueError:
-        raise ConfigError(f"{where}: url's port is not a TCP port (1-65535)") from None
+        raise ConfigError(f"{where}: {shape} (a port of 1-65535)") from None
+    if url.scheme != "https" or not hostname or url.path.strip("/") or url.username or url.query or port_given == 0:
+        raise ConfigError(f"{where}: {shape}")
+    port = port_given or 443
     ca = body.get("ca_file")
     if ca is not None and (not isinstance(ca, str) or not Path(ca).is_file()):
         raise ConfigError(f"{where}: ca_file {ca!r} is not a file")
     key: str | None = env.get(body["anon_key_env"])
     if key is None and need_secrets:
         raise ConfigError(f"{where}: the environment variable {body['anon_key_env']} (anon_key_env) is not set")
-    return TargetRest(url.hostname, port, Secret(key or ""), ca)
+    return TargetRest(hostname, port, Secret(key or ""), ca)
 
 
 def _endpoint(where: str, name: str, body: Any, env: dict[str, str], need_secrets: bool) -> TargetEndpoint:
@@ -224,20 +231,30 @@ def _endpoint(where: str, name: str, body: Any, env: dict[str, str], need_secret
     for key in ("url", "password_env", "pooler", "pool_mode"):
         if not isinstance(body.get(key), str) or not body[key]:
             raise ConfigError(f"{where}: `{key}` is required (a string)")
-    url = urlsplit(body["url"])
+    try:
+        url = urlsplit(body["url"])
+        hostname, port_given = url.hostname, url.port
+    except ValueError as exc:
+        why = "its port is not a TCP port (1-65535)" if "port" in str(exc).lower() else f"it is not a URL ({exc})"
+        raise ConfigError(f"{where}: url: {why}: postgresql://USER@HOST:PORT/DATABASE") from None
     if url.scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"{where}: url must be postgresql://USER@HOST:PORT/DATABASE")
-    if url.password:
+    query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+    if url.password or "password" in query:
         raise ConfigError(
             f"{where}: url carries a password; put it in the environment variable `password_env` names instead"
         )
-    if not url.hostname or not url.username:
+    unknown_parameters = sorted(set(query) - URL_PARAMETERS)
+    if unknown_parameters:
+        raise ConfigError(
+            f"{where}: url parameter(s) {', '.join(unknown_parameters)} not taken (the lab would drop them silently); "
+            f"it takes {', '.join(sorted(URL_PARAMETERS))}"
+        )
+    if not hostname or not url.username:
         raise ConfigError(f"{where}: url needs a user and a host: postgresql://USER@HOST:PORT/DATABASE")
-    try:
-        port = url.port or 5432
-    except ValueError:
-        raise ConfigError(f"{where}: url's port is not a TCP port (1-65535)") from None
-    query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+    if port_given == 0:
+        raise ConfigError(f"{where}: url's port is not a TCP port (1-65535)")
+    port = port_given or 5432
     sslmode = query.get("sslmode", "prefer")
     if sslmode not in SSLMODES:
         raise ConfigError(f"{where}: sslmode {sslmode!r} is not one of {', '.join(SSLMODES)}")
@@ -264,7 +281,7 @@ def _endpoint(where: str, name: str, body: Any, env: dict[str, str], need_secret
         raise ConfigError(f"{where}: the environment variable {var} (password_env) is not set")
     return TargetEndpoint(
         name,
-        url.hostname,
+        hostname,
         port,
         unquote(url.path.lstrip("/")) or "postgres",
         unquote(url.username),
@@ -321,10 +338,11 @@ def rest_table(target: TargetFile, run_id: str) -> Iterator[str]:
     table = schema_for(run_id)
     with _admin(target, "create the run's REST table") as conn:
         conn.execute(TABLE_DDL.format(schema="public").replace("public.lab_items", f'public."{table}"'))
-        conn.execute(f'GRANT SELECT, INSERT (payload) ON public."{table}" TO anon')
-        conn.execute(f'GRANT USAGE ON SEQUENCE public."{table}_id_seq" TO anon')
-        conn.execute("NOTIFY pgrst, 'reload schema'")
-    try:
+    try:  # from here on the table exists: whatever fails (a grant anon may not get), it is dropped
+        with _admin(target, f"let anon write the run's REST table public.{table}") as conn:
+            conn.execute(f'GRANT SELECT, INSERT (payload) ON public."{table}" TO anon')
+            conn.execute(f'GRANT USAGE ON SEQUENCE public."{table}_id_seq" TO anon')
+            conn.execute("NOTIFY pgrst, 'reload schema'")
         yield table
     finally:
         with _admin(
@@ -338,13 +356,19 @@ def rest_table(target: TargetFile, run_id: str) -> Iterator[str]:
 def _admin(target: TargetFile, what: str) -> Iterator[psycopg.Connection]:
     """A connection to the target's home endpoint for the lab's housekeeping; a failure is one line (no DSN, no traceback)."""
     home = target.home()
+    connected = False
     try:
-        with psycopg.connect(
-            home.endpoint(target.name).dsn(), autocommit=True, connect_timeout=10, prepare_threshold=None
+        with bounded(
+            home.endpoint(target.name).dsn(),
+            BOUND_S,
+            f"target {target.name}: {what}",
+            autocommit=True,
+            prepare_threshold=None,
         ) as conn:
+            connected = True
             yield conn
     except psycopg.Error as exc:
-        kind, state = failure_kind(exc)
+        kind, state = failure_kind(exc) if not connected else ("statement", getattr(exc, "sqlstate", None))
         hint = "; the user needs CREATE on the database, or run with --read-only" if state == "42501" else ""
         raise EnvironmentProblem(
             f"target {target.name}: cannot {what} through {home.name}: {kind}: {_first_line(exc)}"
@@ -446,7 +470,9 @@ def check(target: TargetFile, rounds: int = 5) -> list[Check]:
     for name, ep in target.endpoints.items():
         endpoint = ep.endpoint(target.name)
         try:
-            with psycopg.connect(endpoint.dsn(), connect_timeout=10, autocommit=True, prepare_threshold=None) as conn:
+            with bounded(
+                endpoint.dsn(), BOUND_S, f"{name}: no answer", autocommit=True, prepare_threshold=None
+            ) as conn:
                 version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
                 tls = (
                     tls_version(ep.host, ep.port, ep.ca_file if ep.sslmode == "verify-full" else None)
@@ -469,7 +495,9 @@ def check(target: TargetFile, rounds: int = 5) -> list[Check]:
                     observed={"server_version": version, "tls_version": tls, "measured_rtt_ms": round(rtt, 3)},
                 )
             )
-        except psycopg.Error as exc:
+        except NoAnswer as exc:
+            out.append(Check(name, False, f"{name}: timeout: {exc}"))
+        except (psycopg.Error, OSError) as exc:
             kind, state = failure_kind(exc)
             out.append(
                 Check(
