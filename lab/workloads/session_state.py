@@ -266,6 +266,18 @@ def _notified(conn: psycopg.Connection, notify_dsn: str, names: Names) -> tuple[
     return bool(got), f"{len(got)} notification(s) on the run's channel within {NOTIFY_WAIT_S:g}s"
 
 
+class KeyHeld(Exception):
+    """The cell's advisory-lock key is held by a session that is not the probe's: there is nothing to observe, and
+    the probe takes nothing it would have to wait for."""
+
+
+def _set(conn: psycopg.Connection, kind: str, sql: str, names: Names) -> None:
+    """Make the state; the advisory lock is tried, never waited for, and a key someone else holds ends the probe."""
+    cursor = conn.execute(sql)
+    if kind == "advisory-lock" and not (cursor.fetchone() or (False,))[0]:
+        raise KeyHeld(f"the cell's advisory-lock key {names.key} is held by another session; the probe took nothing")
+
+
 #: the settings the probes make, as SHOW reports them: the tidy step resets a setting only where it still holds the
 #: probe's value (on a target the server connection may carry an application's own)
 OWN_SETTINGS = {
@@ -327,7 +339,7 @@ def leak_probe(name: str, dsn: str, notify_dsn: str, pooled: bool, names: Names)
             answered_within(b, PROBE_BOUND_S, "a state probe"),
         ):
             first = _value(a, "SELECT pg_backend_pid()")
-            a.execute(setting)
+            _set(a, name, setting, names)
             a.commit()
             result.pids.append(first)
             _land(b, result, lambda pid: pid == first, pooled)
@@ -397,7 +409,7 @@ def probe(name: str, dsn: str, notify_dsn: str, pooled: bool, names: Names) -> S
     try:
         with _connect(dsn) as conn, answered_within(conn, PROBE_BOUND_S, "a state probe"):
             first = _value(conn, "SELECT pg_backend_pid()")
-            conn.execute(kind.set_sql(names))
+            _set(conn, name, kind.set_sql(names), names)
             conn.commit()
             result.pids.append(first)
             _land(conn, result, lambda pid: pid != first, pooled)
