@@ -9,11 +9,13 @@ with them; a runner in another process is counted once, after its cell).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 
 from lab.clients.configuration import Configuration
+from lab.clients.contract import PER_WORKER
 from lab.clients.runner import Runners
 from lab.observe.server_view import LogWindow, PreparedCensus, end_server_connections, summarize
 from lab.options import LabOptions
@@ -76,17 +78,19 @@ def test_matrix(
     record(
         result.outcome,
         MatrixMeasures(
-            repeats=lab_options.repeats,
+            repeats=scenario.repeats or lab_options.repeats,
             iterations_run=result.iterations,
             cell_timeout_s=lab_options.cell_timeout,
             workers=scenario.workers,
             ops_per_worker=scenario.ops_per_worker,
-            client_pool_size=POOL_SIZE,
+            client_pool_size=1 if scenario.connections == PER_WORKER else POOL_SIZE,
             elapsed_s=round(result.elapsed_s, 3),
             server_log=log,
             unraised_errors=unraised,
             prepared_before=before,
             prepared_after=after if census else None,
+            connections=scenario.connections,
+            outcome_counts=dict(Counter(o.label() for o in result.outcomes)) if scenario.keep_going else None,
         ),
         result.latencies_s,
         versions=result.versions,

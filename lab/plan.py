@@ -106,7 +106,9 @@ def _matrix(topologies: list[str], opts: LabOptions) -> list[Cell]:
         for scenario in SCENARIOS.values()
         for t in topologies
         for client in configurations().values()
-        if client.group != "probe" and (client.workloads is None or scenario.name in client.workloads)
+        if client.group != "probe"
+        and (client.workloads is None or scenario.name in client.workloads)
+        and scenario.runs_for(client.batch)
     ]
 
 
@@ -192,11 +194,15 @@ AUTH_CLIENTS = (
     "sqlalchemy-psycopg",
 )
 AUTH_KINDS = ("auth-wrong-password", "auth-unknown-user", "auth-wrong-region")
+#: logins that fail at the server or pooler itself, not at a router: checked on the lab's own topologies only
+DIRECT_AUTH_KINDS = ("auth-unknown-database", "auth-wrong-password-prefer")
 
 
 def _auth(topologies: list[str], opts: LabOptions) -> list[Cell]:
     """Logins that must fail: a wrong password and an unknown user direct, through each PgBouncer and through the
-    tenant router; the right user at a router of another region, which does not host the lab's tenant."""
+    tenant router; an unknown database, and a wrong password with sslmode=prefer (libpq tries again without TLS),
+    direct and through each PgBouncer; the right user at a router of another region, which does not host the lab's
+    tenant."""
     if opts.target is not None:
         return []  # never on somebody's database: failed logins count towards a pooler's ban (Supavisor bans addresses)
     routers = [t for t in ROUTES if ROUTES[t] == "pgbouncer-transaction"]
@@ -205,6 +211,12 @@ def _auth(topologies: list[str], opts: LabOptions) -> list[Cell]:
         Cell("auth", configuration(c), t, kind, case=kind)
         for kind in AUTH_KINDS[:2]
         for t in places
+        for c in AUTH_CLIENTS
+    ]
+    cells += [
+        Cell("auth", configuration(c), t, kind, case=kind)
+        for kind in DIRECT_AUTH_KINDS
+        for t in topologies
         for c in AUTH_CLIENTS
     ]
     return cells + [
@@ -319,6 +331,8 @@ EXPERIMENTS: dict[str, Callable[[list[str], LabOptions], list[Cell]]] = {
 #: Scenarios that write nothing that outlives them (--read-only keeps only these).
 READ_ONLY_SCENARIOS = (
     "repeated-query",
+    "crossover",
+    "many-statements",
     *apps.MODES,
     "wire-count",
     "loop-lag",

@@ -78,3 +78,49 @@ def test_a_runner_process_speaks_the_contract_on_the_system_libpq(topology) -> N
         assert works.outcome.kind == "ok" and len(works.latencies_s) == 2 * 4 * workload.ops_per_worker
     finally:
         runners.close()
+
+
+def _held_then_looked_at(table: str) -> tuple[tuple[Operation, ...], ...]:
+    """Worker 0 holds a transaction open until worker 1 is done; worker 1 runs during it and sees it open."""
+    held = Statement("SELECT 1 AS one", {}, [[1]], "worker 0's held transaction")
+    look = Statement(
+        "SELECT count(*) > 0 AS seen FROM pg_stat_activity WHERE state = 'idle in transaction' AND pid <> pg_backend_pid()",
+        {},
+        [[True]],
+        "worker 1 sees worker 0's transaction open",
+    )
+    return (
+        (Operation((held,), True, hold=((1, 0),)),),
+        (Operation((look,), True, during=((0, 0),)),),
+    )
+
+
+ORDERED = Scenario("ordered", "during and hold", _once("x", "SELECT 1").operation, 2, 1, plan=_held_then_looked_at)
+
+
+def test_every_runner_keeps_the_order_a_spec_sets(topology) -> None:  # type: ignore[no-untyped-def]
+    """`during` starts an operation while another holds its transaction open, and `hold` keeps it open until that
+    operation is done: in the lab's process, in a Python runner process and in the Node.js runner alike."""
+    runners = Runners()
+    try:
+        for name in ("psycopg-async-no-prepare", "psycopg2-executor", "psycopg-system-sync", "node-pg-default"):
+            config = configuration(name)
+            result = run_scenario(
+                runners.for_(config), config, topology.endpoint("direct").dsn(), ORDERED, "lab_items", 2, 10
+            )
+            assert result.outcome.kind == "ok" and result.iterations == 2, (name, result.outcome)
+    finally:
+        runners.close()
+
+
+def test_a_free_running_cell_reports_every_iteration(topology) -> None:  # type: ignore[no-untyped-def]
+    """keep_going: a failure does not end the cell; every iteration's outcome comes back to be counted."""
+    wrong = Scenario("free", "", _once("x", "SELECT 41", [[42]]).operation, 1, 1, keep_going=True, repeats=3)
+    runners = Runners()
+    try:
+        for name in ("asyncpg-default", "node-postgres-js-default", "psycopg-system-async-default"):
+            config = configuration(name)
+            result = run_scenario(runners.for_(config), config, topology.endpoint("direct").dsn(), wrong, "t", 1, 10)
+            assert [o.kind for o in result.outcomes] == ["wrong-result"] * 3, (name, result.outcomes)
+    finally:
+        runners.close()

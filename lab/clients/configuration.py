@@ -48,6 +48,8 @@ class Configuration:
     change: str | None = None  # the setting it changes, as a user writes it: "statement_cache_size=0"
     snippet: str | None = None  # the change as code
     docs: tuple[str, ...] = ()
+    #: the driver's own batch API as its users call it ("executemany in pipeline mode"); None: it has none
+    batch: str | None = None
     #: it needs something only the lab's own topology has (a role), so it never runs on a target
     local_only: bool = False
     #: a role of its own it logs in as: its poolers' server connections are the cell's to end afterwards
@@ -63,7 +65,7 @@ class Configuration:
         out: dict[str, Any] = {"language": self.language, "runtime": self.runtime, "group": self.group}
         if self.fixes:
             out["fixes"] = dict(self.fixes)
-        for key in ("change", "snippet"):
+        for key in ("change", "snippet", "batch"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
         if self.docs:

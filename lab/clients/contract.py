@@ -8,6 +8,12 @@ configuration's pool, runs the workers concurrently, checks every answer, and re
 iteration's outcome (with the phase it failed in and the driver's own error fields) and
 latencies, and the versions it ran with.
 
+Contract 2 adds what makes a pooler's failures deterministic and what applications do beside
+single statements: an order between operations of different workers (`after`, `during`, `hold`: an open
+transaction pins its server connection, and who commits last decides which one a transaction
+pooler hands out next), a client connection per worker (`connections`), batches sent the
+driver's own way (`batch`), and cells that run every repeat to count outcomes (`keep_going`).
+
 This module is standard library only: Python runners in environments of their own (a
 client's own lock file, the system libpq) import it without the lab's dependencies.
 """
@@ -23,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: bumped when a runner written for an older contract would misread a spec
-CONTRACT = 1
+CONTRACT = 2
 
 #: a value in a statement's parameters or expected rows: a JSON scalar, or one of
 #:   {"ref": [step, row, column]}  the value an earlier statement of the same operation returned
@@ -52,6 +58,24 @@ class Operation:
     #: with its arguments; the statements then describe it for the record
     call: str | None = None
     args: dict[str, Value] = field(default_factory=dict)
+    #: start only once these operations, each (worker, index) of the same iteration, are done (committed or failed)
+    after: tuple[tuple[int, int], ...] = ()
+    #: start only while these operations hold their transactions open: once their statements have run (each then
+    #: pins its server connection until it commits)
+    during: tuple[tuple[int, int], ...] = ()
+    #: an explicit transaction stays open after its statements, before its COMMIT, until these operations are done
+    hold: tuple[tuple[int, int], ...] = ()
+    #: the statements (one SQL text, a parameter set each) sent as one batch the driver's own way (psycopg's
+    #: executemany in pipeline mode, asyncpg's fetchmany): one operation, its answers checked once all are back
+    batch: bool = False
+
+
+#: every worker shares one pool of `pool_size` connections
+POOL = "pool"
+#: each worker holds a client connection of its own for the whole iteration (a pool of one each), as an
+#: application's thread-local connection does (Django's, a worker thread's)
+PER_WORKER = "per-worker"
+CONNECTIONS = (POOL, PER_WORKER)
 
 
 @dataclass(frozen=True)
@@ -64,6 +88,10 @@ class CellSpec:
     cell_timeout_s: float
     op_timeout_s: float  # a pool's wait for a connection, a connect timeout
     workers: tuple[tuple[Operation, ...], ...]  # per worker, in order
+    connections: str = POOL  # POOL | PER_WORKER
+    #: run every repeat even after a failure, each iteration reporting its outcome (the free-running cells count how
+    #: often each outcome occurred); otherwise the first failure ends the cell
+    keep_going: bool = False
     contract: int = CONTRACT
 
     def to_json(self) -> str:
@@ -79,6 +107,10 @@ class CellSpec:
                     pause_s=op.get("pause_s", 0.0),
                     call=op.get("call"),
                     args=op.get("args") or {},
+                    after=tuple((int(w), int(i)) for w, i in op.get("after") or ()),
+                    during=tuple((int(w), int(i)) for w, i in op.get("during") or ()),
+                    hold=tuple((int(w), int(i)) for w, i in op.get("hold") or ()),
+                    batch=bool(op.get("batch", False)),
                 )
                 for op in ops
             )
@@ -92,13 +124,15 @@ class CellSpec:
             "repeats",
             "cell_timeout_s",
             "op_timeout_s",
+            "connections",
+            "keep_going",
             "contract",
         }
         return cls(workers=workers, **{k: v for k, v in data.items() if k in known})
 
 
 # -- what runners send back (one JSON object per line) ----------------------------------------
-# {"type": "hello", "contract": 1, "runtime": "node v20.20.2"}                      once, when the runner starts
+# {"type": "hello", "contract": 2, "runtime": "node v20.20.2"}                      once, when the runner starts
 # {"type": "iteration", "index": 0, "outcome": {...}, "latencies_s": [...]}        per iteration of a cell
 # {"type": "done", "versions": {"pg": "8.23.1"}, "elapsed_s": 1.2}                 after the last iteration
 # {"type": "fatal", "message": "..."}                                               the runner cannot go on

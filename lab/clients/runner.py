@@ -134,19 +134,22 @@ class SubprocessRunner:
                     if alive
                     else f"the {self.name} runner exited (code {process.returncode}): {self._stderr_tail()}"
                 )
+                stopped = Outcome(
+                    "hang" if alive else "error",
+                    error_class=None if alive else "RunnerExit",
+                    message=None if alive else what,
+                    detail=what,
+                )
+                result.outcomes.append(stopped)
                 if result.outcome.kind == "ok":
-                    result.outcome = Outcome(
-                        "hang" if alive else "error",
-                        error_class=None if alive else "RunnerExit",
-                        message=None if alive else what,
-                        detail=what,
-                    )
+                    result.outcome = stopped
                 break
             kind = message.get("type")
             if kind == "iteration":
                 outcome = Outcome.from_dict(message.get("outcome") or {"kind": "ok"})
                 result.iterations = int(message.get("index", result.iterations)) + 1
                 result.latencies_s += [float(x) for x in message.get("latencies_s", [])]
+                result.outcomes.append(outcome)
                 if result.outcome.kind == "ok" and outcome.kind != "ok":
                     result.outcome = outcome
             elif kind == "done":

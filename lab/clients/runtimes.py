@@ -32,7 +32,7 @@ MANIFEST = "runner.toml"
 INSTALLERS = ("npm", "pip", "none")
 TOP_KEYS = {"name", "language", "description", "apt", "install", "run", "env", "configuration"}
 CONFIGURATION_KEYS = {
-    "name", "description", "packages", "group", "workloads", "fixes", "change", "snippet", "docs", "runs",
+    "name", "description", "packages", "group", "workloads", "fixes", "change", "snippet", "docs", "runs", "batch",
 }  # fmt: skip
 
 
@@ -175,6 +175,7 @@ def _load(folder: Path) -> Runtime:
                 change=raw.get("change"),
                 snippet=raw.get("snippet"),
                 docs=tuple(raw.get("docs", ())),
+                batch=raw.get("batch"),
                 version_reader=runtime.versions,
             )
         )

@@ -51,14 +51,17 @@ def main(argv: list[str]) -> int:
             return 2
         runs = runtime.runs.get(spec.configuration, spec.configuration)
         result = runner.run(replace(spec, configuration=runs))
-        _send(
-            {
-                "type": "iteration",
-                "index": max(0, result.iterations - 1),
-                "outcome": result.outcome.to_dict(),
-                "latencies_s": result.latencies_s,
-            }
-        )
+        outcomes = result.outcomes or [result.outcome]
+        for index, outcome in enumerate(outcomes):  # each iteration's, the latencies with the last
+            last = index == len(outcomes) - 1
+            _send(
+                {
+                    "type": "iteration",
+                    "index": index,
+                    "outcome": outcome.to_dict(),
+                    "latencies_s": result.latencies_s if last else [],
+                }
+            )
         versions = {**package_versions(configuration.packages), **linked_libpq()}  # what this process really ran
         _send({"type": "done", "versions": versions, "elapsed_s": result.elapsed_s})
     return 0

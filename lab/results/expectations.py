@@ -27,6 +27,8 @@ from lab.results.outcome import KINDS, PHASES, Outcome
 ANY = "any"
 #: pooler_version = "undeclared": the rule applies where nobody said which version runs (a target file without one).
 UNDECLARED = "undeclared"
+#: the fields that take one value or a list of them (any of which applies, or is expected)
+LISTS = ("client", "topology", "scenario", "phase", "sqlstate")
 FIELDS = {
     "client",
     "topology",
@@ -50,9 +52,9 @@ FIELDS = {
 class Expectation:
     outcome: str
     reason: str
-    client: str = "*"
-    topology: str = "*"
-    scenario: str = "*"
+    client: str | tuple[str, ...] = "*"  # a glob, or several (the configurations a rule lists by name)
+    topology: str | tuple[str, ...] = "*"
+    scenario: str | tuple[str, ...] = "*"
     pooler: str = "*"  # a glob over the endpoint's pooler: none | pgbouncer | supavisor | pgcat | pgdog
     pool_mode: str | None = None
     pooler_version: str | None = None  # a PEP 440 specifier, e.g. "<1.21", or "undeclared"
@@ -76,9 +78,9 @@ class Expectation:
         self, client: str, topology: str, scenario: str, facts: dict[str, Any], versions: dict[str, str] | None = None
     ) -> bool:
         if not (
-            fnmatchcase(client, self.client)
-            and fnmatchcase(topology, self.topology)
-            and fnmatchcase(scenario, self.scenario)
+            any(fnmatchcase(client, glob) for glob in _alternatives(self.client))
+            and any(fnmatchcase(topology, glob) for glob in _alternatives(self.topology))
+            and any(fnmatchcase(scenario, glob) for glob in _alternatives(self.scenario))
         ):
             return False
         if not fnmatchcase(str(facts.get("pooler") or "none"), self.pooler):
@@ -133,7 +135,7 @@ class Expectation:
         data = asdict(self)
         data["docs"] = list(self.docs)
         data["client_versions"] = dict(self.client_versions)
-        for name in ("phase", "sqlstate"):
+        for name in LISTS:
             if isinstance(getattr(self, name), tuple):
                 data[name] = list(getattr(self, name))
         return data
@@ -146,7 +148,7 @@ def server_connections(facts: dict[str, Any]) -> str:
 
 def _alternatives(value: Any) -> tuple[Any, ...]:
     """A field that takes one value or a list of them, as the values (none where it is not set)."""
-    return tuple(value) if isinstance(value, list) else (value,) if value is not None else ()
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,) if value is not None else ()
 
 
 def load(path: Path) -> list[Expectation]:
@@ -175,10 +177,13 @@ def load(path: Path) -> list[Expectation]:
             raise ConfigError(f'{where}: prepared_statements must be "tracked" or "not tracked"')
         if raw.get("server_connections") not in (None, "fresh", "inherited"):
             raise ConfigError(f'{where}: server_connections must be "fresh" or "inherited"')
+        for name in ("client", "topology", "scenario"):
+            value = raw.get(name, "*")
+            if not isinstance(value, str) and not (
+                isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+            ):
+                raise ConfigError(f"{where}: {name} = {value!r} must be a glob or a list of globs")
         for name in (
-            "client",
-            "topology",
-            "scenario",
             "pooler",
             "pool_mode",
             "pooler_version",
@@ -201,7 +206,10 @@ def load(path: Path) -> list[Expectation]:
                 f"{where}: sqlstate = {raw['sqlstate']!r} must be a 5-character SQLSTATE (or a list of several)"
             )
         # a list in the file (the values any of which is expected) is a tuple in the rule
-        raw = {**raw, **{name: tuple(raw[name]) for name in ("phase", "sqlstate") if isinstance(raw.get(name), list)}}
+        raw = {
+            **raw,
+            **{name: tuple(raw[name]) for name in LISTS if isinstance(raw.get(name), list)},
+        }
         if not str(raw.get("reason", "")).strip():
             raise ConfigError(f"{where}: every rule needs a one-line reason")
         if raw.get("pooler_version") not in (None, UNDECLARED):
@@ -251,10 +259,10 @@ def check_names(rules: list[Expectation], known: Mapping[str, Sequence[str]]) ->
     """Refuse a rule whose client, topology or scenario glob matches no name the lab has: it could never apply."""
     for rule in rules:
         for kind in ("client", "topology", "scenario"):
-            pattern = getattr(rule, kind)
-            if not any(fnmatchcase(name, pattern) for name in known[kind]):
-                raise ConfigError(
-                    f"expectation rule {rule.index}: {kind} {pattern!r} matches no {kind} the lab has "
-                    f"({', '.join(known[kind])})"
-                )
+            for pattern in _alternatives(getattr(rule, kind)):
+                if not any(fnmatchcase(name, pattern) for name in known[kind]):
+                    raise ConfigError(
+                        f"expectation rule {rule.index}: {kind} {pattern!r} matches no {kind} the lab has "
+                        f"({', '.join(known[kind])})"
+                    )
     return rules

@@ -45,6 +45,9 @@ class MatrixMeasures(Measures):
     #: (None elsewhere: a direct backend ends with its client, the session pooler runs DISCARD ALL)
     prepared_before: int | None = None
     prepared_after: list[int] | None = None
+    connections: str = "pool"  # "pool": the workers share one; "per-worker": a client connection each
+    #: a free-running cell (it runs every repeat): how often each outcome occurred, by Outcome.label()
+    outcome_counts: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,12 @@ class AuthMeasures(Measures):
     user: str  # the user name sent (a role, or role.tenant through a router)
     password: str  # "right" | "wrong": never the password itself
     pool_wait_s: float  # how long the client's pool waited for a connection before giving up
+    database: str | None = None  # the database asked for, where it is not the endpoint's (an unknown one)
+    sslmode: str | None = None  # where the cell sets its own (prefer)
+    elapsed_s: float | None = None  # how long the application waited for its answer
+    #: failed logins the server and the pooler logged during the cell (a retry without TLS is one more); None
+    #: where no log can be read
+    failed_logins: int | None = None
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,12 @@ class Outcome:
             raise ValueError(f"an outcome's kind is one of {', '.join(KINDS)}")
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
+    def label(self) -> str:
+        """What a count of outcomes calls this one: its kind, or an error's SQLSTATE (its class where it has none)."""
+        if self.kind == "error":
+            return self.sqlstate or (self.error_class or "error").rsplit(".", 1)[-1]
+        return self.kind
+
     def summary(self) -> str:
         if self.kind != "error":
             return self.kind + (f" ({self.detail})" if self.detail else "")
@@ -67,6 +73,8 @@ class CellResult:
     iterations: int = 0
     elapsed_s: float = 0.0
     versions: dict[str, str] | None = None
+    #: every iteration's outcome, in order (a cell that keeps going after a failure counts them)
+    outcomes: list[Outcome] = field(default_factory=list)
 
 
 class PhaseError(Exception):

@@ -31,6 +31,7 @@ from lab.clients.python.base import Client
 from lab.clients.python.execute import run_cell
 from lab.clients.registry import client_class, python_modules
 from lab.results.outcome import Outcome, WrongResult
+from lab.workloads import scenarios
 from lab.workloads.harness import op_timeout
 
 #: scenario name -> how the processes run: both alive, crossed then taking turns (`_crossed_first`), or one after the other
@@ -84,23 +85,23 @@ class Turns:
         self.pass_on(i)
 
 
-def own_statement(worker: int, op: int) -> tuple[str, dict[str, int], list[tuple[int]]]:
-    """repeated-query with SQL text of this worker's own: its number is a constant and an alias in the statement,
-    and the answer carries it back, so another process's statement under the same name shows as a wrong value.
-    (sql, parameters, the one answer it may return); the crossed first query and every later one use it, so a
-    process's statements are one SQL text, cached and named once."""
-    n = worker * 1000 + op
-    return f"SELECT CAST(:n AS integer) * 2 + {worker} AS doubled_w{worker}", {"n": n}, [(2 * n + worker,)]
+def own_statement(worker: int, op: int) -> tuple[str, dict[str, int], list[tuple[int]], str]:
+    """The process's query of its own (lab.workloads.scenarios.own_statement: the worker's number is in the SQL and
+    in the answer), so another process's statement under the same name shows as a wrong value. The crossed first
+    query and every later one use it: a process's statements are one SQL text, cached and named once."""
+    s = scenarios.own_statement(worker, op)
+    assert s.expect is not None
+    return s.sql, s.params, [tuple(row) for row in s.expect], s.what
 
 
-def _check(worker: int, got: object, want: object) -> None:
+def _check(what: str, got: object, want: object) -> None:
     if got != want:
-        raise WrongResult(f"worker {worker}'s SELECT n * 2 + {worker}", got, want)
+        raise WrongResult(what, got, want)
 
 
 async def own_query(client: Client, worker: int, op: int) -> None:
-    sql, params, want = own_statement(worker, op)
-    _check(worker, await client.fetch(sql, params), want)
+    sql, params, want, what = own_statement(worker, op)
+    _check(what, await client.fetch(sql, params), want)
 
 
 def _app_main(
@@ -109,7 +110,7 @@ def _app_main(
     """The child: one application process, its own pool, its own SQL, one outcome sent back. The configuration's
     class travels by reference (its module is preloaded in the fork server)."""
     me = app - 1
-    own = app * 10  # app 1 asks worker 10's SQL, app 2 worker 20's
+    own = app  # app 1 asks worker 1's query, app 2 worker 2's
 
     def operation(op: int) -> Any:
         async def run(client: Client) -> None:
@@ -133,7 +134,7 @@ def _app_main(
         commits first, app 2 last, so the server connection app 2 used is the one PgBouncer hands out next
         (last in, first out): app 1's second query runs there, under the name app 2 gave its own statement."""
         assert turns is not None
-        sql, params, want = own_statement(worker, 0)
+        sql, params, want, what = own_statement(worker, 0)
 
         def first(_: list[Any]) -> tuple[str, dict[str, Any]]:
             turns.wait(me)
@@ -148,7 +149,7 @@ def _app_main(
             results = await client.transaction([first, hold])
         finally:
             turns.pass_on(me)  # committed (or failed): the other process's turn
-        _check(worker, results[0], want)
+        _check(what, results[0], want)
 
     @asynccontextmanager
     async def in_turn() -> AsyncIterator[None]:

@@ -4,14 +4,26 @@ Pooler failures are timing-dependent: one client on a quiet pool passes by luck.
 workload runs several workers at once over a pool of several client connections, which the
 transaction pooler maps onto fewer server connections (compose/.env), and every cell repeats
 the workload. Every returned value is checked against what the worker asked for.
+
+Three shapes:
+- one SQL text for every worker (`repeated-query`, `insert-returning`, `transaction`), as an
+  application's hot statement: a statement run on another client's server connection is the
+  same statement, so what fails, fails loudly;
+- a text of each worker's own (`crossover`, `many-statements`), as an application has many
+  queries: a statement run under another connection's name is another query, and its answer
+  is a wrong one. `crossover` orders the crossing (an open transaction pins a server
+  connection; who commits last decides which one the pooler hands out next), so its outcome
+  is the same on every run; `many-statements` runs free and counts how often each outcome
+  occurred;
+- batches sent the driver's own way (`batch-insert`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from lab.clients.contract import CellSpec, Operation, Statement
+from lab.clients.contract import PER_WORKER, POOL, CellSpec, Operation, Statement
 
 #: A fixed, uneven pause before each operation: without it the workers fall into a steady cycle in which each
 #: client connection happens to get the same server connection every time, and a transaction-mode failure appears
@@ -20,6 +32,10 @@ STAGGER_S = (0.0, 0.002, 0.0005, 0.003, 0.001)
 
 #: (worker, op, table) -> the operation
 OperationMaker = Callable[[int, int, str], Operation]
+
+
+#: table -> per worker, its operations in order (a scenario that orders its workers' operations itself)
+Plan = Callable[[str], tuple[tuple[Operation, ...], ...]]
 
 
 @dataclass(frozen=True)
@@ -31,16 +47,31 @@ class Scenario:
     ops_per_worker: int = 25
     #: the fixed, uneven stagger (STAGGER_S); off where the scenario orders its operations itself
     stagger: bool = True
+    #: the operations, where the scenario orders them itself (then `operation` is not used)
+    plan: Plan | None = None
+    connections: str = POOL  # POOL | PER_WORKER (lab.clients.contract)
+    #: run every repeat and count outcomes (free-running); its own number of repeats, whatever the run's
+    keep_going: bool = False
+    repeats: int | None = None
+    #: it needs the driver's batch API (Configuration.batch): not run for a configuration without one
+    batch: bool = False
+    #: the outcome is decided by the order the scenario sets, not by timing: held to its rule on every run
+    ordered: bool = False
+
+    def runs_for(self, batch_api: str | None) -> bool:
+        return batch_api is not None or not self.batch
 
     def operations(self, table: str) -> tuple[tuple[Operation, ...], ...]:
         """Per worker, its operations in order, each with its pause before it."""
+        if self.plan is not None:
+            return self.plan(table)
         out = []
         for w in range(self.workers):
             ops = []
             for i in range(self.ops_per_worker):
                 op = self.operation(w, i, table)
                 pause = STAGGER_S[(w * 7 + i * 3) % len(STAGGER_S)] if self.stagger else 0.0
-                ops.append(Operation(op.statements, op.transaction, pause, op.call, op.args))
+                ops.append(replace(op, pause_s=pause))
             out.append(tuple(ops))
         return tuple(out)
 
@@ -58,17 +89,18 @@ class Scenario:
             configuration=configuration,
             scenario=self.name,
             dsn=dsn,
-            pool_size=pool_size,
-            repeats=repeats,
+            pool_size=self.workers if self.connections == PER_WORKER else pool_size,
+            repeats=self.repeats or repeats,
             cell_timeout_s=cell_timeout_s,
             op_timeout_s=op_timeout_s,
             workers=self.operations(table),
+            connections=self.connections,
+            keep_going=self.keep_going,
         )
 
 
 # Every worker sends the same SQL text, as an application's hot statements are: psycopg prepares a statement at its
-# 5th execution on a connection. Statements of their own per worker, with every value checked, are the apps
-# experiment's (lab.workloads.apps), where turns make the crossing deterministic.
+# 5th execution on a connection.
 
 
 def repeated_query(worker: int, op: int, table: str) -> Operation:
@@ -125,6 +157,66 @@ def transaction(worker: int, op: int, table: str) -> Operation:
     )
 
 
+def own_statement(worker: int, op: int, text: int = 0) -> Statement:
+    """A query of this worker's own (its `text`-th): its number is a constant and an alias in the SQL, and the answer
+    carries it back, so another query run under the same statement name shows as a wrong value, not a plausible
+    one."""
+    mark = worker * 10 + text
+    n = worker * 1000 + op
+    return Statement(
+        f"SELECT CAST(:n AS integer) * 2 + {mark} AS doubled_{mark}",
+        {"n": n},
+        [[2 * n + mark]],
+        f"worker {worker}'s query {text} (n * 2 + {mark})",
+    )
+
+
+#: psycopg prepares a query at its 5th execution on a connection (prepare_threshold=5): six rounds reach it on
+#: every driver that prepares at all
+CROSSOVER_ROUNDS = 6
+
+
+def crossover(table: str) -> tuple[tuple[Operation, ...], ...]:
+    """Two workers of one process, a client connection each (as two threads' connections), each its own query, in
+    explicit transactions, through a pool of two server connections. In every round worker 0's transaction runs
+    first and stays open until worker 1's has committed (so worker 1 runs on the other server connection) and
+    commits last; a transaction pooler that hands out the most recently released server connection first
+    (PgBouncer's default, server_round_robin = 0) gives each worker its own server connection round after round,
+    and each driver prepares its query there. In the crossing round worker 1 goes first, onto the server connection
+    worker 0 released last, and runs its query there as its driver has cached it."""
+    w0: list[Operation] = []
+    w1: list[Operation] = []
+    for r in range(CROSSOVER_ROUNDS):
+        w0.append(Operation((own_statement(0, r),), True, after=((1, r - 1),) if r else (), hold=((1, r),)))
+        w1.append(Operation((own_statement(1, r),), True, during=((0, r),)))
+    last = CROSSOVER_ROUNDS
+    w1.append(Operation((own_statement(1, last),), True, after=((0, last - 1),)))
+    w0.append(Operation((own_statement(0, last),), True, after=((1, last),)))
+    return (tuple(w0), tuple(w1))
+
+
+def many_statements(worker: int, op: int, table: str) -> Operation:
+    """Each worker alternates two queries of its own on its own client connection, as a thread of an application
+    does: each text is run six times per connection, so a driver that prepares after five executions does."""
+    return Operation((own_statement(worker, op, op % 2),))
+
+
+BATCH_SIZE = 5
+
+
+def batch_insert(worker: int, op: int, table: str) -> Operation:
+    """One INSERT ... RETURNING text with BATCH_SIZE parameter sets, sent as one batch the driver's own way."""
+    payloads = [f"batch-w{worker}-op{op}-{k}" for k in range(BATCH_SIZE)]
+    sql = f"INSERT INTO {table} (payload) VALUES (:payload) RETURNING id, payload"
+    return Operation(
+        tuple(
+            Statement(sql, {"payload": p}, [[{"type": "integer"}, p]], f"worker {worker}'s batch row {k}")
+            for k, p in enumerate(payloads)
+        ),
+        batch=True,
+    )
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -142,6 +234,34 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "transaction", "INSERT, UPDATE, SELECT in one transaction, 4 workers x 16", transaction, ops_per_worker=16
+        ),
+        Scenario(
+            "crossover",
+            f"2 workers, a connection and a query each, {CROSSOVER_ROUNDS} ordered rounds, then worker 1 takes the "
+            "server connection worker 0 released last",
+            many_statements,
+            workers=2,
+            ops_per_worker=CROSSOVER_ROUNDS + 1,
+            stagger=False,
+            plan=crossover,
+            connections=PER_WORKER,
+            ordered=True,
+        ),
+        Scenario(
+            "many-statements",
+            "4 workers, a connection and two queries each, alternating, 12 each, free-running; 5 repeats counted",
+            many_statements,
+            ops_per_worker=12,
+            connections=PER_WORKER,
+            keep_going=True,
+            repeats=5,
+        ),
+        Scenario(
+            "batch-insert",
+            f"INSERT ... RETURNING with {BATCH_SIZE} parameter sets per batch, the driver's batch API, 4 workers x 4",
+            batch_insert,
+            ops_per_worker=4,
+            batch=True,
         ),
     )
 }

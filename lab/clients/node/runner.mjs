@@ -4,9 +4,10 @@
 // (docs/client-contract.md; the types and matching rules are lab/clients/contract.py's). Nothing but contract
 // lines goes to stdout: console output of any kind (a driver's notices, say) is sent to stderr.
 //
-// A cell: per repeat a new pool of pool_size connections, opened eagerly (so a failure to connect is the
-// "connect" phase), the workers run concurrently over it, each its operations one after another, every answer
-// held to what the statement must return; the first failure ends the cell. The cell's own limit is enforced
+// A cell: per repeat a new pool of pool_size connections (or, with connections = "per-worker", a pool of one per
+// worker), opened eagerly (so a failure to connect is the "connect" phase), the workers run concurrently over it,
+// each its operations one after another (in the order `after`, `during` and `hold` set between workers), every answer held
+// to what the statement must return; the first failure ends the cell unless keep_going. The cell's own limit is enforced
 // here: past cell_timeout_s the cell is a "hang" naming what each worker still waited for, the pool is torn
 // down without waiting for it, and the next cell is read.
 
@@ -17,7 +18,7 @@ import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
-const CONTRACT = 1
+const CONTRACT = 2
 const HERE = dirname(fileURLToPath(import.meta.url))
 
 // -- stdout is the contract's alone ------------------------------------------------------------------------------
@@ -408,7 +409,7 @@ class PgPool {
     return (await this.pool.query(this.query(statement.sql, params))).rows
   }
 
-  async transaction(statements) {
+  async transaction(statements, beforeCommit) {
     const results = []
     const client = await this.pool.connect()
     let broken = null
@@ -418,6 +419,7 @@ class PgPool {
         for (const statement of statements) {
           results.push((await client.query(this.query(statement.sql, paramsOf(statement, results)))).rows)
         }
+        if (beforeCommit) await beforeCommit()
       } catch (err) {
         try {
           await client.query('ROLLBACK')
@@ -500,18 +502,35 @@ class PostgresJsPool {
     return await this.statement(this.sql, statement, params)
   }
 
-  async transaction(statements) {
+  async transaction(statements, beforeCommit) {
     const results = []
     let bodyDone = false
     try {
       await this.sql.begin(async (tx) => {
         for (const statement of statements) results.push(await this.statement(tx, statement, paramsOf(statement, results)))
+        if (beforeCommit) await beforeCommit()
         bodyDone = true
       })
     } catch (err) {
       throw bodyDone ? new PhaseError('commit', err) : err // sql.begin sends COMMIT once the body has returned
     }
     return results
+  }
+
+  /** postgres.js pipelines the queries a transaction's callback returns as an array (its README, "Transactions"). */
+  async batch(statements) {
+    const { strings, names } = toTemplate(statements[0].sql)
+    let bodyDone = false
+    try {
+      const results = await this.sql.begin((tx) => {
+        const queries = statements.map((s) => tx(strings, ...valuesOf(names, paramsOf(s, []))).values())
+        bodyDone = true
+        return queries
+      })
+      return results
+    } catch (err) {
+      throw bodyDone && !sqlstateOf(err) ? new PhaseError('commit', err) : err
+    }
   }
 
   async close(force) {
@@ -533,19 +552,84 @@ function makePool(cell, config) {
   return config.driver === 'pg' ? new PgPool(cell, config) : new PostgresJsPool(cell, config)
 }
 
+/** connections = "per-worker": a pool of one connection per worker, opened one after another, closed together. */
+class PerWorker {
+  constructor(cell, config) {
+    this.pools = cell.workers.map(() => makePool({ ...cell, pool_size: 1 }, config))
+  }
+
+  of(w) {
+    return this.pools[w]
+  }
+
+  async open() {
+    for (const p of this.pools) await p.open()
+  }
+
+  async close(force) {
+    await Promise.all(this.pools.map((p) => p.close(force)))
+  }
+}
+
+/** The order `after`, `during` and `hold` set between the operations of different workers, for one iteration: each
+ * operation marks when it has run its statements (a held transaction: before it waits) and when it is done. */
+class Order {
+  constructor() {
+    this.events = new Map()
+  }
+
+  event(kind, w, i) {
+    const key = `${kind}/${w}/${i}`
+    let e = this.events.get(key)
+    if (!e) {
+      let resolve
+      const promise = new Promise((r) => (resolve = r))
+      e = { promise, resolve }
+      this.events.set(key, e)
+    }
+    return e
+  }
+
+  async wait(kind, refs) {
+    for (const [w, i] of refs || []) await this.event(kind, w, i).promise
+  }
+
+  ran(w, i) {
+    this.event('ran', w, i).resolve()
+  }
+
+  done(w, i) {
+    this.ran(w, i)
+    this.event('done', w, i).resolve()
+  }
+}
+
 // -- running a cell -----------------------------------------------------------------------------------------------
 
 /** One operation (execute.perform): its pause, then a statement on the pool or several in one transaction; every
  * answer checked once it is done. */
-async function perform(pool, op) {
+async function perform(pool, op, order, w, i) {
+  await order.wait('done', op.after)
+  await order.wait('ran', op.during)
   if (op.pause_s) await sleep(op.pause_s)
   if (op.call !== null && op.call !== undefined) throw new NotImplementedError(`the node runner implements no named operation '${op.call}'`)
   let results
-  if (op.transaction) {
-    results = await pool.transaction(op.statements)
-  } else {
-    const first = op.statements[0]
-    results = [await pool.fetch(first, paramsOf(first, []))]
+  try {
+    if (op.batch) {
+      if (!pool.batch) throw new NotImplementedError('node-postgres has no batch API')
+      results = await pool.batch(op.statements)
+    } else if (op.transaction) {
+      const hold = op.hold && op.hold.length ? async () => {
+        order.ran(w, i) // its statements have run: its server connection is pinned until the commit
+        await order.wait('done', op.hold)
+      } : null
+      results = await pool.transaction(op.statements, hold)
+    } else {
+      const first = op.statements[0]
+      results = [await pool.fetch(first, paramsOf(first, []))]
+    }
+  } finally {
+    order.done(w, i)
   }
   op.statements.forEach((statement, i) => {
     const rows = results[i]
@@ -559,7 +643,8 @@ async function perform(pool, op) {
  * null); `run` is how the cell reads what is outstanding and stops it. */
 async function iteration(cell, config, run) {
   run.stage = 'opening the pool'
-  const pool = makePool(cell, config)
+  const pool = cell.connections === 'per-worker' ? new PerWorker(cell, config) : makePool(cell, config)
+  const order = new Order()
   run.pool = pool
   try {
     try {
@@ -572,12 +657,13 @@ async function iteration(cell, config, run) {
     let failed
     const firstFailure = new Promise((r) => (failed = r))
     const worker = async (w, ops) => {
+      const mine = pool instanceof PerWorker ? pool.of(w) : pool
       for (let i = 0; i < ops.length; i++) {
         if (run.stop) return
         run.outstanding.set(w, `worker ${w}'s operation ${i + 1} of ${ops.length}`)
         const t0 = now()
         try {
-          await perform(pool, ops[i])
+          await perform(mine, ops[i], order, w, i)
         } catch (err) {
           throw err instanceof PhaseError ? err : new PhaseError(i === 0 ? 'first query' : 'later query', err)
         }
@@ -650,7 +736,7 @@ async function runCell(cell) {
     }
     const outcome = result ? classify(result, i, config.driver) : { kind: 'ok' }
     send({ type: 'iteration', index: i, outcome, latencies_s: run.latencies.map(round) })
-    if (result) break
+    if (result && !cell.keep_going) break
   }
   done()
 }

@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import asyncpg
 
-from lab.clients.python.base import Client, Rows, Step, to_dollar
+from lab.clients.python.base import BeforeCommit, Client, Rows, Step, to_dollar
 from lab.results.outcome import in_phase
 
 
@@ -32,7 +32,16 @@ class AsyncpgClient(Client):
         async with self.pool.acquire() as conn:
             return await self._run(conn, query, args)
 
-    async def transaction(self, steps: Sequence[Step]) -> list[Rows]:
+    batch_api = "conn.fetchmany(query, args): one statement, every argument set pipelined, the rows of each"
+
+    async def batch(self, sql: str, params: Sequence[dict[str, Any]]) -> list[Rows]:
+        query, _ = to_dollar(sql, params[0])
+        args = [to_dollar(sql, p)[1] for p in params]
+        async with self.pool.acquire() as conn:
+            records = await conn.fetchmany(query, args)
+        return [[tuple(r)] for r in records]  # one row per argument set (RETURNING)
+
+    async def transaction(self, steps: Sequence[Step], before_commit: BeforeCommit | None = None) -> list[Rows]:
         results: list[Rows] = []
         async with self.pool.acquire() as conn:
             tx = conn.transaction()
@@ -41,6 +50,8 @@ class AsyncpgClient(Client):
                 for step in steps:
                     query, args = to_dollar(*step(results))
                     results.append(await self._run(conn, query, args))
+                if before_commit is not None:
+                    await before_commit()
             except BaseException:
                 await tx.rollback()
                 raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, ClassVar
 
 from lab.clients.configuration import Configuration, package_versions
@@ -18,6 +18,8 @@ from lab.clients.configuration import Configuration, package_versions
 Rows = list[tuple[Any, ...]]
 Statement = tuple[str, dict[str, Any]]
 Step = Callable[[list[Rows]], Statement]
+#: awaited after a transaction's statements, before its COMMIT: the transaction holds its server connection meanwhile
+BeforeCommit = Callable[[], Coroutine[Any, Any, None]]
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -58,6 +60,9 @@ class Client(ABC):
     change: ClassVar[str | None] = None
     snippet: ClassVar[str | None] = None
     docs: ClassVar[tuple[str, ...]] = ()
+    #: the driver's own way to send a batch (the contract's `batch` operations), as its users call it; None: it has
+    #: none, and the batch workloads are not run for it
+    batch_api: ClassVar[str | None] = None
     local_only: ClassVar[bool] = False
     login_role: ClassVar[str | None] = None
 
@@ -79,7 +84,11 @@ class Client(ABC):
     async def fetch(self, sql: str, params: dict[str, Any]) -> Rows: ...
 
     @abstractmethod
-    async def transaction(self, steps: Sequence[Step]) -> list[Rows]: ...
+    async def transaction(self, steps: Sequence[Step], before_commit: BeforeCommit | None = None) -> list[Rows]: ...
+
+    async def batch(self, sql: str, params: Sequence[dict[str, Any]]) -> list[Rows]:
+        """One SQL text with several parameter sets, sent as one batch the driver's own way (batch_api)."""
+        raise NotImplementedError(f"{self.name} has no batch API")
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -100,6 +109,7 @@ class Client(ABC):
             change=cls.change,
             snippet=cls.snippet,
             docs=cls.docs,
+            batch=cls.batch_api,
             local_only=cls.local_only,
             login_role=cls.login_role,
             version_reader=lambda _packages: cls.versions(),

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from lab.clients.contract import CellSpec, Operation, params_of, plain, rows_match
+from lab.clients.contract import PER_WORKER, CellSpec, Operation, params_of, plain, rows_match
 from lab.clients.python.base import Client, Rows
 from lab.results.outcome import OK, CellResult, Outcome, PhaseError, WrongResult, classify
 
@@ -27,19 +27,67 @@ from lab.results.outcome import OK, CellResult, Outcome, PhaseError, WrongResult
 OpFn = Callable[[Any], Awaitable[None]]
 
 
-async def perform(client: Client, op: Operation) -> None:
-    """An operation of a spec: one statement in its own transaction (fetch), or several in one (transaction);
-    every answer held to what the statement must return."""
+class Order:
+    """The order a spec sets between the operations of different workers (the contract's `after`, `during` and
+    `hold`), for one iteration at a time: each operation marks when it has run its statements (a held transaction,
+    before it waits) and when it is done."""
+
+    def __init__(self) -> None:
+        self.ran: dict[tuple[int, int], asyncio.Event] = {}
+        self.done: dict[tuple[int, int], asyncio.Event] = {}
+
+    def reset(self) -> None:
+        self.ran.clear()
+        self.done.clear()
+
+    def _event(self, table: dict[tuple[int, int], asyncio.Event], ref: tuple[int, int]) -> asyncio.Event:
+        return table.setdefault(ref, asyncio.Event())
+
+    async def until_ran(self, refs: Sequence[tuple[int, int]]) -> None:
+        for ref in refs:
+            await self._event(self.ran, ref).wait()
+
+    async def until_done(self, refs: Sequence[tuple[int, int]]) -> None:
+        for ref in refs:
+            await self._event(self.done, ref).wait()
+
+    def mark_ran(self, ref: tuple[int, int]) -> None:
+        self._event(self.ran, ref).set()
+
+    def mark_done(self, ref: tuple[int, int]) -> None:
+        self.mark_ran(ref)
+        self._event(self.done, ref).set()
+
+
+async def perform(client: Client, op: Operation, order: Order | None = None, me: tuple[int, int] = (0, 0)) -> None:
+    """An operation of a spec: one statement in its own transaction (fetch), several in one (transaction), or one
+    SQL text's parameter sets as a batch; every answer held to what the statement must return. With an order, it
+    starts after the operations it names have run, and a held transaction commits once they are done."""
+    if order is not None:
+        await order.until_done(op.after)
+        await order.until_ran(op.during)
     if op.pause_s:
         await asyncio.sleep(op.pause_s)
     if op.call is not None:
         raise NotImplementedError(f"the in-process runner implements no named operation {op.call!r}")
-    if op.transaction:
-        steps = [_step(s) for s in op.statements]
-        results = await client.transaction(steps)
-    else:
-        first = op.statements[0]
-        results = [await client.fetch(first.sql, params_of(first, []))]
+    try:
+        if op.batch:
+            results = await client.batch(op.statements[0].sql, [params_of(s, []) for s in op.statements])
+        elif op.transaction:
+
+            async def before_commit() -> None:
+                assert order is not None
+                order.mark_ran(me)  # its statements have run: the server connection is pinned until the commit
+                await order.until_done(op.hold)
+
+            steps = [_step(s) for s in op.statements]
+            results = await client.transaction(steps, before_commit if order is not None and op.hold else None)
+        else:
+            first = op.statements[0]
+            results = [await client.fetch(first.sql, params_of(first, []))]
+    finally:
+        if order is not None:
+            order.mark_done(me)
     for statement, rows in zip(op.statements, results, strict=True):
         if statement.expect is not None and not rows_match(statement.expect, rows, results):
             raise WrongResult(statement.what or statement.sql, plain(rows), _shown_expect(statement.expect, results))
@@ -83,11 +131,12 @@ async def _iteration(
         raise PhaseError("connect", exc) from exc
 
     async def worker(w: int, ops: Sequence[OpFn]) -> None:
+        mine = client.of(w) if isinstance(client, OnePerWorker) else client
         for i, op in enumerate(ops):
             outstanding[w] = f"worker {w}'s operation {i + 1} of {len(ops)}"
             t0 = time.perf_counter()
             try:
-                await op(client)
+                await op(mine)
             except PhaseError:
                 raise
             except Exception as exc:
@@ -110,10 +159,13 @@ async def run_cell(
     timeout: float,
     after_iteration: Callable[[], None] | None = None,
     around_open: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+    keep_going: bool = False,
+    before_iteration: Callable[[], None] | None = None,
 ) -> CellResult:
     """Each iteration gets a new client from make_client (what one pool learnt does not carry over) and closes it;
-    `after_iteration` runs once it is closed (the prepared-statement census). Nothing back within `timeout` is a
-    hang, with what each worker still waited for."""
+    `after_iteration` runs once it is closed (the prepared-statement census). The first failure ends the cell,
+    unless `keep_going` (every iteration runs and counts). Nothing back within `timeout` is a hang, with what each
+    worker still waited for."""
     result = CellResult(OK)
     started = time.perf_counter()
     client: Any = None
@@ -124,11 +176,18 @@ async def run_cell(
                 result.iterations = i + 1
                 client = make_client()
                 outstanding.clear()
+                if before_iteration is not None:
+                    before_iteration()
                 try:
                     await _iteration(client, workers, result.latencies_s, outstanding, around_open)
+                    result.outcomes.append(OK)
                 except Exception as exc:
-                    result.outcome = classify(exc, iteration=i)
-                    break
+                    failed = classify(exc, iteration=i)
+                    result.outcomes.append(failed)
+                    if result.outcome.kind == "ok":
+                        result.outcome = failed
+                    if not keep_going:
+                        break
                 finally:
                     await _close(client)
                     client = None
@@ -136,11 +195,14 @@ async def run_cell(
                         after_iteration()
     except TimeoutError:
         waiting = "; ".join(outstanding.values()) or "opening the pool"
-        result.outcome = Outcome(
+        hang = Outcome(
             "hang",
             iteration=result.iterations - 1,
             detail=f"no answer within the cell limit of {timeout:g}s; outstanding: {waiting}",
         )
+        result.outcomes.append(hang)
+        if result.outcome.kind == "ok":
+            result.outcome = hang
         if client is not None:
             await _close(client)
     result.elapsed_s = time.perf_counter() - started
@@ -165,15 +227,34 @@ async def _awaited(coroutine: Awaitable[CellResult]) -> CellResult:
     return await coroutine
 
 
-def spec_workers(spec: CellSpec) -> list[list[OpFn]]:
-    return [[_bound(op) for op in ops] for ops in spec.workers]
+def spec_workers(spec: CellSpec, order: Order | None = None) -> list[list[OpFn]]:
+    return [[_bound(op, order, (w, i)) for i, op in enumerate(ops)] for w, ops in enumerate(spec.workers)]
 
 
-def _bound(op: Operation) -> OpFn:
+def _bound(op: Operation, order: Order | None, me: tuple[int, int]) -> OpFn:
     async def run(client: Any) -> None:
-        await perform(client, op)
+        await perform(client, op, order, me)
 
     return run
+
+
+class OnePerWorker:
+    """The contract's per-worker connections: one client of one connection per worker, opened one after another
+    (so the order they connect in is the same every run), closed together."""
+
+    def __init__(self, make: Callable[[], Client], workers: int) -> None:
+        self.clients = [make() for _ in range(workers)]
+
+    def of(self, worker: int) -> Client:
+        return self.clients[worker]
+
+    async def open(self) -> None:
+        for c in self.clients:
+            await c.open()
+
+    async def close(self) -> None:
+        for c in self.clients:
+            await _close(c)
 
 
 class InProcessRunner:
@@ -186,13 +267,23 @@ class InProcessRunner:
 
     def run(self, spec: CellSpec, after_iteration: Callable[[], None] | None = None) -> CellResult:
         cls = self.classes(spec.configuration)
+        ordered = any(op.after or op.during or op.hold for ops in spec.workers for op in ops)
+        order = Order() if ordered else None
+
+        def make() -> Any:
+            if spec.connections == PER_WORKER:
+                return OnePerWorker(lambda: cls(spec.dsn, 1, timeout=spec.op_timeout_s), len(spec.workers))
+            return cls(spec.dsn, spec.pool_size, timeout=spec.op_timeout_s)
+
         return run_sync(
             run_cell(
-                lambda: cls(spec.dsn, spec.pool_size, timeout=spec.op_timeout_s),
-                spec_workers(spec),
+                make,
+                spec_workers(spec, order),
                 spec.repeats,
                 spec.cell_timeout_s,
                 after_iteration,
+                keep_going=spec.keep_going,
+                before_iteration=order.reset if order is not None else None,
             )
         )
 

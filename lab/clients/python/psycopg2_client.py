@@ -15,7 +15,7 @@ from typing import Any
 import psycopg2
 import psycopg2.pool
 
-from lab.clients.python.base import Client, Rows, Step, to_pyformat
+from lab.clients.python.base import BeforeCommit, Client, Rows, Step, to_pyformat
 from lab.results.outcome import in_phase
 
 
@@ -37,7 +37,12 @@ class Psycopg2Client(Client):
             )
         )
 
-    def _run(self, steps: Sequence[Step]) -> list[Rows]:
+    def _run(
+        self,
+        steps: Sequence[Step],
+        before_commit: BeforeCommit | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> list[Rows]:
         conn = self.pool.getconn()
         results: list[Rows] = []
         try:
@@ -46,6 +51,8 @@ class Psycopg2Client(Client):
                     sql, params = step(results)
                     cur.execute(to_pyformat(sql), params)
                     results.append(cur.fetchall())
+            if before_commit is not None and loop is not None:  # the wait is the event loop's; this thread holds on
+                asyncio.run_coroutine_threadsafe(before_commit(), loop).result()
             with in_phase("commit"):
                 conn.commit()
         except BaseException:
@@ -59,8 +66,8 @@ class Psycopg2Client(Client):
     async def fetch(self, sql: str, params: dict[str, Any]) -> Rows:
         return (await self._call(self._run, [lambda _r: (sql, params)]))[0]
 
-    async def transaction(self, steps: Sequence[Step]) -> list[Rows]:
-        return await self._call(self._run, steps)
+    async def transaction(self, steps: Sequence[Step], before_commit: BeforeCommit | None = None) -> list[Rows]:
+        return await self._call(self._run, steps, before_commit, asyncio.get_running_loop())
 
     async def close(self) -> None:
         if getattr(self, "pool", None) is not None:

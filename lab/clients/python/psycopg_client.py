@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from lab.clients.python.base import Client, Rows, Step, to_pyformat
+from lab.clients.python.base import BeforeCommit, Client, Rows, Step, to_pyformat
 from lab.results.outcome import PhaseError, in_phase
 
 
@@ -87,7 +87,21 @@ class PsycopgAsyncClient(Client):
                 cur = await conn.execute(to_pyformat(sql), params)
                 return await cur.fetchall()
 
-    async def transaction(self, steps: Sequence[Step]) -> list[Rows]:
+    batch_api = "cursor.executemany(query, params, returning=True): psycopg sends it in pipeline mode"
+
+    async def batch(self, sql: str, params: Sequence[dict[str, Any]]) -> list[Rows]:
+        with capture_pool_errors():
+            async with self.pool.connection(timeout=self.timeout) as conn:
+                cur = conn.cursor()
+                await cur.executemany(to_pyformat(sql), params, returning=True)
+                results = [await cur.fetchall()]
+                while cur.nextset():
+                    results.append(await cur.fetchall())
+                with in_phase("commit"):
+                    await conn.commit()
+        return results
+
+    async def transaction(self, steps: Sequence[Step], before_commit: BeforeCommit | None = None) -> list[Rows]:
         results: list[Rows] = []
         with capture_pool_errors():
             async with self.pool.connection(timeout=self.timeout) as conn:
@@ -95,6 +109,8 @@ class PsycopgAsyncClient(Client):
                     sql, params = step(results)
                     cur = await conn.execute(to_pyformat(sql), params)
                     results.append(await cur.fetchall())
+                if before_commit is not None:
+                    await before_commit()
                 with in_phase("commit"):
                     await conn.commit()
         return results
@@ -160,18 +176,38 @@ class PsycopgSyncClient(Client):
     async def fetch(self, sql: str, params: dict[str, Any]) -> Rows:
         return await self._call(self._fetch, sql, params)
 
-    def _transaction(self, steps: Sequence[Step]) -> list[Rows]:
+    def _transaction(
+        self, steps: Sequence[Step], before_commit: BeforeCommit | None, loop: asyncio.AbstractEventLoop
+    ) -> list[Rows]:
         results: list[Rows] = []
         with capture_pool_errors(), self.pool.connection(timeout=self.timeout) as conn:
             for step in steps:
                 sql, params = step(results)
                 results.append(conn.execute(to_pyformat(sql), params).fetchall())
+            if before_commit is not None:  # the wait is the event loop's; this thread holds the connection meanwhile
+                asyncio.run_coroutine_threadsafe(before_commit(), loop).result()
             with in_phase("commit"):
                 conn.commit()
         return results
 
-    async def transaction(self, steps: Sequence[Step]) -> list[Rows]:
-        return await self._call(self._transaction, steps)
+    async def transaction(self, steps: Sequence[Step], before_commit: BeforeCommit | None = None) -> list[Rows]:
+        return await self._call(self._transaction, steps, before_commit, asyncio.get_running_loop())
+
+    batch_api = "cursor.executemany(query, params, returning=True): psycopg sends it in pipeline mode"
+
+    def _batch(self, sql: str, params: Sequence[dict[str, Any]]) -> list[Rows]:
+        with capture_pool_errors(), self.pool.connection(timeout=self.timeout) as conn:
+            cur = conn.cursor()
+            cur.executemany(to_pyformat(sql), params, returning=True)
+            results = [cur.fetchall()]
+            while cur.nextset():
+                results.append(cur.fetchall())
+            with in_phase("commit"):
+                conn.commit()
+        return results
+
+    async def batch(self, sql: str, params: Sequence[dict[str, Any]]) -> list[Rows]:
+        return await self._call(self._batch, sql, params)
 
     async def close(self) -> None:
         if getattr(self, "pool", None) is not None:

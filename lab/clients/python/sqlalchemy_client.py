@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from lab.clients.python.base import Client, Rows, Step
+from lab.clients.python.base import BeforeCommit, Client, Rows, Step
 from lab.results.outcome import in_phase
 
 
@@ -66,12 +66,14 @@ class SqlalchemyAsyncpgClient(Client):
     async def fetch(self, sql: str, params: dict[str, Any]) -> Rows:
         return (await self.transaction([lambda _r: (sql, params)]))[0]
 
-    async def transaction(self, steps: Sequence[Step]) -> list[Rows]:
+    async def transaction(self, steps: Sequence[Step], before_commit: BeforeCommit | None = None) -> list[Rows]:
         results: list[Rows] = []
         async with self.db.connect() as conn:
             for step in steps:
                 sql, params = step(results)
                 results.append([tuple(r) for r in (await conn.execute(text(sql), params)).all()])
+            if before_commit is not None:
+                await before_commit()
             with in_phase("commit"):
                 await conn.commit()
         return results
