@@ -108,7 +108,7 @@ def _matrix(topologies: list[str], opts: LabOptions) -> list[Cell]:
         for client in configurations().values()
         if client.group != "probe"
         and (client.workloads is None or scenario.name in client.workloads)
-        and scenario.runs_for(client.batch)
+        and scenario.runs_for(client)
     ]
 
 
@@ -333,6 +333,7 @@ READ_ONLY_SCENARIOS = (
     "repeated-query",
     "crossover",
     "many-statements",
+    "server-side-cursor",
     *apps.MODES,
     "wire-count",
     "loop-lag",
@@ -350,6 +351,11 @@ NOT_ON_TARGETS = {
     "apps": "the two-application cells assume fresh server connections at their start, and the lab never ends a "
     "target's server connections (they may be somebody's application's)",
 }
+#: why the ordered matrix scenarios (Scenario.ordered) are not run on a target
+ORDERED_NOT_ON_TARGETS = (
+    "the ordered scenarios ({names}) assume fresh server connections and the pool of two the lab configures, whose "
+    "reuse order decides the crossing; a target's pool is neither"
+)
 #: the sslmodes with which a target endpoint is declared to speak TLS: only those get the network's TLS cells
 TLS_SSLMODES = ("require", "verify-ca", "verify-full")
 
@@ -383,7 +389,13 @@ def _on_target(cells: dict[str, list[Cell]], target: TargetFile, opts: LabOption
     return {
         name: []
         if name in skipped
-        else [c for c in cs if real_network(c) and (rest_fits(c) if c.topology == "rest" else fits(c))]
+        else [
+            c
+            for c in cs
+            if real_network(c)
+            and (rest_fits(c) if c.topology == "rest" else fits(c))
+            and not getattr(c.case, "ordered", False)
+        ]
         for name, cs in cells.items()
     }
 
@@ -462,6 +474,8 @@ class Plan:
         if self.target is None:
             return []
         reasons = [f"{name}: {why}" for name, why in NOT_ON_TARGETS.items()]
+        ordered = ", ".join(s.name for s in SCENARIOS.values() if s.ordered)
+        reasons.append("matrix: " + ORDERED_NOT_ON_TARGETS.format(names=ordered))
         reasons.append(
             "network TLS cells: only on endpoints the target file declares with sslmode " + "/".join(TLS_SSLMODES)
         )

@@ -105,7 +105,7 @@ def test_expectation_rules_are_checked_before_bring_up(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="client 'asyncpg-defualt' matches no client"):
         check_names(load(bad), known)
     bad.write_text('[[rule]]\nclient = 5\noutcome = "ok"\nreason = "r"\n')
-    with pytest.raises(ConfigError, match="client = 5 must be a string"):
+    with pytest.raises(ConfigError, match="client = 5 must be a glob or a list of globs"):
         load(bad)
 
 

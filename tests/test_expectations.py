@@ -93,6 +93,9 @@ def test_mismatches_name_each_difference() -> None:
         ('[[rule]]\noutcome = "ok"\nreason = "r"\nclient_versions = {asyncpg = 5}\n', "is not a version range"),
         ('title = "x"\n[[rule]]\noutcome = "ok"\nreason = "r"\n', "unknown top-level key"),
         ("\udcff\udcfe", "not a text file"),
+        ('[[rule]]\noutcome = "ok"\nreason = "r"\nclient = []\n', "must be a glob or a list of globs"),
+        ('[[rule]]\noutcome = "ok"\nreason = "r"\nscenario = ["a", 1]\n', "must be a glob or a list of globs"),
+        ('[[rule]]\noutcome = "ok"\nreason = "r"\nserver_connections = "old"\n', 'fresh" or "inherited'),
     ],
 )
 def test_malformed_rules_are_refused(tmp_path: Path, body: str, message: str) -> None:
@@ -156,3 +159,20 @@ def test_a_target_pooler_chooses_its_rules() -> None:
     for facts in (undeclared, declared):
         assert lookup(rules, "state-probe", "pgbouncer-transaction", "state-set", facts).outcome == "wrong-result"
     assert lookup(rules, "asyncpg-default", "pgbouncer-transaction", "repeated-query", declared).sqlstate == "26000"
+
+
+def test_a_rule_may_list_several_clients_and_scenarios(tmp_path: Path) -> None:
+    path = tmp_path / "e.toml"
+    path.write_text(
+        '[[rule]]\nclient = ["a-*", "b"]\nscenario = ["s1", "s2"]\noutcome = "error"\nreason = "r"\n'
+        '[[rule]]\noutcome = "ok"\nreason = "the rest"\n'
+    )
+    rules = load(path)
+    assert [
+        lookup(rules, c, "t", s, {}).outcome for c, s in [("a-1", "s2"), ("b", "s1"), ("bb", "s1"), ("b", "s3")]
+    ] == [
+        "error",
+        "error",
+        "ok",
+        "ok",
+    ]

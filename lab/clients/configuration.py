@@ -50,6 +50,9 @@ class Configuration:
     docs: tuple[str, ...] = ()
     #: the driver's own batch API as its users call it ("executemany in pipeline mode"); None: it has none
     batch: str | None = None
+    #: the named operations (the contract's `call`) its runner implements: a framework's own API, e.g. "iterator"
+    #: (Django's QuerySet.iterator()); the scenarios made of one run only for configurations that have it
+    calls: tuple[str, ...] = ()
     #: it needs something only the lab's own topology has (a role), so it never runs on a target
     local_only: bool = False
     #: a role of its own it logs in as: its poolers' server connections are the cell's to end afterwards

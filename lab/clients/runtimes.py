@@ -33,6 +33,7 @@ INSTALLERS = ("npm", "pip", "none")
 TOP_KEYS = {"name", "language", "description", "apt", "install", "run", "env", "configuration"}
 CONFIGURATION_KEYS = {
     "name", "description", "packages", "group", "workloads", "fixes", "change", "snippet", "docs", "runs", "batch",
+    "calls",
 }  # fmt: skip
 
 
@@ -89,6 +90,9 @@ class Runtime:
                     f"installing the {self.name} runner failed at `{' '.join(step)}`: {' | '.join(tail)}"
                 )
         stamp.write_text(self.digest)
+        for stale in home.parent.glob(f"{self.name}-*"):  # earlier installs of this folder's older contents
+            if stale != home and (stale / ".installed").exists():
+                shutil.rmtree(stale, ignore_errors=True)
         return home
 
     def argv(self) -> list[str]:
@@ -176,6 +180,7 @@ def _load(folder: Path) -> Runtime:
                 snippet=raw.get("snippet"),
                 docs=tuple(raw.get("docs", ())),
                 batch=raw.get("batch"),
+                calls=tuple(raw.get("calls", ())),
                 version_reader=runtime.versions,
             )
         )

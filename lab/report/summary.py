@@ -45,11 +45,15 @@ def print_summary(path: Path, console: Console | None = None, tables: bool = Tru
     rows = list(read_rows(path))
     for table in matrix_tables(rows) if tables else []:
         console.print(table)
-    matrix = [r for r in rows if r.experiment == "matrix"]
-    unexpected = [r for r in matrix if r.matches is False]
+    held = [r for r in rows if r.matches is not None]
+    unexpected = [r for r in held if r.matches is False]
+    uncovered = sum(1 for r in unexpected if r.expected is None)
     counts = Counter(r.experiment for r in rows)
     console.print(
-        f"{len(matrix)} matrix cells, {len(unexpected)} unexpected; {len(rows)} rows in all "
-        f"({', '.join(f'{k} {v}' for k, v in counts.items())}) in {path}"
+        f"{len(held)} cells held to the rules, {len(unexpected)} unexpected"
+        + (f" ({uncovered} with no rule)" if uncovered else "")
+        + f"; {len(rows)} rows in all ({', '.join(f'{k} {v}' for k, v in counts.items())}) in {path}"
     )
+    for r in unexpected[:10]:
+        console.print(f"  unexpected: {r.cell}: {r.outcome.summary()}")
     return len(rows)

@@ -126,12 +126,24 @@ def _qualname(exc: BaseException) -> str:
     return cls.__name__ if module == "builtins" else f"{module}.{cls.__name__}"
 
 
+def _fields(exc: BaseException) -> dict[str, Any]:
+    """The server's error fields where a driver passes them as they came (pg8000: its first argument, {'C': ...})."""
+    first = exc.args[0] if exc.args else None
+    return first if isinstance(first, dict) and isinstance(first.get("C"), str) else {}
+
+
 def _sqlstate(exc: BaseException) -> str | None:
     for attr in ("sqlstate", "pgcode"):
         value = getattr(exc, attr, None)
         if isinstance(value, str) and value:
             return value
-    return None
+    code = _fields(exc).get("C")
+    return code if isinstance(code, str) and code else None
+
+
+def _message(exc: BaseException) -> str:
+    """The first line of what the server (or pooler) said: its message field where the driver keeps the fields."""
+    return first_line(str(_fields(exc).get("M") or exc))
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -178,7 +190,7 @@ def classify(exc: BaseException, phase: Phase | None = None, iteration: int | No
         kind="error",
         error_class=_qualname(exc),
         sqlstate=_sqlstate(with_state) if with_state is not None else None,
-        message=first_line(str(with_state if with_state is not None else exc)) or _qualname(exc),
+        message=_message(with_state if with_state is not None else exc) or _qualname(exc),
         phase=phase,
         iteration=iteration,
         detail=detail,

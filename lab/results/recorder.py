@@ -107,7 +107,8 @@ class Recorder:
             scenario=c.scenario,
             outcome=outcome,
             expected=rule.to_dict() if rule is not None else None,
-            matches=(not rule.mismatches(outcome)) if rule is not None else None,
+            # judged with no rule to hold it to is unexpected too: a cell no rule covers is an error, not a pass
+            matches=(not rule.mismatches(outcome)) if rule is not None else (False if judged else None),
             latency_ms=latency_stats(latencies_s or []),
             measures=measures,
             selection=self.selection,

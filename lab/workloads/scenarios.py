@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from lab.clients.configuration import Configuration
 from lab.clients.contract import PER_WORKER, POOL, CellSpec, Operation, Statement
 
 #: A fixed, uneven pause before each operation: without it the workers fall into a steady cycle in which each
@@ -55,11 +56,15 @@ class Scenario:
     repeats: int | None = None
     #: it needs the driver's batch API (Configuration.batch): not run for a configuration without one
     batch: bool = False
+    #: the named operation it is made of (the contract's `call`): run only by configurations whose runner has it
+    call: str | None = None
     #: the outcome is decided by the order the scenario sets, not by timing: held to its rule on every run
     ordered: bool = False
 
-    def runs_for(self, batch_api: str | None) -> bool:
-        return batch_api is not None or not self.batch
+    def runs_for(self, configuration: Configuration) -> bool:
+        if self.batch and configuration.batch is None:
+            return False
+        return self.call is None or self.call in configuration.calls
 
     def operations(self, table: str) -> tuple[tuple[Operation, ...], ...]:
         """Per worker, its operations in order, each with its pause before it."""
@@ -217,6 +222,29 @@ def batch_insert(worker: int, op: int, table: str) -> Operation:
     )
 
 
+#: rows the iterator walks, in chunks of ITERATOR_CHUNK (so it FETCHes more than once)
+ITERATOR_ROWS, ITERATOR_CHUNK = 10, 2
+
+
+def server_side_cursor(table: str) -> tuple[tuple[Operation, ...], ...]:
+    """A framework's server-side cursor (Django's QuerySet.iterator()), and another request between two of its
+    FETCHes: worker 0 walks pg_type in chunks; after its first chunk, worker 1 opens a transaction (on the server
+    connection worker 0's cursor was declared on, the one the pooler released last) and holds it until worker 0
+    is done; worker 0's next FETCH then runs on another server connection, where no such cursor exists."""
+    walk = Operation(
+        (Statement("SELECT oid, typname FROM pg_type ORDER BY oid", {}, None, "QuerySet.iterator() over pg_type"),),
+        call="iterator",
+        args={"chunk_size": ITERATOR_CHUNK, "rows": ITERATOR_ROWS, "between_chunks": [[1, 0]]},
+    )
+    other = Operation(
+        (Statement("SELECT 1 AS one", {}, [[1]], "another request's transaction"),),
+        True,
+        during=((0, 0),),
+        hold=((0, 0),),
+    )
+    return ((walk,), (other,))
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -255,6 +283,19 @@ SCENARIOS: dict[str, Scenario] = {
             connections=PER_WORKER,
             keep_going=True,
             repeats=5,
+        ),
+        Scenario(
+            "server-side-cursor",
+            f"QuerySet.iterator() over {ITERATOR_ROWS} rows in chunks of {ITERATOR_CHUNK}, another request's "
+            "transaction between its first and second FETCH",
+            many_statements,
+            workers=2,
+            ops_per_worker=1,
+            stagger=False,
+            plan=server_side_cursor,
+            connections=PER_WORKER,
+            call="iterator",
+            ordered=True,
         ),
         Scenario(
             "batch-insert",
