@@ -14,8 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from lab import __version__, interrupts
-from lab.errors import BAD_INPUT, ENVIRONMENT, INTERRUPTED, UNEXPECTED, LabError
-from lab.machine.builds import PGBOUNCER, build
+from lab.errors import BAD_INPUT, ENVIRONMENT, INTERRUPTED, UNEXPECTED, ConfigError, LabError
+from lab.machine.builds import PGBOUNCER, build, tarball
 from lab.options import BACKENDS, IMAGE_SETS, add_to_argparse, names
 from lab.paths import COMPOSE_DIR, EXPERIMENTS_DIR, RESULTS_DIR
 
@@ -39,7 +39,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lab.topology.backends.native import check_binaries
     from lab.topology.runstate import new_run_id
 
-    profiles = tuple(dict.fromkeys([*args.lab_profiles, *(["prepared"] if args.prepared_pgbouncer else [])]))
+    if args.prepared_pgbouncer:
+        console.print(
+            "--prepared-pgbouncer: no longer needed, PgBouncer 1.24 (with and without prepared statements) is in every run"
+        )
+    profiles = tuple(args.lab_profiles)
     opts = from_namespace(args, profiles=profiles, run_id=new_run_id())
     plan = Plan.build(opts)  # names, the target file and its secrets checked before anything starts
     backend = "target" if opts.target is not None else choose(opts.backend)
@@ -53,9 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         console.print(explain(opts.backend, backend))  # the first line says which backend measures, and why
         if backend == "native":
-            if "prepared" in profiles:
-                console.print(f"PgBouncer with prepared statements: {build(PGBOUNCER, progress=console.print)}")
-            check_binaries(profiles=profiles)
+            check_binaries(profiles=profiles, progress=console.print)  # builds what Debian does not ship, once
     results = Path(opts.results)
     results.mkdir(parents=True, exist_ok=True)
     # the backend is already chosen: pytest need not ask the engine again
@@ -258,7 +260,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_build_pgbouncer(args: argparse.Namespace) -> int:
-    console.print(f"PgBouncer with prepared statements: {build(PGBOUNCER, progress=console.print)}")
+    """Debian's next release's PgBouncer, or any release from a tarball the user names with its SHA-256."""
+    source = None
+    if args.tarball or args.sha256:
+        if not (args.tarball and args.sha256):
+            raise ConfigError("--tarball and --sha256 go together: the tarball is built only if it has that SHA-256")
+        source = tarball(args.tarball, args.sha256, PGBOUNCER)
+    binary = build(PGBOUNCER, source, progress=console.print)
+    console.print(f"PgBouncer {binary.parent.parent.name}: {binary}")
+    if source is not None:
+        console.print(f"to run it: PGBOUNCER_NEW_VERSION={source.version} ./pooler-lab run (the 1.24 services run it)")
     return 0
 
 
@@ -386,12 +397,7 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="bring the topology up, run the experiment matrix, write results/")
     add_to_argparse(run)
-    run.add_argument(
-        "--prepared-pgbouncer",
-        action="store_true",
-        help="add the transaction-mode PgBouncer 1.21+ with max_prepared_statements (built from Debian's source once); "
-        "the same as --profiles prepared",
-    )
+    run.add_argument("--prepared-pgbouncer", action="store_true", help=argparse.SUPPRESS)  # in every run now
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
     run.set_defaults(func=cmd_run)
 
@@ -474,9 +480,14 @@ def parser() -> argparse.ArgumentParser:
     )
     sweep.set_defaults(func=cmd_sweep)
 
-    sub.add_parser(
-        "build-pgbouncer", help="build PgBouncer 1.21+ from Debian's next release into ~/.cache/pooler-lab (once)"
-    ).set_defaults(func=cmd_build_pgbouncer)
+    bp = sub.add_parser(
+        "build-pgbouncer",
+        help="build PgBouncer from Debian's next release (1.24), or any release from its source tarball, into the "
+        "lab's cache (once per version)",
+    )
+    bp.add_argument("--tarball", help="a PgBouncer source tarball: a path, or an http(s) URL (pgbouncer-1.23.1.tar.gz)")
+    bp.add_argument("--sha256", help="the SHA-256 the tarball must have; nothing is built otherwise")
+    bp.set_defaults(func=cmd_build_pgbouncer)
 
     target = sub.add_parser(
         "target",

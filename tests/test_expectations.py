@@ -29,6 +29,12 @@ FACTS = {
     "pgbouncer-transaction-ignoring": pgbouncer(
         pool_mode="transaction", pooler_version="1.18.0", pooler_settings="ignore_startup_parameters = jit, options"
     ),
+    "pgbouncer-prepared-transaction": pgbouncer(
+        pool_mode="transaction", pooler_version="1.24.1", pooler_settings="track_extra_parameters = search_path"
+    ),
+    "pgbouncer-prepared-off-transaction": pgbouncer(
+        pool_mode="transaction", pooler_version="1.24.1", pooler_settings="max_prepared_statements = 0"
+    ),
 }
 
 
@@ -176,3 +182,16 @@ def test_a_rule_may_list_several_clients_and_scenarios(tmp_path: Path) -> None:
         "ok",
         "ok",
     ]
+
+
+def test_no_rule_holds_a_pooler_to_another_poolers_behaviour() -> None:
+    """Every rule that can meet a pooler names the pooler families it was observed on: a new pooler (or one a target
+    declares) meets no rule written for another, and its cells say loudly that no rule covers them."""
+    for rule in load(TABLE):
+        topologies = rule.topology if isinstance(rule.topology, tuple) else (rule.topology,)
+        if all(t in ("direct", "rest") for t in topologies) or rule.scenario == "loop-lag":
+            continue
+        assert rule.pooler != "*", f"rule {rule.index} ({rule.reason[:60]}...) names no pooler"
+    newcomer = pgbouncer(pool_mode="transaction", pooler_version="1.0") | {"pooler": "newpooler"}
+    with pytest.raises(LookupError):
+        lookup(load(TABLE), "asyncpg-no-cache", "newpooler-transaction", "repeated-query", newcomer)

@@ -60,6 +60,38 @@ PGBOUNCER = Recipe(
 )
 
 
+def tarball(location: str, sha256: str, recipe: Recipe) -> Tarball:
+    """A source tarball the user names (a path, or an http(s) URL) with the SHA-256 it must have; its version is read
+    from its name (pgbouncer-1.23.1.tar.gz -> 1.23.1)."""
+    if len(sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha256):
+        raise MissingDependency(f"--sha256 {sha256!r} is not a SHA-256 (64 hexadecimal digits)")
+    name = location.rstrip("/").rsplit("/", 1)[-1]
+    stem = name
+    for ext in (".tar.gz", ".tgz", ".tar.xz", ".tar.bz2"):
+        stem = stem.removesuffix(ext)
+    version = stem.removeprefix(f"{recipe.package}_").removeprefix(f"{recipe.package}-").replace(".orig", "")
+    if not version or not version[0].isdigit():
+        raise MissingDependency(f"{name}: cannot read a {recipe.package} version from the tarball's name")
+    if not location.startswith(("http://", "https://")) and not Path(location).is_file():
+        raise MissingDependency(f"{location}: no such file")
+    return Tarball(version, location, sha256, name)
+
+
+def ensure(recipe: Recipe, version: str, progress: Progress = print) -> Path:
+    """The binary of that version: built already, or built now from Debian's source if that is the version the
+    archive serves; any other version must be built from a tarball first (`build-pgbouncer --tarball`)."""
+    binary = built(recipe, version)
+    if binary is not None:
+        return binary
+    source = debian_source(recipe.package)
+    if source.version != version:
+        raise MissingDependency(
+            f"{recipe.package} {version} is not built and Debian {SUITE} serves {source.version}; build it from its "
+            f"source tarball: ./pooler-lab build-{recipe.package} --tarball PATH-OR-URL --sha256 HEX"
+        )
+    return build(recipe, source, progress)
+
+
 def built(recipe: Recipe, version: str | None = None) -> Path | None:
     """The binary of that version the lab has built (None: the newest built), if any."""
     if version is not None:

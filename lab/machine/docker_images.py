@@ -25,6 +25,7 @@ from dotenv import dotenv_values
 
 from lab.errors import ConfigError, EnvironmentProblem, MissingDependency
 from lab.machine.binaries import system_binary
+from lab.machine.builds import PGBOUNCER, build
 from lab.paths import COMPOSE_DIR, ROOT
 
 IMAGES_DIR = COMPOSE_DIR / "images"
@@ -37,7 +38,7 @@ IMAGE_VARIABLES = {
     "PGBOUNCER_IMAGE": None,
     "POSTGREST_IMAGE": None,
     "NGINX_IMAGE": None,
-    "PGBOUNCER_NEW_IMAGE": "prepared",
+    "PGBOUNCER_NEW_IMAGE": None,
     "SUPAVISOR_IMAGE": "supavisor",
 }
 REGISTRY = ("registry-1.docker.io", 443)
@@ -89,18 +90,14 @@ def local_set(profiles: Iterable[str] = ()) -> list[LocalImage]:
             "postgrest-standin",
             extra=((ROOT / "lab" / "proxies" / "postgrest.py", "standin.py"),),
         ),
+        # PgBouncer 1.24 (bookworm ships 1.18): the binary the lab builds natively, on the 1.18 image's libraries
+        LocalImage(
+            tags["PGBOUNCER_NEW_IMAGE"],
+            "pgbouncer-built",
+            base=tags["PGBOUNCER_IMAGE"],
+            extra=((build(PGBOUNCER), "pgbouncer"),),
+        ),
     ]
-    if "prepared" in profiles:
-        from lab.machine.builds import PGBOUNCER, build
-
-        images.append(
-            LocalImage(
-                tags["PGBOUNCER_NEW_IMAGE"],
-                "pgbouncer-built",
-                base=tags["PGBOUNCER_IMAGE"],
-                extra=((build(PGBOUNCER), "pgbouncer"),),
-            )
-        )
     return images
 
 

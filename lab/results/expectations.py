@@ -28,7 +28,7 @@ ANY = "any"
 #: pooler_version = "undeclared": the rule applies where nobody said which version runs (a target file without one).
 UNDECLARED = "undeclared"
 #: the fields that take one value or a list of them (any of which applies, or is expected)
-LISTS = ("client", "topology", "scenario", "phase", "sqlstate")
+LISTS = ("client", "topology", "scenario", "pooler", "phase", "sqlstate")
 FIELDS = {
     "client",
     "topology",
@@ -55,7 +55,9 @@ class Expectation:
     client: str | tuple[str, ...] = "*"  # a glob, or several (the configurations a rule lists by name)
     topology: str | tuple[str, ...] = "*"
     scenario: str | tuple[str, ...] = "*"
-    pooler: str = "*"  # a glob over the endpoint's pooler: none | pgbouncer | supavisor | pgcat | pgdog
+    #: a glob (or several) over the endpoint's pooler family: none | pgbouncer | pgpool | pgagroal | supavisor | ...;
+    #: a rule that may meet a pooler names the families it was observed on, so a new pooler meets no other's rules
+    pooler: str | tuple[str, ...] = "*"
     pool_mode: str | None = None
     pooler_version: str | None = None  # a PEP 440 specifier, e.g. "<1.21", or "undeclared"
     #: "tracked" | "not tracked": whether the pooler tracks protocol-level prepared statements (PgBouncer 1.21+ with
@@ -83,7 +85,7 @@ class Expectation:
             and any(fnmatchcase(scenario, glob) for glob in _alternatives(self.scenario))
         ):
             return False
-        if not fnmatchcase(str(facts.get("pooler") or "none"), self.pooler):
+        if not any(fnmatchcase(str(facts.get("pooler") or "none"), g) for g in _alternatives(self.pooler)):
             return False
         if self.pool_mode is not None and facts.get("pool_mode") != self.pool_mode:
             return False
@@ -177,14 +179,13 @@ def load(path: Path) -> list[Expectation]:
             raise ConfigError(f'{where}: prepared_statements must be "tracked" or "not tracked"')
         if raw.get("server_connections") not in (None, "fresh", "inherited"):
             raise ConfigError(f'{where}: server_connections must be "fresh" or "inherited"')
-        for name in ("client", "topology", "scenario"):
+        for name in ("client", "topology", "scenario", "pooler"):
             value = raw.get(name, "*")
             if not isinstance(value, str) and not (
                 isinstance(value, list) and value and all(isinstance(v, str) for v in value)
             ):
                 raise ConfigError(f"{where}: {name} = {value!r} must be a glob or a list of globs")
         for name in (
-            "pooler",
             "pool_mode",
             "pooler_version",
             "error_class",

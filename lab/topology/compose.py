@@ -8,6 +8,7 @@ the file uses (``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?err
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,7 +36,6 @@ INTEGER_SETTINGS = {
     "LAB_TRANSACTION_PORT": 1,
     "LAB_SESSION_PORT": 1,
     "POSTGREST_POOL_SIZE": 1,
-    "PGBOUNCER_MAX_PREPARED_STATEMENTS": 0,
     "LAB_PREPARED_PORT": 1,
     "LAB_REST_HTTP_PORT": 1,
     "LAB_REST_HTTPS_PORT": 1,
@@ -73,6 +73,10 @@ def _interpolate_tree(node: object, env: Mapping[str, str], where: str) -> objec
     if isinstance(node, dict):
         return {k: _interpolate_tree(v, env, where) for k, v in node.items()}
     return node
+
+
+#: settings the shell's environment may override (the versions of the servers the lab builds)
+FROM_ENVIRONMENT = ("PGBOUNCER_NEW_VERSION",)
 
 
 def load_settings(compose_dir: Path = COMPOSE_DIR) -> dict[str, str]:
@@ -218,6 +222,9 @@ def load(
     relative to it whatever directory a backend renders into.
     """
     settings = load_settings(compose_dir)
+    # as Compose does, the shell's environment overrides .env, here only for the versions the lab builds (a sweep
+    # over PgBouncer releases: build-pgbouncer --tarball, then PGBOUNCER_NEW_VERSION=1.23.1 ./pooler-lab run)
+    settings.update({k: os.environ[k] for k in FROM_ENVIRONMENT if os.environ.get(k)})
     env = {**settings, **(secrets or {}), "LAB_RENDERED_DIR": _RENDERED_MARK}
     for name in SECRET_NAMES:
         env.setdefault(name, "unset")

@@ -11,6 +11,7 @@ backend is one loop over them, in the order the services depend on each other.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from lab.paths import COMPOSE_DIR
@@ -130,7 +131,10 @@ class NativeBackend(Backend):
         return server
 
 
-def check_binaries(compose_dir: Path = COMPOSE_DIR, profiles: tuple[str, ...] = ()) -> None:
-    """Every binary a native run of these profiles needs, or MissingDependency naming the first one missing."""
+def check_binaries(
+    compose_dir: Path = COMPOSE_DIR, profiles: tuple[str, ...] = (), progress: Callable[[str], None] = print
+) -> None:
+    """Every binary a native run of these profiles needs (a server the lab builds is built now, once), or
+    MissingDependency naming the first one missing."""
     for svc in load(compose_dir, profiles=profiles).in_start_order():
-        kind_of(svc).binary(svc)
+        kind_of(svc).binary(svc, progress)

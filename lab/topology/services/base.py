@@ -38,6 +38,7 @@ from lab.topology.processes import RunAs, Server
 from lab.topology.render import Credentials
 
 if TYPE_CHECKING:
+    from lab.machine.builds import Recipe
     from lab.topology.runstate import RunState
 
 READY_TIMEOUT = 30.0
@@ -190,8 +191,21 @@ class ServiceKind:
         return message
 
     # -- native -------------------------------------------------------------------------
-    def binary(self, svc: Service) -> Path:
+    #: how the lab builds this kind where Debian bookworm ships another version (or none): the `lab.build` label
+    #: names the version, built from Debian's next release on first use (lab.machine.builds)
+    recipe: ClassVar[Recipe | None] = None
+
+    def binary(self, svc: Service, progress: Progress = print) -> Path:
         raise MissingDependency(f"service {svc.name} ({self.name}) cannot run natively here: use --backend docker")
+
+    def built_binary(self, svc: Service, progress: Progress) -> Path | None:
+        """The binary `lab.build` asks for, built on first use; None where the service asks for no build."""
+        wanted = svc.labels.get("lab.build")
+        if not wanted or self.recipe is None:
+            return None
+        from lab.machine.builds import ensure
+
+        return ensure(self.recipe, wanted, progress)
 
     def native(self, svc: Service, site: NativeSite) -> dict[str, Endpoint]:
         """Start the service natively and return the endpoints it offers."""

@@ -18,6 +18,7 @@ from lab.topology.render import api_keys
 from lab.topology.services.base import (
     DockerSite,
     NativeSite,
+    Progress,
     ServiceKind,
     binary_version,
     debian_binary,
@@ -29,7 +30,7 @@ from lab.topology.services.base import (
 class Nginx(ServiceKind):
     name = "nginx"
 
-    def binary(self, svc: Service) -> Path:
+    def binary(self, svc: Service, progress: Progress = print) -> Path:
         return debian_binary("nginx", "nginx")
 
     def native(self, svc: Service, site: NativeSite) -> dict[str, Endpoint]:

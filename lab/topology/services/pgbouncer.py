@@ -1,7 +1,8 @@
 """PgBouncer: the pooler Supabase ran before Supavisor, and the one most applications meet.
 
-Natively: Debian's pgbouncer, or a version the lab built from a verified source tarball
-(`lab.build` label, lab.machine.builds: Debian trixie's 1.24 by default). It runs as the
+Natively: Debian's pgbouncer, or a version the lab builds from a verified source tarball on
+first use (`lab.build` label, lab.machine.builds: Debian trixie's 1.24 by default, or any
+version `build-pgbouncer --tarball` built). It runs as the
 unprivileged user from its rendered pgbouncer.ini. Its version comes from `--version`
 natively and from the admin console (SHOW VERSION) in a container, so a row says what
 answered. Whether it tracks protocol-level prepared statements follows from its version and
@@ -17,13 +18,14 @@ from pathlib import Path
 import psycopg
 from packaging.version import InvalidVersion, Version
 
-from lab.errors import MissingDependency
+from lab.machine.builds import PGBOUNCER
 from lab.topology.compose import Service
 from lab.topology.model import Endpoint
 from lab.topology.ports import HOST
 from lab.topology.services.base import (
     DockerSite,
     NativeSite,
+    Progress,
     ServiceKind,
     binary_version,
     debian_binary,
@@ -83,23 +85,14 @@ class PgBouncer(ServiceKind):
     def clean_message(self, message: str) -> str:
         return _CONNECTION.sub("", message)
 
-    def binary(self, svc: Service) -> Path:
-        """Debian's pgbouncer, or the version the service's `lab.build` label names, built by the lab."""
-        wanted = svc.labels.get("lab.build")
-        if not wanted:
-            return debian_binary("pgbouncer", "pgbouncer")
-        from lab.machine.builds import PGBOUNCER, built
+    recipe = PGBOUNCER
 
-        binary = built(PGBOUNCER, wanted)
-        if binary is None:
-            raise MissingDependency(
-                f"service {svc.name} needs PgBouncer {wanted}, which Debian bookworm does not ship; build it once with "
-                f"`./pooler-lab build-pgbouncer` (or `run --prepared-pgbouncer`, which builds it)"
-            )
-        return binary
+    def binary(self, svc: Service, progress: Progress = print) -> Path:
+        """Debian's pgbouncer, or the version the service's `lab.build` label names, built by the lab on first use."""
+        return self.built_binary(svc, progress) or debian_binary("pgbouncer", "pgbouncer")
 
     def native(self, svc: Service, site: NativeSite) -> dict[str, Endpoint]:
-        binary = self.binary(svc)
+        binary = self.binary(svc, site.progress)
         version = binary_version(binary)
         proc = site.spawn(svc, [str(binary), str(site.config(svc, "pgbouncer.ini"))], self)
         probe = pg_probe(site.ports[svc.name], site.creds.app_user, site.creds.app_password)

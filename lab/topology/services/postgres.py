@@ -25,7 +25,7 @@ from lab.topology.compose import Service
 from lab.topology.model import Endpoint
 from lab.topology.ports import HOST
 from lab.topology.processes import give_to, run
-from lab.topology.services.base import DockerSite, NativeSite, ServiceKind, pg_probe, wait_ready
+from lab.topology.services.base import DockerSite, NativeSite, Progress, ServiceKind, pg_probe, wait_ready
 
 
 def bindir() -> Path:
@@ -61,7 +61,7 @@ class Postgres(ServiceKind):
         r"\] \S*@\S* (?P<state>[0-9A-Z]{5}) (?P<level>WARNING|ERROR|FATAL|PANIC):\s+(?P<message>.*)"
     )
 
-    def binary(self, svc: Service) -> Path:
+    def binary(self, svc: Service, progress: Progress = print) -> Path:
         return bindir() / "postgres"
 
     def native(self, svc: Service, site: NativeSite) -> dict[str, Endpoint]:

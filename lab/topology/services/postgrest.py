@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from lab.topology.compose import Service
 from lab.topology.model import Endpoint
 from lab.topology.ports import HOST
-from lab.topology.services.base import NativeSite, ServiceKind, http_probe, wait_ready
+from lab.topology.services.base import NativeSite, Progress, ServiceKind, http_probe, wait_ready
 
 
 class PostgREST(ServiceKind):
@@ -24,7 +24,7 @@ class PostgREST(ServiceKind):
     as_owner = False  # the lab's own Python process: it needs no other user
     python_module = "lab.proxies.postgrest"
 
-    def binary(self, svc: Service) -> Path:
+    def binary(self, svc: Service, progress: Progress = print) -> Path:
         return Path(sys.executable)
 
     def native(self, svc: Service, site: NativeSite) -> dict[str, Endpoint]:

@@ -14,7 +14,7 @@ from lab.errors import MissingDependency
 from lab.topology.compose import Service
 from lab.topology.model import Endpoint
 from lab.topology.ports import HOST
-from lab.topology.services.base import DockerSite, ServiceKind
+from lab.topology.services.base import DockerSite, Progress, ServiceKind
 from lab.topology.supavisor_api import TENANT, register_tenant
 
 
@@ -22,7 +22,7 @@ class Supavisor(ServiceKind):
     name = "supavisor"
     family = "supavisor"
 
-    def binary(self, svc: Service) -> Path:
+    def binary(self, svc: Service, progress: Progress = print) -> Path:
         raise MissingDependency(
             f"service {svc.name} (profile {', '.join(svc.profiles)}) has no native binary: run it with --backend docker "
             "(natively the lab's model of Supavisor stands in for it)"
