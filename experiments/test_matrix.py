@@ -17,13 +17,14 @@ import pytest
 from lab.clients.configuration import Configuration
 from lab.clients.contract import PER_WORKER
 from lab.clients.runner import Runners
-from lab.observe.server_view import LogWindow, PreparedCensus, end_server_connections, summarize
+from lab.observe.server_view import LogWindow, PreparedCensus, end_server_connections, fresh_pooler, summarize
 from lab.options import LabOptions
 from lab.plan import Cell
 from lab.pytest_plugin import LabRun
 from lab.results.measures import MatrixMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Topology
+from lab.topology.services import kind
 from lab.workloads.harness import POOL_SIZE, run_scenario
 from lab.workloads.scenarios import Scenario
 
@@ -34,7 +35,12 @@ def censuses(lab_topology: Topology) -> Iterator[dict[str, PreparedCensus]]:
     found = {}
     if lab_topology.superuser:
         for name, e in lab_topology.endpoints.items():
-            if e.facts.pool_mode == "transaction" and e.facts.pool_size:
+            if (
+                e.facts.pool_mode == "transaction"
+                and e.facts.pool_size
+                and e.facts.kind
+                and kind(e.facts.kind).prepared_census
+            ):
                 found[name] = PreparedCensus(e.dsn(), e.facts.pool_size)
     yield found
     for census in found.values():
@@ -59,8 +65,9 @@ def test_matrix(
         # behind) must not decide this cell's outcome, which is then the same alone, in any order, or in a full
         # run. Never on a target, whose user's other sessions may be somebody's application.
         end_server_connections(topology.admin_dsn(), endpoint.user)
+        fresh_pooler(topology, endpoint, ended=True)  # pgagroal 1.6 cannot take that: restarted
     before = census.count() if census else None
-    after: list[int] = []
+    after: list[int | None] = []
     window = LogWindow.of(topology, endpoint).open()
     result = run_scenario(
         runners.for_(configuration),
@@ -69,7 +76,7 @@ def test_matrix(
         scenario,
         lab_run.table,
         repeats=lab_options.repeats,
-        timeout=lab_options.cell_timeout,
+        timeout=min(lab_options.cell_timeout, scenario.limit_s or lab_options.cell_timeout),
         after_iteration=(lambda: after.append(census.count())) if census else None,
     )
     log, unraised = summarize(window.events(), result.outcome.sqlstate, result.outcome.message)
@@ -80,7 +87,7 @@ def test_matrix(
         MatrixMeasures(
             repeats=scenario.repeats or lab_options.repeats,
             iterations_run=result.iterations,
-            cell_timeout_s=lab_options.cell_timeout,
+            cell_timeout_s=min(lab_options.cell_timeout, scenario.limit_s or lab_options.cell_timeout),
             workers=scenario.workers,
             ops_per_worker=scenario.ops_per_worker,
             client_pool_size=1 if scenario.connections == PER_WORKER else POOL_SIZE,

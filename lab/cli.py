@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -16,7 +17,7 @@ from rich.text import Text
 from lab import __version__, interrupts
 from lab.errors import BAD_INPUT, ENVIRONMENT, INTERRUPTED, UNEXPECTED, ConfigError, LabError
 from lab.machine.builds import PGBOUNCER, build, tarball
-from lab.options import BACKENDS, IMAGE_SETS, add_to_argparse, names
+from lab.options import BACKENDS, IMAGE_SETS, add_to_argparse, names, shard
 from lab.paths import COMPOSE_DIR, EXPERIMENTS_DIR, RESULTS_DIR
 
 # one line stays one line, in a pipe too; no markup and no highlighting: what is printed may carry a server's text
@@ -57,7 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         console.print(explain(opts.backend, backend))  # the first line says which backend measures, and why
         if backend == "native":
-            check_binaries(profiles=profiles, progress=console.print)  # builds what Debian does not ship, once
+            # builds what Debian does not ship, once
+            check_binaries(profiles=profiles, progress=console.print, topologies=opts.topologies)
     results = Path(opts.results)
     results.mkdir(parents=True, exist_ok=True)
     # the backend is already chosen: pytest need not ask the engine again
@@ -73,10 +75,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"pooler-lab run {opts.run_id}: {plan.describe()}; clients {format_names(opts.clients)}, "
         f"topologies {format_names(opts.topologies)}, scenarios {format_names(opts.scenarios)}"
     )
+    jobs = _jobs(args.jobs, backend)
     started = time.monotonic()
-    code = pytest.main(pytest_args)
+    if jobs > 1:  # topologies side by side, each in a session of its own (lab.parallel)
+        from lab.parallel import run_parts
+
+        _, codes = run_parts(opts, plan, backend, jobs, list(args.pytest_args), console.out)
+        worst = max((PYTEST_STATUS.get(int(c), ENVIRONMENT) for c in codes), default=0, key=_severity)
+        status = worst
+    else:
+        code = pytest.main(pytest_args)
+        status = PYTEST_STATUS.get(int(code), ENVIRONMENT)
     elapsed = time.monotonic() - started
-    status = PYTEST_STATUS.get(int(code), ENVIRONMENT)
     # a run the environment ended (a server that died) prints its counts, not the half-filled matrix
     rows = print_summary(
         results / "runs" / f"{opts.run_id}.jsonl", Console(markup=False, highlight=False), tables=status != ENVIRONMENT
@@ -88,6 +98,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"finished in {elapsed:.1f}s (bring-up, {plan.count()} planned cells, teardown); exit status {status}"
     )
     return status
+
+
+#: exit statuses, worst last: a part that hit the environment outranks one with unexpected cells
+_SEVERITY = {0: 0, UNEXPECTED: 1, BAD_INPUT: 2, ENVIRONMENT: 3, INTERRUPTED: 4}
+
+
+def _severity(status: int) -> int:
+    return _SEVERITY.get(status, 3)
+
+
+def _jobs(value: str, backend: str) -> int:
+    """--jobs: sessions side by side. auto: one per core and one more (a cell mostly waits for the server), natively;
+    a target, an attached topology and the Docker backend run as one session."""
+    if backend != "native":
+        return 1
+    if value == "auto":
+        return min(4, (os.cpu_count() or 1) + 1)
+    try:
+        jobs = int(value)
+    except ValueError:
+        raise LabError(f"--jobs {value!r}: a whole number, or auto") from None
+    if jobs < 1:
+        raise LabError(f"--jobs {value!r}: at least 1")
+    return jobs
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -129,7 +163,9 @@ def _print_endpoints(topology: dict, show_passwords: bool = False) -> None:
     topo = Topology.from_dict(topology)
     print(f"run {topo.run_id} ({topo.backend})")
     for ep in topo.endpoints.values():
-        if ep.facts.pooler:
+        if ep.facts.model:  # a model names itself, its release line and its settings
+            what = f"{ep.facts.model}, {ep.facts.pool_mode} mode"
+        elif ep.facts.pooler:
             what = f"{ep.facts.pooler} {ep.facts.pooler_version} {ep.facts.pool_mode}"
         else:
             what = "REST" if ep.keys else "server"
@@ -250,12 +286,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    """The static site, from one run's rows or many (a sweep's, several machines'): later rows of a cell win, every
+    run's rows make its history."""
+    from lab.publish.site import publish
+
+    sources = [Path(p) for p in args.rows] if args.rows else [Path(args.results) / "latest.jsonl"]
+    missing = [str(p) for p in sources if not p.is_file()]
+    if missing:
+        raise LabError(f"no result rows at {', '.join(missing)}; run `./pooler-lab run` first, or pass --rows FILE")
+    index = publish(sources, Path(args.out))
+    console.print(f"wrote {index} (open it from disk, or host the directory anywhere)")
+    return 0
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
-    from lab.results.diff import diff_files, render
+    from lab.results.diff import as_json, diff_files, render
 
     d = diff_files(Path(args.baseline), Path(args.current))
-    for line in render(d):
-        print(line)
+    if args.json:
+        print(json.dumps(as_json(d), indent=1))
+    else:
+        for line in render(d):
+            print(line)
     return 1 if d.failed else 0
 
 
@@ -315,6 +368,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     specs = [Spec.parse(p) for p in args.packages]
     for spec in specs:
         spec.clients()  # a package no client uses is refused before any environment is built
+    if args.shard is not None:  # CI runners split the versions: each version in exactly one shard
+        i, n = args.shard
+        specs = specs[i - 1 :: n]
+        if not specs:
+            console.print(f"shard {i}/{n}: no version of {len(args.packages)} falls in it")
+            return 0
     from lab.topology.backends.choice import choose
 
     backend = choose(args.backend)  # once, before any environment is built: a backend that cannot run fails here
@@ -341,10 +400,25 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if len({v for v in values if v != "—"}) > 1:  # cells a package's clients did not run are not a difference
             differing += 1
         out.add_row(cell, *values)
-    Console(width=200, markup=False, highlight=False).print(out)
-    console.print(
-        f"{len(table)} cells, {differing} differ between versions; rows: {', '.join(str(p) for _, _, p, _ in runs)}"
-    )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "runs": [
+                        {"package": spec.dist, "version": version, "rows": str(path), "exit_status": code}
+                        for spec, version, path, code in runs
+                    ],
+                    "cells": table,
+                    "differing": differing,
+                },
+                indent=1,
+            )
+        )
+    else:
+        Console(width=200, markup=False, highlight=False).print(out)
+        console.print(
+            f"{len(table)} cells, {differing} differ between versions; rows: {', '.join(str(p) for _, _, p, _ in runs)}"
+        )
     if not table:
         console.print("no rows were recorded: nothing was measured")
         return ENVIRONMENT
@@ -398,6 +472,11 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="bring the topology up, run the experiment matrix, write results/")
     add_to_argparse(run)
     run.add_argument("--prepared-pgbouncer", action="store_true", help=argparse.SUPPRESS)  # in every run now
+    run.add_argument(
+        "--jobs",
+        default="auto",
+        help="sessions side by side, each on its own topologies (auto: cores + 1, natively; 1: one session)",
+    )
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
     run.set_defaults(func=cmd_run)
 
@@ -411,7 +490,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--images", choices=IMAGE_SETS, default="auto", help="Docker backend: which images (see `run --help`)"
     )
-    up.add_argument("--profiles", type=names, help="compose profiles to start too (prepared, supavisor)")
+    up.add_argument("--profiles", type=names, help="compose profiles to start too (pgagroal, supavisor)")
     up.add_argument(
         "--show-passwords", action="store_true", help="print the run's passwords and API keys (masked by default)"
     )
@@ -435,7 +514,7 @@ def parser() -> argparse.ArgumentParser:
 
     render = sub.add_parser("render", help="render compose/'s config templates for `docker compose`")
     render.add_argument("--out", default=str(COMPOSE_DIR / ".rendered"))
-    render.add_argument("--profiles", type=names, help="compose profiles to render too (prepared, supavisor)")
+    render.add_argument("--profiles", type=names, help="compose profiles to render too (pgagroal, supavisor)")
     render.set_defaults(func=cmd_render)
 
     report = sub.add_parser("report", help="build results/report.md and report.html from result rows")
@@ -444,9 +523,16 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--strict", action="store_true", help="exit 1 unless every claim has a verdict backed by rows")
     report.set_defaults(func=cmd_report)
 
+    pub = sub.add_parser("publish", help="a static site of the answers, their prices and evidence (results/site/)")
+    pub.add_argument("--rows", nargs="*", help="row files, one run's or many (default: results/latest.jsonl)")
+    pub.add_argument("--results", default=str(RESULTS_DIR), help="where results/latest.jsonl is")
+    pub.add_argument("--out", default=str(RESULTS_DIR / "site"), help="the site's directory")
+    pub.set_defaults(func=cmd_publish)
+
     diff = sub.add_parser("diff", help="cells whose outcome differs between two result files; exit 1 if any")
     diff.add_argument("baseline", help="e.g. results/baseline.jsonl")
     diff.add_argument("current", help="e.g. results/latest.jsonl")
+    diff.add_argument("--json", action="store_true", help="print the diff as JSON (for CI)")
     diff.set_defaults(func=cmd_diff)
 
     dock = sub.add_parser(
@@ -471,6 +557,12 @@ def parser() -> argparse.ArgumentParser:
         "packages", nargs="+", help="e.g. asyncpg==0.27.0 asyncpg==0.29.0 asyncpg  (no version: the newest)"
     )
     sweep.add_argument("--scenarios", help="comma-separated scenarios (default: all)")
+    sweep.add_argument("--json", action="store_true", help="print the outcome per version as JSON (for CI)")
+    sweep.add_argument(
+        "--shard",
+        type=shard,
+        help="i/n: only the i-th of n parts of the versions (CI runners split a sweep; publish --rows merges them)",
+    )
     sweep.add_argument("--results", default=str(RESULTS_DIR))
     sweep.add_argument(
         "--backend",

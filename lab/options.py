@@ -68,6 +68,17 @@ def rtts(value: str) -> tuple[float, ...]:
     return out
 
 
+def shard(value: str) -> tuple[int, int]:
+    """`i/n`: the i-th of n parts (1-based), for CI runners that split a run or a sweep between them."""
+    try:
+        i, n = (int(p) for p in value.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a shard as i/n, like 1/2") from None
+    if n < 1 or not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"{value!r}: i must be between 1 and n")
+    return i, n
+
+
 def target_file(value: str) -> Path:
     path = Path(value)
     if not path.is_file():
@@ -152,7 +163,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "profiles",
-        "compose profiles to start too, e.g. prepared (PgBouncer 1.21+ with max_prepared_statements)",
+        "compose profiles to start too: pgagroal (pgagroal 1.6, restarted between cells: minutes), supavisor (Docker: the real Supavisor)",
         (),
         parse=names,
     ),
@@ -170,6 +181,12 @@ OPTIONS: tuple[Option, ...] = (
         parse=target_file,
     ),
     Option("read-only", "only the scenarios that write nothing (no schema is created on a target)", False, flag=True),
+    Option(
+        "shard",
+        "i/n: run only the i-th of n parts of the planned cells (each cell in exactly one part, by its id), for CI "
+        "runners that split a run; `pooler-lab publish --rows` merges their rows",
+        parse=shard,
+    ),
     Option(
         "run-id",
         "name of this run's result file and runtime directory (default: generated)",
@@ -200,6 +217,7 @@ class LabOptions:
     sslmode: str = "disable"
     target: Path | None = None
     read_only: bool = False
+    shard: tuple[int, int] | None = None
     run_id: str | None = None
 
     @classmethod
@@ -224,6 +242,8 @@ class LabOptions:
             chosen["read_only"] = ["yes"]
         if self.target is not None:
             chosen["target"] = [self.target.name]
+        if self.shard is not None:
+            chosen["shard"] = [f"{self.shard[0]}/{self.shard[1]}"]
         return chosen or None
 
 
@@ -259,7 +279,9 @@ def to_pytest_args(options: LabOptions) -> list[str]:
         if o.flag:
             out.append(f"--lab-{o.name}")
             continue
-        if isinstance(value, tuple):
+        if o.name == "shard":
+            value = f"{value[0]}/{value[1]}"
+        elif isinstance(value, tuple):
             value = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
         out.append(f"--lab-{o.name}={value}")
     return out

@@ -10,6 +10,7 @@ experiment the same way; names are checked against every cell the lab has.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
@@ -71,10 +72,12 @@ def compose_topologies(profiles: tuple[str, ...] = ()) -> tuple[list[str], dict[
     """The PostgreSQL topologies, from compose/ (they exist before anything is started), and those that only some
     client configurations run against (the lab.clients label, a glob): the pooler that ignores the RCA's startup
     parameters is there for the RCA's attempts, not for every cell."""
+    from lab.topology.services import kind_of
+
     services = load(profiles=profiles).services.values()
     return (
-        [s.topology for s in services if s.role in ("server", "pooler")],
-        {s.topology: s.labels["lab.clients"] for s in services if s.labels.get("lab.clients")},
+        [t for s in services if s.role in ("server", "pooler") for t in kind_of(s).topologies(s)],
+        {t: s.labels["lab.clients"] for s in services if s.labels.get("lab.clients") for t in kind_of(s).topologies(s)},
     )
 
 
@@ -454,6 +457,10 @@ class Plan:
                 (options.topologies, c.topology),
                 (options.scenarios, c.scenario),
             )
+            if options.shard is not None:  # each cell in exactly one shard, by its id: the same on every machine
+                i, n = options.shard
+                if zlib.crc32(f"{c.experiment}/{c.id}".encode()) % n != i - 1:
+                    return False
             return all(w is None or n in w for w, n in chosen)
 
         plan = cls(options, {name: [c for c in cells if keep(c)] for name, cells in every.items()}, known, target)

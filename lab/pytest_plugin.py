@@ -10,10 +10,12 @@ recorder of the test's own cell: a test passes only what it observed.
 from __future__ import annotations
 
 import os
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +41,9 @@ ROWS = pytest.StashKey[RowWriter]()
 RULES = pytest.StashKey[list[Expectation]]()
 DIED = pytest.StashKey[str]()
 RUN = pytest.StashKey["LabRun"]()
+SELECTED = pytest.StashKey[Counter[str]]()
+#: where the session's seconds went: bring-up, each experiment's cells (their setup, call and teardown), teardown
+PROFILE = pytest.StashKey["defaultdict[str, float]"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -89,10 +94,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("cell", cells, ids=[c.id for c in cells])
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """--lab-experiments: the tests of the other experiments are deselected, not reported as skipped."""
+    """--lab-experiments: the tests of the other experiments are deselected, not reported as skipped. Runs after
+    pytest's own selection (-k, -m), so what it counts as selected is what will run."""
     opts = config.stash.get(OPTIONS, None)
-    if opts is None or opts.experiments is None:
+    if opts is None:
+        return
+    if opts.experiments is None:
+        config.stash[SELECTED] = _selected(items)
         return
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
@@ -102,6 +112,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    config.stash[SELECTED] = _selected(items)
+
+
+def _selected(items: list[pytest.Item]) -> Counter[str]:
+    """The cells that will run, per experiment: the summary counts rows against these, not the whole plan."""
+    out: Counter[str] = Counter()
+    for item in items:
+        marker = item.get_closest_marker("experiment")
+        callspec = getattr(item, "callspec", None)  # an experiment with no cells here has one item, a skip, no cell
+        if marker is not None and callspec is not None and isinstance(callspec.params.get("cell"), Cell):
+            out[marker.args[0]] += 1
+    return out
+
+
+def pytest_benchmark_update_json(
+    config: pytest.Config, benchmarks: list[dict[str, Any]], output_json: dict[str, Any]
+) -> None:
+    """Benchmark JSON names each benchmark's cell by its id (client-topology-scenario), not an unserializable object."""
+    for bench in output_json.get("benchmarks", []):
+        params = bench.get("params") or {}
+        if "cell" in params:
+            params["cell"] = bench.get("param") or str(params["cell"])
 
 
 @pytest.fixture(scope="session")
@@ -137,8 +169,11 @@ def lab_run(pytestconfig: pytest.Config, lab_options: LabOptions) -> Iterator[La
         if reporter is not None:
             reporter.write_line(f"[pooler-lab] {msg}")
 
+    profile = pytestconfig.stash.setdefault(PROFILE, defaultdict(float))
+    started = time.monotonic()
     try:
         with start_for_session(lab_options, say) as session:
+            profile["bring-up"] += time.monotonic() - started
             run = LabRun(
                 session.topology,
                 session.state,
@@ -148,6 +183,8 @@ def lab_run(pytestconfig: pytest.Config, lab_options: LabOptions) -> Iterator[La
             )
             pytestconfig.stash[RUN] = run  # for the health check after a failing cell (pytest_runtest_makereport)
             yield run
+            ended = time.monotonic()
+        profile["teardown"] += time.monotonic() - ended
     except LabError as exc:
         pytest.exit(f"the topology did not come up: {exc}", returncode=3 if exc.exit_status == ENVIRONMENT else 4)
     except Exception as exc:  # a fault of the lab's own: its traceback once, not once per cell
@@ -252,6 +289,21 @@ def row_writer(pytestconfig: pytest.Config, lab_options: LabOptions, run_id: str
     return writer
 
 
+@pytest.fixture(autouse=True)
+def _fresh_pooler(request: pytest.FixtureRequest) -> None:
+    """Before every cell: what the kind of the pooler it goes through needs to start the cell clean, and the other
+    poolers parked where idle they would hold server connections the cell may need (lab.observe.server_view.fresh_pooler;
+    pgagroal 1.6 is restarted where an earlier cell, or the lab ending server connections for another, left it unable to
+    serve, and stopped while cells run elsewhere), so no cell inherits another's damage or crowding."""
+    if "cell" not in request.fixturenames:
+        return
+    from lab.observe.server_view import fresh_pooler
+
+    cell: Cell = request.getfixturevalue("cell")
+    run: LabRun = request.getfixturevalue("lab_run")
+    fresh_pooler(run.topology, run.topology.endpoints.get(cell.topology))
+
+
 @pytest.fixture
 def record(
     request: pytest.FixtureRequest,
@@ -279,6 +331,20 @@ def record(
     )
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Each cell's seconds, to its experiment; the session's bring-up and teardown, which run inside the first and
+    the last cell's protocol, are counted apart (the lab_run fixture measures them)."""
+    marker = item.get_closest_marker("experiment")
+    profile = item.config.stash.setdefault(PROFILE, defaultdict(float))
+    before = profile["bring-up"] + profile["teardown"]
+    started = time.monotonic()
+    yield
+    if marker is not None:
+        elapsed = time.monotonic() - started - (profile["bring-up"] + profile["teardown"] - before)
+        profile[f"experiment {marker.args[0]}"] += max(0.0, elapsed)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     """What ran, counted from the rows written, beside what the plan held."""
     writer = config.stash.get(ROWS, None)
@@ -290,8 +356,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     written: Counter[str] = Counter()
     if writer is not None and writer.path.exists():
         written.update(r.experiment for r in read_rows(writer.path))
-    parts = [f"{name} {written[name]}/{len(cells)}" for name, cells in plan.cells.items() if cells]
-    terminalreporter.write_line(f"[pooler-lab] rows recorded per experiment (recorded/planned): {', '.join(parts)}")
+    selected = config.stash.get(SELECTED, Counter())
+    parts = [f"{name} {written[name]}/{selected[name]}" for name, cells in plan.cells.items() if selected[name]]
+    terminalreporter.write_line(f"[pooler-lab] rows recorded per experiment (recorded/selected): {', '.join(parts)}")
+    profile = config.stash.get(PROFILE, defaultdict(float))
+    if profile:
+        spent = [("bring-up", profile["bring-up"])]
+        spent += sorted(
+            ((k.removeprefix("experiment "), v) for k, v in profile.items() if k.startswith("experiment ")),
+            key=lambda kv: -kv[1],
+        )
+        spent.append(("teardown", profile["teardown"]))
+        terminalreporter.write_line(
+            "[pooler-lab] where the time went: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in spent)
+        )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

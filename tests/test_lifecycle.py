@@ -60,7 +60,7 @@ def test_failed_start_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     from lab.errors import StartupError
     from lab.topology.services import pgbouncer
 
-    monkeypatch.setattr(pgbouncer.PgBouncer, "binary", lambda self, svc: Path("/bin/false"))
+    monkeypatch.setattr(pgbouncer.PgBouncer, "binary", lambda self, svc, progress=print: Path("/bin/false"))
     monkeypatch.setattr(pgbouncer, "binary_version", lambda b: "0")
     before = _my_runs()
     backend = NativeBackend()
@@ -359,6 +359,8 @@ def test_a_server_that_dies_mid_run_stops_the_run(sig: int, tmp_path: Path) -> N
             "native",
             "--network",
             "none",
+            "--jobs",
+            "1",  # one session, whose server this kills (each part of a parallel run stops on its own server alike)
             "--results",
             str(tmp_path),
             "--",

@@ -60,6 +60,47 @@ PGBOUNCER = Recipe(
 )
 
 
+def _cmake(src: Path, prefix: Path) -> list[list[str]]:
+    """An out-of-tree cmake build. The installed binaries find the project's own library through an RPATH relative
+    to themselves: without it pgagroal stops with `libpgagroal.so.1: cannot open shared object file` (cmake drops
+    the build tree's RPATH on install)."""
+    return [
+        [
+            "cmake",
+            "-S",
+            ".",
+            "-B",
+            "build",
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-DCMAKE_INSTALL_PREFIX={prefix}",
+            "-DCMAKE_INSTALL_RPATH=$ORIGIN/../lib",  # no shell: cmake gets $ORIGIN literally, as the loader wants it
+        ],
+        ["cmake", "--build", "build", "-j2"],
+        ["cmake", "--install", "build"],
+    ]
+
+
+#: pgagroal, which Debian bookworm does not package: trixie's 1.6.0. Its build needs rst2man (python3-docutils: the
+#: man pages cannot be switched off) and libsystemd on Linux; the Sources stanza's other Build-Depends
+#: (debhelper-compat, postgresql-all) serve only Debian's packaging and its tests.
+PGAGROAL = Recipe(
+    "pgagroal",
+    "bin/pgagroal",
+    (
+        "cmake",
+        "gcc",
+        "make",
+        "pkg-config",
+        "libssl-dev",
+        "libev-dev",
+        "libcjson-dev",
+        "libsystemd-dev",
+        "python3-docutils",
+    ),
+    _cmake,
+)
+
+
 def tarball(location: str, sha256: str, recipe: Recipe) -> Tarball:
     """A source tarball the user names (a path, or an http(s) URL) with the SHA-256 it must have; its version is read
     from its name (pgbouncer-1.23.1.tar.gz -> 1.23.1)."""
@@ -85,9 +126,14 @@ def ensure(recipe: Recipe, version: str, progress: Progress = print) -> Path:
         return binary
     source = debian_source(recipe.package)
     if source.version != version:
+        how = (
+            f"./pooler-lab build-{recipe.package} --tarball PATH-OR-URL --sha256 HEX"
+            if recipe is PGBOUNCER
+            else f"lab.machine.builds.build({recipe.package.upper()}, tarball(PATH-OR-URL, SHA256, {recipe.package.upper()}))"
+        )
         raise MissingDependency(
             f"{recipe.package} {version} is not built and Debian {SUITE} serves {source.version}; build it from its "
-            f"source tarball: ./pooler-lab build-{recipe.package} --tarball PATH-OR-URL --sha256 HEX"
+            f"source tarball: {how}"
         )
     return build(recipe, source, progress)
 

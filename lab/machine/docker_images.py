@@ -25,13 +25,30 @@ from dotenv import dotenv_values
 
 from lab.errors import ConfigError, EnvironmentProblem, MissingDependency
 from lab.machine.binaries import system_binary
-from lab.machine.builds import PGBOUNCER, build
+from lab.machine.builds import PGAGROAL, PGBOUNCER, build, ensure
 from lab.paths import COMPOSE_DIR, ROOT
 
 IMAGES_DIR = COMPOSE_DIR / "images"
 LOCAL_ENV = COMPOSE_DIR / "images.local.env"
 OFFICIAL_ENV = COMPOSE_DIR / ".env"
 BASE = "pooler-lab/debian:bookworm"
+
+
+def model_files() -> list[str]:
+    """What the model's image carries of the lab: lab.proxies.supavisor and the modules it imports."""
+    fixed = [
+        "lab/__init__.py",
+        "lab/errors.py",
+        "lab/topology/__init__.py",
+        "lab/topology/ports.py",
+        "lab/proxies/__init__.py",
+        "lab/proxies/base.py",
+        "lab/proxies/pgwire.py",
+        "lab/proxies/tenant.py",
+    ]
+    return fixed + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "lab/proxies/supavisor").glob("*.py"))
+
+
 #: the image variables of the compose file, and the profile that needs each (None: every run)
 IMAGE_VARIABLES = {
     "POSTGRES_IMAGE": None,
@@ -39,8 +56,14 @@ IMAGE_VARIABLES = {
     "POSTGREST_IMAGE": None,
     "NGINX_IMAGE": None,
     "PGBOUNCER_NEW_IMAGE": None,
+    "SUPAVISOR_MODEL_IMAGE": None,  # the lab's own code: built here in either set (LAB_BUILT)
+    "PGPOOL_IMAGE": None,  # built here in either set (LAB_BUILT): compose/.env says why
+    "PGAGROAL_IMAGE": "pgagroal",  # the lab's own build: built here in either set (LAB_BUILT)
     "SUPAVISOR_IMAGE": "supavisor",
 }
+#: images of the lab's own code (the model of Supavisor) or build (pgagroal, which no project image packages), and
+#: pgpool-II's, whose project image could not be checked here: both sets build them here
+LAB_BUILT = ("SUPAVISOR_MODEL_IMAGE", "PGPOOL_IMAGE", "PGAGROAL_IMAGE")
 REGISTRY = ("registry-1.docker.io", 443)
 #: --images: the official images, the local set built here, or auto (official where they can be had)
 IMAGE_SETS = ("auto", "official", "local")
@@ -80,6 +103,7 @@ def _local_tags() -> dict[str, str]:
 
 def local_set(profiles: Iterable[str] = ()) -> list[LocalImage]:
     """The local images a run with these profiles needs, in build order (each after its base)."""
+    profiles = tuple(profiles)
     tags = _local_tags()
     images = [
         LocalImage(tags["POSTGRES_IMAGE"], "postgres"),
@@ -90,6 +114,12 @@ def local_set(profiles: Iterable[str] = ()) -> list[LocalImage]:
             "postgrest-standin",
             extra=((ROOT / "lab" / "proxies" / "postgrest.py", "standin.py"),),
         ),
+        # the lab's model of Supavisor: its package and the few lab modules it imports, all standard library
+        LocalImage(
+            tags["SUPAVISOR_MODEL_IMAGE"],
+            "supavisor-model",
+            extra=tuple((ROOT / name, name) for name in model_files()),
+        ),
         # PgBouncer 1.24 (bookworm ships 1.18): the binary the lab builds natively, on the 1.18 image's libraries
         LocalImage(
             tags["PGBOUNCER_NEW_IMAGE"],
@@ -97,8 +127,23 @@ def local_set(profiles: Iterable[str] = ()) -> list[LocalImage]:
             base=tags["PGBOUNCER_IMAGE"],
             extra=((build(PGBOUNCER), "pgbouncer"),),
         ),
+        # pgpool-II 4.3 from bookworm's pgpool2
+        LocalImage(tags["PGPOOL_IMAGE"], "pgpool"),
     ]
+    if (
+        "pgagroal" in profiles
+    ):  # pgagroal 1.6 (bookworm has none): the tree the lab builds natively, binaries and library
+        images.append(LocalImage(tags["PGAGROAL_IMAGE"], "pgagroal-built", extra=pgagroal_tree()))
     return images
+
+
+def pgagroal_tree() -> tuple[tuple[Path, str], ...]:
+    """The files of the pgagroal build the local image carries (built now where missing, as natively): its binaries
+    and the library they find through their RPATH ($ORIGIN/../lib), by their paths under the install prefix."""
+    version = dotenv_values(OFFICIAL_ENV).get("PGAGROAL_VERSION") or "1.6.0"
+    prefix = ensure(PGAGROAL, version).parent.parent
+    names = ["bin/pgagroal", "bin/pgagroal-cli", "bin/pgagroal-admin", "lib/libpgagroal.so.1"]
+    return tuple((prefix / name, f"pgagroal/{name}") for name in names)
 
 
 def env_file(images: str) -> Path | None:
@@ -108,7 +153,9 @@ def env_file(images: str) -> Path | None:
 
 def official(profiles: Iterable[str] = ()) -> list[str]:
     env = {k: v for k, v in dotenv_values(OFFICIAL_ENV).items() if v}
-    return [env[v] for v, p in IMAGE_VARIABLES.items() if v in env and (p is None or p in profiles)]
+    return [
+        env[v] for v, p in IMAGE_VARIABLES.items() if v in env and v not in LAB_BUILT and (p is None or p in profiles)
+    ]
 
 
 def _image(client, tag: str):
@@ -237,6 +284,7 @@ def _build(client, image: LocalImage, progress: Progress) -> None:
         context = Path(tmp)
         shutil.copytree(IMAGES_DIR / image.directory, context, dirs_exist_ok=True)
         for path, name in image.extra:
+            (context / name).parent.mkdir(parents=True, exist_ok=True)  # a name may keep its package's path
             shutil.copy2(path, context / name)
         t0 = time.monotonic()
         try:
@@ -257,13 +305,23 @@ def _build(client, image: LocalImage, progress: Progress) -> None:
         progress(f"built {image.tag} ({time.monotonic() - t0:.0f}s)")
 
 
-def ensure_local(client, profiles: Iterable[str] = (), progress: Progress = print, rebuild: bool = False) -> list[str]:
-    """Build the local images that are missing (all of them with rebuild); the tags a run needs."""
+def ensure_local(
+    client,
+    profiles: Iterable[str] = (),
+    progress: Progress = print,
+    rebuild: bool = False,
+    only: tuple[str, ...] | None = None,
+) -> list[str]:
+    """Build the local images that are missing (all of them with rebuild); the tags a run needs. `only`: just the
+    images of these variables (the lab's own, in the official set)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import docker
 
     needed = local_set(profiles)
+    if only is not None:
+        tags = _local_tags()
+        needed = [i for i in needed if i.tag in {tags[v] for v in only}]
     missing = [i for i in needed if rebuild or not _current(client, i)]
     replaced = {
         found.id for tag in [*([BASE] if rebuild else []), *(i.tag for i in missing)] if (found := _image(client, tag))
@@ -309,6 +367,9 @@ def prepare(
             )
         tags = ensure_local(client, profiles, progress, rebuild=rebuild)
         progress(f"local images ready: {', '.join(tags)}")
+    else:  # the lab's own code has no official image: built here from the same files in either set
+        tags = ensure_local(client, profiles, progress, rebuild=rebuild, only=LAB_BUILT)
+        progress(f"the lab's own images ready: {', '.join(tags)}")
     return chosen
 
 

@@ -10,7 +10,8 @@ real servers:
   their SQLSTATE: the lab's log_line_prefix ends with %e). Native processes and containers
   alike write them to the run's logs/; a target's logs are out of reach.
 - `end_server_connections`: the housekeeping that gives a cell fresh server
-  connections (and takes away what a cell left on them).
+  connections (and takes away what a cell left on them); `fresh_pooler`, what a
+  pooler needs beyond that before a cell (its kind says: pgagroal 1.6 is restarted).
 - `PreparedCensus`: the prepared statements on every server connection of a
   transaction pooler. pg_prepared_statements shows one session's own statements, so
   the census holds one transaction per server connection of the pool at once (each
@@ -110,17 +111,25 @@ class PreparedCensus:
             psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5) for _ in range(server_connections)
         ]
 
-    def count(self, seconds: float = 10.0) -> int:
+    def count(self, seconds: float = 10.0) -> int | None:
+        """The statements on every server connection of the pool; None where the pooler handed the census none
+        (a pooler's own refusal, such as Supavisor's checkout timeout while the cell's clients still hold them): the
+        census is an observation of the cell, never a reason for it to fail."""
         total = 0
         try:
             for conn in self.connections:  # each opens a transaction and keeps its server connection until the rollback
                 with answered_within(conn, seconds, "the prepared-statement census"):
                     row = conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()
                 total += int(row[0]) if row else 0
+        except psycopg.DatabaseError:
+            return None
         finally:
             for conn in self.connections:
                 if not conn.closed:
-                    conn.rollback()
+                    try:
+                        conn.rollback()
+                    except psycopg.Error:
+                        pass
         return total
 
     def close(self) -> None:
@@ -142,3 +151,21 @@ def end_server_connections(admin_dsn: str, user: str, wait_s: float = 5.0) -> in
                 raise RuntimeError(f"backends of {user} still there {wait_s:g}s after pg_terminate_backend")
             time.sleep(0.01)
     return int(ended[0]) if ended else 0
+
+
+def fresh_pooler(topology: Topology, endpoint: Endpoint | None, ended: bool = False) -> bool:
+    """Before a cell through `endpoint` (None: a cell through none of the lab's poolers): what its pooler's kind needs
+    beyond having its server connections ended on the server (`ended`: end_server_connections just ran), and the
+    other poolers parked where idle they would hold server connections the cell may need. PgBouncer and pgpool-II need
+    nothing; pgagroal 1.6 is restarted, or parked (lab.topology.services.pgagroal says why). Never on a target. True
+    when the cell's own pooler needed something."""
+    if not topology.superuser:
+        return False
+    own = endpoint.facts.service if endpoint is not None else None
+    for other in topology.endpoints.values():
+        facts = other.facts
+        if facts.pooler and facts.kind and facts.service and facts.service != own:
+            kind(facts.kind).park(topology, other)
+    if endpoint is None or not endpoint.facts.pooler or not endpoint.facts.kind or not own:
+        return False
+    return kind(endpoint.facts.kind).fresh(topology, endpoint, ended)

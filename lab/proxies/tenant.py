@@ -173,11 +173,14 @@ class TenantRouter(ThreadedProxy):
     def in_front_of(
         cls, topology: Topology, routes: Mapping[str, str], tenant: str
     ) -> Iterator[dict[str, tuple[Endpoint, TenantRouter]]]:
-        """A router per route (router topology -> pooler topology); yields each router's endpoint and the router."""
+        """A router per route (router topology -> pooler topology) whose pooler runs (a run narrowed to other
+        topologies starts none); yields each router's endpoint and the router."""
         with ExitStack() as stack:
             endpoints = {}
             routers = []
             for name, pooler in routes.items():
+                if pooler not in topology.endpoints:
+                    continue
                 target = topology.endpoint(pooler)
                 router = stack.enter_context(
                     cls(

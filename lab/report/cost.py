@@ -104,6 +104,15 @@ class Price:
             parts.append(f"{self.fix_pooled_ms:.2f} ms through {self.pooled_topology}")
         return "; ".join(parts) or "not measured"
 
+    def short(self) -> str:
+        """The price in one phrase, for the report's first lines."""
+        if self.fix_direct_ms is not None and self.fixed_direct_ms:
+            pct = (self.fix_direct_ms / self.fixed_direct_ms - 1) * 100
+            return f"{self.fix_direct_ms:.2f} ms per insert direct against {self.fixed_direct_ms:.2f} ms ({pct:+.0f}%)"
+        if self.fix_pooled_ms is not None:
+            return f"{self.fix_pooled_ms:.2f} ms per insert through {self.pooled_topology}"
+        return "not measured"
+
 
 def price_of(data: Rows, fixed: str, fix: str) -> Price | None:
     """The price of `fix` against `fixed` from the latency cells (None where they were not run)."""

@@ -181,7 +181,7 @@ def plot_overhead(rows: list[Row], path: Path, reach_ms: float = 200.0) -> Path 
             pts = sorted((p for p in points if p.client == client and p.tls == tls), key=lambda p: p.rtt_ms)
             if not pts:
                 continue
-            style = "-" if tls else ":"
+            style = "--" if tls else ":"  # the model: a thin line, never markers
             lows = [
                 p.measured_ms - fastest[(client, tls, p.rtt_ms)].measured_ms
                 if (client, tls, p.rtt_ms) in fastest
@@ -215,14 +215,15 @@ def plot_overhead(rows: list[Row], path: Path, reach_ms: float = 200.0) -> Path 
                     [base.measured_ms + extra * x for x in xs],
                     linestyle=style,
                     color=colours[client],
-                    linewidth=1.2,
+                    linewidth=0.9,
+                    alpha=0.7,
                 )
     ax.axhspan(100, 200, color="grey", alpha=0.15)
-    ax.axvspan(60, 160, color="#d98e04", alpha=0.06)
+    ax.axvspan(60, 160, color="#d98e04", alpha=0.08)
     ax.axhline(0, color="black", linewidth=0.5)
     handles: list[Any] = [Line2D([], [], color=colours[c], marker="o", label=c) for c in clients]
     handles += [
-        Line2D([], [], color="black", linestyle="-", label="https: model (line), median (filled)"),
+        Line2D([], [], color="black", linestyle="--", label="https: modelled (line), measured median (filled)"),
         Line2D(
             [],
             [],
@@ -230,9 +231,10 @@ def plot_overhead(rows: list[Row], path: Path, reach_ms: float = 200.0) -> Path 
             linestyle=":",
             marker="o",
             markerfacecolor="white",
-            label="http: model (line), median (open)",
+            label="http: modelled (line), measured median (open)",
         ),
-        plt.Rectangle((0, 0), 1, 1, color="grey", alpha=0.15, label="the RCA's 100-200 ms"),
+        plt.Rectangle((0, 0), 1, 1, color="grey", alpha=0.15, label="the RCA's claim: 100-200 ms more"),
+        plt.Rectangle((0, 0), 1, 1, color="#d98e04", alpha=0.08, label="round trips of 60-160 ms"),
     ]
     ax.legend(handles=handles, fontsize=7, loc="upper left")
     ax.set_xlim(-5, reach_ms + 5)
@@ -246,9 +248,10 @@ def plot_overhead(rows: list[Row], path: Path, reach_ms: float = 200.0) -> Path 
 
 
 def plot_latency(rows: list[Row], path: Path, matrix: list[Row] | None = None) -> Path | None:
-    """Insert latency at RTT 0 by client and topology (the 'latency' experiment): the median as the bar, the
-    fastest round to the 95th percentile as the error bar, on a log scale (NullPool's login per insert is a decade
-    above the rest); a configuration the matrix shows failing through a topology is marked as failing, not left empty."""
+    """Insert latency at RTT 0, by client and topology (the 'latency' experiment), as distributions: one row per
+    client, one marker per topology at the median, its line from the fastest insert to the 95th percentile, on a log
+    axis of milliseconds (NullPool's login per insert is a decade above the rest). A configuration the matrix shows
+    failing through a topology is drawn as a failure (a cross at the left edge, labelled), never as a measurement."""
     data = {
         (r.client["name"], r.topology["name"]): r.latency_ms for r in rows if r.latency_ms and r.outcome.kind == "ok"
     }
@@ -266,44 +269,34 @@ def plot_latency(rows: list[Row], path: Path, matrix: list[Row] | None = None) -
 
     clients = sorted({c for c, _ in data} | {c for c, _ in failing if any(c == k[0] for k in data)})
     topologies = sorted({t for _, t in data})
-    fig, ax = plt.subplots(figsize=(10, 5.5))
-    width = 0.8 / max(1, len(topologies))
-    floor = min(v["min"] for v in data.values()) / 2
+    fig, ax = plt.subplots(figsize=(10, 0.35 * len(clients) + 1.8))
+    colours = dict(zip(topologies, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    floor = min(v["min"] for v in data.values()) / 1.6
+    offset = 0.6 / max(1, len(topologies))
     for i, t in enumerate(topologies):
-        xs, medians, lows, highs = [], [], [], []
         for j, c in enumerate(clients):
+            y = j + (i - (len(topologies) - 1) / 2) * offset
             stats = data.get((c, t))
-            x = j + i * width
             if stats is None:
                 if (c, t) in failing:
-                    ax.bar(
-                        x,
-                        floor * 3 - floor,
-                        width,
-                        bottom=floor,
-                        color="none",
-                        edgecolor="#b00",
-                        hatch="xx",
-                        linewidth=0.8,
-                    )
-                    ax.text(x, floor * 3.3, "fails", ha="center", va="bottom", fontsize=6, color="#b00", rotation=90)
+                    ax.plot(floor, y, marker="x", color=colours[t], markersize=6, linestyle="none")
                 continue
-            xs.append(x)
-            medians.append(stats["median"])
-            lows.append(stats["median"] - stats["min"])
-            highs.append(stats["p95"] - stats["median"])
-        ax.bar(xs, medians, width, label=t, yerr=[lows, highs], capsize=2, error_kw={"elinewidth": 0.8})
-    ax.set_yscale("log")
-    ax.set_xticks(
-        [j + width * (len(topologies) - 1) / 2 for j in range(len(clients))],
-        clients,
-        rotation=30,
-        ha="right",
-        fontsize=8,
-    )
-    ax.set_ylabel("single insert, ms (log scale; bar: median, whisker: fastest to p95)")
-    ax.set_title("Insert latency by client and topology (RTT 0); hatched: the configuration fails there")
-    ax.legend(fontsize=8)
+            ax.plot([stats["min"], stats["p95"]], [y, y], color=colours[t], linewidth=1.2)
+            ax.plot(stats["median"], y, marker="o", color=colours[t], markersize=5, linestyle="none")
+    for t in topologies:
+        ax.plot([], [], marker="o", color=colours[t], label=t)
+    ax.plot([], [], marker="x", color="black", linestyle="none", label="fails there (not measured)")
+    ax.set_xscale("log")
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_yticks(range(len(clients)), clients, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("single-row insert, ms (log scale): dot the median, line from the fastest to the 95th percentile")
+    ax.set_title("Insert latency by client and topology, no injected network delay")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(axis="x", which="both", alpha=0.2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -39,6 +39,7 @@ class Failure:
     rows: list[Row]
     fixes: list[tuple[Fix, list[Row], Price | None]] = field(default_factory=list)
     alternatives: list[str] = field(default_factory=list)  # escaped Markdown
+    plain_alternatives: list[str] = field(default_factory=list)  # the same, as plain text (the site escapes it)
     note: str = ""  # escaped Markdown
 
 
@@ -63,11 +64,12 @@ def _cause(r: Row) -> str:
     return reason.split(". ")[0].rstrip(".") + "." if reason else "No rule explains it (an unexpected outcome)."
 
 
-def _passing(rows: list[Row], client: str, where: set[tuple[str, str]]) -> list[Row] | None:
-    """The rows in which `client` passes at every (experiment, topology) of `where`; None unless it passes at all."""
+def _passing(rows: list[Row], client: str, where: set[tuple[str, str, str]]) -> list[Row] | None:
+    """The rows in which `client` passes at every (experiment, topology, scenario) of `where`: the same work, where
+    the failing configuration failed; None unless it passes at all of them."""
     ok = [r for r in rows if r.client["name"] == client and r.outcome.kind == "ok"]
-    found = [r for r in ok if (r.experiment, r.topology["name"]) in where]
-    return found if {(r.experiment, r.topology["name"]) for r in found} == where else None
+    found = [r for r in ok if (r.experiment, r.topology["name"], r.scenario) in where]
+    return found if {(r.experiment, r.topology["name"], r.scenario) for r in found} == where else None
 
 
 def _normalized(message: str) -> str:
@@ -91,7 +93,7 @@ def failures(data: Rows) -> list[Failure]:
         failure = Failure(title, symptom, _cause(rows[0]), rows)
         clients = dict.fromkeys(r.client["name"] for r in rows)
         for client in clients:
-            where = {(r.experiment, r.topology["name"]) for r in rows if r.client["name"] == client}
+            where = {(r.experiment, r.topology["name"], r.scenario) for r in rows if r.client["name"] == client}
             for relation in relations.get(client, ()):
                 backing = _passing(judged, relation.by, where)
                 if backing:
@@ -119,8 +121,15 @@ def failures(data: Rows) -> list[Failure]:
                 failure.alternatives.append(
                     f"{text(name)}: {len(there)} cells of the same configurations pass on {', '.join(code(t) for t in topologies)}"
                 )
+                failure.plain_alternatives.append(
+                    f"{name}: {len(there)} cells of the same configurations pass on {', '.join(topologies)}"
+                )
         out.append(failure)
     return out
+
+
+def _short_symptom(symptom: str) -> str:
+    return symptom.splitlines()[0] if symptom else ""
 
 
 def _price(p: Price | None) -> str:
@@ -160,6 +169,26 @@ def oncall_markdown(data: Rows, fragments: Fragments) -> str:
         ]
     if not found:
         return "\n".join([*out, "No cell of these rows failed.", ""])
+    glance = []
+    for f in found[:8]:
+        if not f.fixes:
+            continue
+        seen: set[str] = set()
+        for fix, _backing, p in f.fixes:
+            if fix.fixed in seen or len(seen) >= 2:
+                continue
+            seen.add(fix.fixed)
+            glance.append(
+                f"- {code(_short_symptom(f.symptom), 70)} ({code(fix.fixed)}): {fix.markdown()}; "
+                f"price {text(p.short()) if p is not None else 'not measured here'}"
+            )
+    if glance:
+        out += [
+            "**At a glance** (the error as printed, the configuration, the change, and its price):",
+            "",
+            *glance,
+            "",
+        ]
     for f in found:
         clients = sorted({r.client["name"] for r in f.rows})
         where = sorted({r.topology["name"] for r in f.rows})

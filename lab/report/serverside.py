@@ -23,7 +23,7 @@ def leaks(rows: list[Row]) -> list[Leak]:
     for r in rows:
         m = r.m
         before, after = getattr(m, "prepared_before", None), getattr(m, "prepared_after", None)
-        if r.outcome.kind != "ok" or before is None or not after:
+        if r.outcome.kind != "ok" or before is None or not after or None in after:
             continue
         counts = [before, *after]
         added = [b - a for a, b in itertools.pairwise(counts)]

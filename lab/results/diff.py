@@ -151,3 +151,30 @@ def render(d: Diff) -> list[str]:
             + ", ".join(f"{e}/{c}" for e, c in d.only_after[:10])
         )
     return lines
+
+
+def as_json(d: Diff) -> dict[str, object]:
+    """The diff for CI: every changed cell with both outcomes and what changed in versions, the cells only on one
+    side, and whether the diff fails (a changed cell, or a cell lost from an un-narrowed run)."""
+
+    def cell(key: Key) -> dict[str, str]:
+        return {"experiment": key[0], "cell": key[1]}
+
+    return {
+        "compared": d.compared,
+        "failed": d.failed,
+        "narrowed": d.narrowed,
+        "changes": [
+            {
+                **cell(c.key),
+                "direction": c.direction,
+                "before": c.before.outcome.to_dict(),
+                "after": c.after.outcome.to_dict(),
+                "versions_changed": c.versions_changed(),
+            }
+            for c in d.changes
+        ],
+        "lost": [cell(k) for k in d.lost],
+        "only_before": [cell(k) for k in d.only_before],
+        "only_after": [cell(k) for k in d.only_after],
+    }

@@ -44,7 +44,7 @@ class MatrixMeasures(Measures):
     #: prepared statements on the transaction pooler's server connections before the cell and after each iteration
     #: (None elsewhere: a direct backend ends with its client, the session pooler runs DISCARD ALL)
     prepared_before: int | None = None
-    prepared_after: list[int] | None = None
+    prepared_after: list[int | None] | None = None
     connections: str = "pool"  # "pool": the workers share one; "per-worker": a client connection each
     #: a free-running cell (it runs every repeat): how often each outcome occurred, by Outcome.label()
     outcome_counts: dict[str, int] | None = None

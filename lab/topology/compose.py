@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 from dotenv import dotenv_values
 
-from lab.errors import ConfigError
+from lab.errors import ConfigError, UnknownName
 from lab.paths import COMPOSE_DIR
 
 COMPOSE_FILE = "docker-compose.yml"
@@ -119,6 +119,8 @@ class Service:
     profiles: tuple[str, ...] = ()  # compose profiles: such services start only when asked for
     #: per port: (the variable publishing it on the host, the variable of the port it listens on in its container)
     port_variables: tuple[tuple[str, str], ...] = ()
+    #: the services it needs running first (compose's depends_on)
+    depends_on: tuple[str, ...] = ()
 
     @property
     def container_port(self) -> int:
@@ -168,6 +170,23 @@ class ComposeTopology:
         then what routes to the poolers."""
         return sorted(self.services.values(), key=lambda s: ROLE_ORDER.index(s.role))
 
+    def serving(self, topologies: Iterable[str], names: Callable[[Service], list[str]]) -> ComposeTopology:
+        """Only what the named topologies need: the server, each service whose endpoints (`names`) or whose
+        `lab.fronts` label (the in-process routers in front of it) name one of them, and what those depend on. A run
+        narrowed to a few topologies starts (and builds) nothing else."""
+        wanted = set(topologies)
+        keep = {self.server.name}
+        for svc in self.services.values():
+            if wanted & {*names(svc), *svc.labels.get("lab.fronts", "").split()}:
+                keep.add(svc.name)
+        todo = list(keep)
+        while todo:
+            for dep in self.services[todo.pop()].depends_on:
+                if dep in self.services and dep not in keep:
+                    keep.add(dep)
+                    todo.append(dep)
+        return replace(self, services={n: s for n, s in self.services.items() if n in keep})
+
 
 #: The roles of the compose file's services (the `lab.role` label), in start order.
 ROLE_ORDER = ("server", "pooler", "rest", "gateway", "tenant-router")
@@ -180,6 +199,7 @@ SECRET_NAMES = (
     "LAB_JWT_SECRET",
     "LAB_SUPAVISOR_SECRET_KEY_BASE",
     "LAB_SUPAVISOR_VAULT_KEY",
+    "LAB_SUPAVISOR_MODEL_SECRETS",
 )
 #: a published port: "127.0.0.1:${LAB_X_PORT-5432}:${LAB_X_LISTEN:-5432}"
 _PORT_SPEC = re.compile(r"\$\{(?P<published>LAB_\w+)-\d*\}:\$\{(?P<listen>LAB_\w+):-\d+\}$")
@@ -234,6 +254,10 @@ def load(
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     doc: dict[str, Any] = _interpolate_tree(raw, env, str(path)) or {}  # type: ignore[assignment]
+    offered = {str(p) for body in doc.get("services", {}).values() for p in body.get("profiles") or ()}
+    for wanted in profiles:
+        if wanted not in offered:
+            raise UnknownName("profile", wanted, offered)
     services: dict[str, Service] = {}
     for name, body in doc.get("services", {}).items():
         service_profiles = tuple(body.get("profiles") or ())
@@ -258,6 +282,7 @@ def load(
             mounts=mounts,
             profiles=service_profiles,
             port_variables=_port_variables(raw["services"][name].get("ports", []), name),
+            depends_on=tuple(str(d) for d in (body.get("depends_on") or ())),
         )
     roles = [s.role for s in services.values()]
     if roles.count("server") != 1 or "pooler" not in roles:

@@ -111,6 +111,9 @@ class Endpoint:
     keys: dict[str, str] = field(default_factory=dict)  # REST endpoints: Supabase-style API keys by role
     ca_file: str | None = None  # the CA to verify the server's certificate against (the run's own, or a target's)
     sslmode: str = "disable"  # libpq's sslmode for this endpoint's DSNs: disable | require | verify-full
+    #: a tenant router's project (Supavisor's `<role>.<project-ref>`): a role without one logs in as role.tenant;
+    #: `user` stays the role the server knows
+    tenant: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "password", Secret(self.password))
@@ -121,7 +124,10 @@ class Endpoint:
     ) -> str:
         """A libpq URL, the form the RCA's DATABASE_URL has, with the endpoint's sslmode; tls=True asks for
         at least sslmode=require, tls=False for disable. redact=True: the password masked, for printing."""
-        u = quote(user or self.user, safe="")
+        login = user or self.user
+        if self.tenant and "." not in login:
+            login = f"{login}.{self.tenant}"
+        u = quote(login, safe="")
         p = REDACTED if redact else quote(password if password is not None else self.password, safe="")
         url = f"postgresql://{u}:{p}@{self.host}:{self.port}/{quote(self.database, safe='')}"
         mode = (

@@ -72,7 +72,7 @@ def run_as_self() -> RunAs:
     return RunAs(entry.pw_uid, entry.pw_gid, entry.pw_name)
 
 
-def check_reachable(owner: RunAs, path: Path, what: str) -> None:
+def check_reachable(owner: RunAs, path: Path, what: str, setting: str = "POOLER_LAB_RUNTIME") -> None:
     """`path` must be reachable by the user the servers run as: every directory above it must let that user pass.
     Otherwise initdb or a pooler fails later, with many lines of its own; here it is one line naming the directory."""
     if not owner.switches:
@@ -83,7 +83,7 @@ def check_reachable(owner: RunAs, path: Path, what: str) -> None:
         if not info.st_mode & bit:
             raise EnvironmentProblem(
                 f"{what} {path}: the user {owner.name} the servers run as cannot pass {parent} "
-                f"(mode {stat.S_IMODE(info.st_mode):o}); set POOLER_LAB_RUNTIME to a directory it can reach, e.g. under /tmp"
+                f"(mode {stat.S_IMODE(info.st_mode):o}); set {setting} to a directory it can reach, e.g. under /tmp"
             )
 
 

@@ -90,7 +90,17 @@ class Credentials:
             "LAB_JWT_SECRET": self.jwt_secret,
             "LAB_SUPAVISOR_SECRET_KEY_BASE": self.supavisor_secret_key_base,
             "LAB_SUPAVISOR_VAULT_KEY": self.supavisor_vault_key,
+            "LAB_SUPAVISOR_MODEL_SECRETS": self.model_secrets(),
         }
+
+    def model_secrets(self) -> str:
+        """The roles' SCRAM secrets as the model of Supavisor gets them (what a tenant's auth_query returns): base64 of
+        a JSON object, so no `$` of a secret meets an env file's interpolation. Never a password."""
+        import base64
+        import json
+
+        roles = {self.app_user: self._scram_secrets["APP_SCRAM"], JIT_OFF_USER: self._scram_secrets["JIT_OFF_SCRAM"]}
+        return base64.b64encode(json.dumps(roles).encode()).decode()
 
 
 #: in containers: the run's logs/ directory (servers write their logs there) and PostgreSQL's own copy of the TLS

@@ -60,6 +60,9 @@ class Scenario:
     call: str | None = None
     #: the outcome is decided by the order the scenario sets, not by timing: held to its rule on every run
     ordered: bool = False
+    #: its own cell limit where a healthy run takes milliseconds and a pooler is known to leave the client waiting
+    #: (a pipeline): a hang is called after this, not after the run's whole cell limit
+    limit_s: float | None = None
 
     def runs_for(self, configuration: Configuration) -> bool:
         if self.batch and configuration.batch is None:
@@ -303,6 +306,7 @@ SCENARIOS: dict[str, Scenario] = {
             batch_insert,
             ops_per_worker=4,
             batch=True,
+            limit_s=3.0,
         ),
     )
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import ClassVar
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import asyncpg
 from psycopg_pool import AsyncConnectionPool
@@ -69,11 +69,14 @@ class RcaAttempt2(PsycopgAsyncClient):
 
 
 def _as_role(dsn: str, role: str) -> str:
-    """The same DSN, logging in as `role` (same password)."""
+    """The same DSN, logging in as `role` (same password); through a tenant router (`<user>.<project-ref>`) as
+    `<role>.<project-ref>`."""
     url = urlsplit(dsn)
     creds, _, host = url.netloc.rpartition("@")
-    password = creds.partition(":")[2]
-    return urlunsplit(url._replace(netloc=f"{quote(role, safe='')}:{password}@{host}"))
+    user, _, password = creds.partition(":")
+    tenant = unquote(user).partition(".")[2]
+    login = f"{role}.{tenant}" if tenant else role
+    return urlunsplit(url._replace(netloc=f"{quote(login, safe='')}:{password}@{host}"))
 
 
 class _AlterRole:

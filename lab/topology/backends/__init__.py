@@ -82,6 +82,7 @@ def make_backend(
     images: str = "auto",
     persistent: bool = False,
     fixed_ports: bool = False,
+    topologies: tuple[str, ...] | None = None,
 ) -> Backend:
     """The backend of that name (the Docker one imports the Docker SDK, an optional extra, only when chosen)."""
     if chosen == "docker":
@@ -91,7 +92,12 @@ def make_backend(
     from lab.topology.backends.native import NativeBackend
 
     return NativeBackend(
-        progress=progress, run_id=run_id, profiles=profiles, persistent=persistent, fixed_ports=fixed_ports
+        progress=progress,
+        run_id=run_id,
+        profiles=profiles,
+        persistent=persistent,
+        fixed_ports=fixed_ports,
+        topologies=topologies,
     )
 
 
@@ -119,7 +125,7 @@ def start_for_session(options: LabOptions, say: Progress) -> Iterator[Session]:
         return
     chosen = choose(options.backend)
     say(explain(options.backend, chosen))
-    backend = make_backend(chosen, say, options.run_id, options.profiles, options.images)
+    backend = make_backend(chosen, say, options.run_id, options.profiles, options.images, topologies=options.topologies)
     try:
         topology = backend.start()
         assert backend.state is not None

@@ -39,9 +39,11 @@ class NativeBackend(Backend):
         progress: Progress | None = None,
         run_id: str | None = None,
         profiles: tuple[str, ...] = (),
+        topologies: tuple[str, ...] | None = None,
     ) -> None:
         self.run_id = run_id
         self.profiles = profiles
+        self.topologies = topologies
         self.compose_dir = compose_dir
         self.fixed_ports = fixed_ports
         self.persistent = persistent
@@ -54,12 +56,17 @@ class NativeBackend(Backend):
         self.reap()
         creds = Credentials.generate()
         topo = load(self.compose_dir, creds.compose_secrets(), profiles=self.profiles)
+        if self.topologies is not None:  # a narrowed run starts (and builds) only what its topologies need
+            topo = topo.serving(self.topologies, lambda s: kind_of(s).topologies(s))
         services = topo.in_start_order()
-        for svc in services:  # every binary first: a missing one stops the run before anything starts
-            kind_of(svc).binary(svc)
+        # every binary first: a missing one stops the run before anything starts
+        binaries = {svc.name: kind_of(svc).binary(svc, self.progress) for svc in services}
         ports, tls_ports = self._ports(topo)
         self.owner = owner = run_as()
         check_reachable(owner, runtime_base(), "runtime directory")
+        for svc in services:
+            if kind_of(svc).as_owner:  # a build cached where the servers' user cannot reach is one line, not a crash
+                check_reachable(owner, binaries[svc.name], f"{svc.name}'s binary", setting="POOLER_LAB_CACHE")
         self.state = state = RunState.create(persistent=self.persistent, run_id=self.run_id)
         rundir = state.directory
         rendered, logs, sockets, states = (rundir / d for d in ("config", "logs", "sockets", "state"))
@@ -132,9 +139,15 @@ class NativeBackend(Backend):
 
 
 def check_binaries(
-    compose_dir: Path = COMPOSE_DIR, profiles: tuple[str, ...] = (), progress: Callable[[str], None] = print
+    compose_dir: Path = COMPOSE_DIR,
+    profiles: tuple[str, ...] = (),
+    progress: Callable[[str], None] = print,
+    topologies: tuple[str, ...] | None = None,
 ) -> None:
-    """Every binary a native run of these profiles needs (a server the lab builds is built now, once), or
-    MissingDependency naming the first one missing."""
-    for svc in load(compose_dir, profiles=profiles).in_start_order():
+    """Every binary a native run of these profiles (and topologies, where narrowed) needs (a server the lab builds is
+    built now, once), or MissingDependency naming the first one missing."""
+    topo = load(compose_dir, profiles=profiles)
+    if topologies is not None:
+        topo = topo.serving(topologies, lambda s: kind_of(s).topologies(s))
+    for svc in topo.in_start_order():
         kind_of(svc).binary(svc, progress)

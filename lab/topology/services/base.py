@@ -32,7 +32,7 @@ import psycopg
 from lab.errors import MissingDependency, StartupError
 from lab.machine.binaries import system_binary
 from lab.topology.compose import ComposeTopology, Service
-from lab.topology.model import Endpoint, EndpointFacts
+from lab.topology.model import Endpoint, EndpointFacts, Topology
 from lab.topology.ports import HOST
 from lab.topology.processes import RunAs, Server
 from lab.topology.render import Credentials
@@ -153,6 +153,15 @@ class ServiceKind:
     as_owner: ClassVar[bool] = True
     #: the lab's own Python module it runs natively (a stand-in or a model), if any
     python_module: ClassVar[str | None] = None
+    #: the lab can count the prepared statements left on its server connections through it, one transaction per
+    #: server connection at once (lab.observe.server_view.PreparedCensus, opened once for all the matrix's cells).
+    #: False where it is restarted between cells (`fresh`) or may keep a server connection for good (pgagroal 1.6)
+    prepared_census: ClassVar[bool] = True
+
+    def topologies(self, svc: Service) -> list[str]:
+        """The topology names the service's endpoints take (known before it starts, so cells can be planned): its
+        `lab.topology`, or several where one service offers several ports (a transaction and a session port)."""
+        return [svc.topology]
 
     # -- facts ------------------------------------------------------------------------
     def prepared_statements(self, version: str | None, settings: str | None) -> str | None:
@@ -215,6 +224,20 @@ class ServiceKind:
     def docker(self, svc: Service, site: DockerSite) -> dict[str, Endpoint]:
         """The endpoints a running container of the service offers (none: the service serves the others)."""
         return {}
+
+    # -- between cells ----------------------------------------------------------------------
+    def fresh(self, topology: Topology, endpoint: Endpoint, ended: bool) -> bool:
+        """Before a cell through this pooler (lab.observe.server_view.fresh_pooler): whatever it needs to start the
+        cell clean beyond having its server connections ended on the server (`ended`: they just were). Default:
+        nothing, which is all PgBouncer and pgpool-II need: they notice a backend the server ended and open another.
+        A kind whose pooler cannot (pgagroal 1.6) restarts it here. True when it did something."""
+        return False
+
+    def park(self, topology: Topology, endpoint: Endpoint) -> bool:
+        """While a cell runs through another topology: give back what the idle pooler holds on the server, where that
+        would crowd out the cell's own server connections (pgagroal's prefill); `fresh` brings it back. Default:
+        nothing. True when it did something."""
+        return False
 
 
 # -- helpers the kinds share ----------------------------------------------------------------
