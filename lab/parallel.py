@@ -13,8 +13,10 @@ of which stops its own servers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -155,4 +157,7 @@ def merge(opts: LabOptions, parts: list[Part]) -> Path:
             head = head or {k: v for k, v in doc.items() if k != "benchmarks"}
             benchmarks += doc.get("benchmarks", [])
     (results / "benchmark.json").write_text(json.dumps({**head, "benchmarks": benchmarks}, indent=1))
+    shutil.rmtree(results / "parts" / opts.run_id, ignore_errors=True)  # every row is in the run's file now
+    with contextlib.suppress(OSError):
+        (results / "parts").rmdir()  # only when no other run's parts are there
     return target
