@@ -35,11 +35,13 @@ def test_session_state(cell: Cell[str], lab_run: LabRun, run_id: str, record: Re
             result = probe(cell.case, endpoint.dsn(), direct.dsn(), pooled, names)
         state = "kept" if result.kept else "lost"
     # what a probe leaves on a server connection (locks, temp tables, listeners) must not reach later cells (never
-    # on a target: its other sessions are somebody's; there a probe takes only the run's own lock and channel)
+    # on a target: its other sessions are somebody's; there a probe takes only the run's own lock and channel). Each
+    # is waited for until its process is gone: its end has then reached the pooler, which hands the next cell a new
+    # server connection, not the ended one (whose FATAL would be that cell's first answer)
     if topology.superuser:
         with bounded(topology.admin_dsn(), 10, "ending the probe's server connections", autocommit=True) as conn:
             for pid in set(result.pids):
-                conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+                conn.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
     record(
         result.outcome,
         StateMeasures(
