@@ -31,7 +31,16 @@ from lab.plan import Plan
 
 #: what a cell of each experiment costs against a matrix cell, roughly (measured on the reference machine): used only
 #: to balance the parts, never to decide anything
-WEIGHTS = {"apps": 2.0, "session-state": 3.0, "limits": 8.0, "latency": 3.0, "auth": 1.0, "network": 3.0, "rest": 2.0}
+WEIGHTS = {
+    "apps": 2.0,
+    "session-state": 3.0,
+    "limits": 8.0,
+    "latency": 3.0,
+    "price": 4.0,
+    "auth": 1.0,
+    "network": 3.0,
+    "rest": 2.0,
+}
 
 
 @dataclass

@@ -156,6 +156,26 @@ def _latency(topologies: list[str], opts: LabOptions) -> list[Cell]:
     ]
 
 
+#: where a fix and what it fixes both work, so both can be timed: the server, and a session pooler
+PRICE_TOPOLOGIES = ("direct", "pgbouncer-session")
+
+
+def _price(topologies: list[str], opts: LabOptions) -> list[Cell]:
+    """Each fix against each configuration it fixes, timed alternately in the lab's own process (lab.workloads.price):
+    the scenario names what it is priced against. Not on a target (its topologies are not the lab's)."""
+    if opts.target is not None:
+        return []
+    runners = {c.name for c in workload_runners(in_process=True)}
+    return [
+        Cell("price", c, t, f"price-vs-{fixed}", case=fixed, judged=False)
+        for t in PRICE_TOPOLOGIES
+        if t in topologies
+        for c in workload_runners(in_process=True)
+        for fixed in c.fixes
+        if fixed in runners
+    ]
+
+
 def _tenant(topologies: list[str], opts: LabOptions) -> list[Cell]:
     if opts.target is not None:
         # a target's Supavisor routes by the user name itself: every driver, the right ref, a wrong one, none
@@ -319,6 +339,7 @@ EXPERIMENTS: dict[str, Callable[[list[str], LabOptions], list[Cell]]] = {
     "matrix": _matrix,
     "apps": _apps,
     "latency": _latency,
+    "price": _price,
     "tenant": _tenant,
     "auth": _auth,
     "wire": _wire,

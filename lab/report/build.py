@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from lab.report.cost import cost_markdown
+from lab.report.cost import cost_markdown, prices_markdown
 from lab.report.data import Rows, load_rows, versions_of
 from lab.report.matrix import matrix_markdown
 from lab.report.network import (
@@ -95,9 +95,13 @@ def build_markdown(data: Rows, out_dir: Path, fragments: Fragments) -> str:
             versions_line(versions_of(target_network)),
             "",
         ]
-    cost = data.of("cost")
+    cost, prices = data.of("cost"), data.of("price")
+    if prices or cost:
+        parts += ["## The price of each fix", ""]
+    if prices:
+        parts += [prices_markdown(prices), ""]
     if cost:
-        parts += ["## The price of each fix", "", cost_markdown(cost), ""]
+        parts += ["Under concurrency (`--cost`):", "", cost_markdown(cost), ""]
     overhead = [r for r in data.of("latency") if getattr(r.measures, "harness_overhead_pct", None) is not None]
     if latency_png:
         parts += [

@@ -56,6 +56,35 @@ def cost_markdown(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+def prices_markdown(rows: list[Row]) -> str:
+    """The `price` rows: each fix against what it fixes, timed alternately (lab.workloads.price)."""
+    out = [
+        "Each fix against each configuration it fixes, on the server and through the session pooler (where both "
+        "work), the same query timed with one and then the other, alternately, until the 95% interval of the ratio "
+        "(fix / fixed, a geometric mean over the pairs) is narrower than the target or the time allowed runs out. "
+        "Where the interval holds 1, the fix costs nothing this measurement can tell.",
+        "",
+        "| fix | instead of | topology | price | pairs | medians (ms) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        m = r.m
+        if m is None:
+            out.append(f"| {code(r.client['name'])} | | {text(r.topology['name'])} | {text(r.outcome.kind)} | | |")
+            continue
+        verdict = (
+            f"{(m.ratio - 1) * 100:+.1f}% ({m.low:.3f}–{m.high:.3f})"
+            if m.measurable
+            else f"no difference measurable ({m.low:.3f}–{m.high:.3f})"
+        )
+        budget = "" if m.stopped == "width" else " (time allowed ran out)"
+        out.append(
+            f"| {code(r.client['name'])} | {code(m.fixed)} | {text(r.topology['name'])} | {text(verdict + budget)} "
+            f"| {m.pairs} | {m.fix_median_ms:g} / {m.fixed_median_ms:g} |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def price(rows: list[Row], fix: str, topology: str, baseline: str) -> str | None:
     """What `fix` costs through `topology`, against `baseline` (the configuration it replaces) direct: latency at
     concurrency 1 and throughput at 8, as percentages; None without cost rows for both."""

@@ -150,6 +150,26 @@ class LatencyMeasures(Measures):
 
 
 @dataclass(frozen=True)
+class PriceMeasures(Measures):
+    """A fix's price against the configuration it fixes (lab.workloads.price): both timed alternately on one
+    topology where both work, fix / fixed as a geometric mean with its 95% interval."""
+
+    experiment = "price"
+    fixed: str  # the configuration the cell's client fixes
+    query: str
+    pairs: int
+    ratio: float
+    low: float
+    high: float
+    measurable: bool  # False: the interval holds 1
+    stopped: str  # "width": the interval became narrower than target_width; "budget": the time allowed ran out
+    target_width: float
+    budget_s: float
+    fix_median_ms: float
+    fixed_median_ms: float
+
+
+@dataclass(frozen=True)
 class NetworkMeasures(Measures):
     experiment = "network"
     rtt_ms: float
@@ -201,6 +221,7 @@ BY_EXPERIMENT: dict[str, type[Measures]] = {
         AppsMeasures,
         AuthMeasures,
         CostMeasures,
+        PriceMeasures,
     )
 }
 

@@ -71,7 +71,7 @@ class Recorder:
     def __call__(
         self,
         outcome: Outcome,
-        measures: Measures,
+        measures: Measures | None,
         latencies_s: list[float] | None = None,
         facts: EndpointFacts | None = None,
         versions: dict[str, str] | None = None,
