@@ -28,9 +28,9 @@ from lab.proxies.supavisor.prepared import (
     ServerStatements,
     translate,
 )
-from lab.proxies.supavisor.releases import RELEASES
 from lab.proxies.supavisor.scram import Secret
 from lab.topology.ports import HOST
+from lab.topology.supavisor_releases import RELEASES
 
 TENANT = "labtenant"
 

@@ -41,6 +41,7 @@ def model_files() -> list[str]:
         "lab/errors.py",
         "lab/topology/__init__.py",
         "lab/topology/ports.py",
+        "lab/topology/supavisor_releases.py",
         "lab/proxies/__init__.py",
         "lab/proxies/base.py",
         "lab/proxies/pgwire.py",

@@ -3,7 +3,8 @@
 Supavisor itself cannot run here (no image, no Hex packages); the compose profile `supavisor` runs the real
 image for users who can pull it. The model is what every row through it says: "model of Supavisor <line>".
 
-- releases.py  the release lines (2.8, 2.9, 2.10 provisional) and what differs between them
+- the release lines (2.8, 2.9, 2.10 provisional) and what differs between them: lab.topology.supavisor_releases,
+  which the service kind that describes the model reads too
 - errors.py    Supavisor's own errors: code, SQLSTATE, text per line, wire framing
 - scram.py     SCRAM with the roles' secrets on both sides (pass-through)
 - prepared.py  named prepared statements with the switch on: translation, storage, replay

@@ -20,8 +20,8 @@ import signal
 import sys
 
 from lab.proxies.supavisor.model import LEAK_ACTIONS, Model, Settings
-from lab.proxies.supavisor.releases import DEFAULT, RELEASES
 from lab.proxies.supavisor.scram import Secret
+from lab.topology.supavisor_releases import DEFAULT, RELEASES
 
 
 def settings_from(env: dict[str, str]) -> Settings:

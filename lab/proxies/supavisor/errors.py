@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from lab.proxies.supavisor.releases import Release
+from lab.topology.supavisor_releases import Release
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """A model of Supavisor's client-facing behaviour: a pooler on the PostgreSQL wire protocol, in one asyncio loop.
 
-What it does, and where each behaviour comes from (Supavisor's source; lab/proxies/supavisor/releases.py
+What it does, and where each behaviour comes from (Supavisor's source; lab/topology/supavisor_releases.py
 names the release lines, and /docs/supavisor-model.md the whole mapping):
 
 - Tenants: a client logs in as `<role>.<tenant>`; an unknown tenant, a missing one and an unknown role are
@@ -40,9 +40,9 @@ from lab.proxies.pgwire import Framer, Message, error_fields, startup_message, s
 from lab.proxies.supavisor import errors, sql
 from lab.proxies.supavisor.errors import SupavisorError
 from lab.proxies.supavisor.prepared import ClientStatements, ServerStatements, Translated, translate
-from lab.proxies.supavisor.releases import Release
 from lab.proxies.supavisor.scram import ClientExchange, Secret, ServerExchange
 from lab.proxies.tenant import supavisor_startup
+from lab.topology.supavisor_releases import Release
 
 log = logging.getLogger("supavisor-model")
 LEAK_ACTIONS = ("ignore", "log", "error")
@@ -404,10 +404,20 @@ class Model:
             await self.refuse(writer, errors.max_clients_in_session_mode(pool.size))
             return
         pool.clients += 1
+        counted = True
+
+        def leave() -> None:
+            """The client is gone: it no longer counts towards the limit, though its server connection may still be
+            in its DISCARD ALL (a client that comes meanwhile waits for it in the pool, as a checkout does)."""
+            nonlocal counted
+            if counted:
+                counted = False
+                pool.clients -= 1
+
         try:
-            await self._session_of(reader, writer, client, pool, params, role)
+            await self._session_of(reader, writer, client, pool, params, role, leave)
         finally:
-            pool.clients -= 1
+            leave()
 
     async def _session_of(
         self,
@@ -417,6 +427,7 @@ class Model:
         pool: Pool,
         params: dict[str, str],
         role: str,
+        leave: Callable[[], None],
     ) -> None:
         try:
             conn = await self._checkout(pool, "session")  # one a client just left may still be in its DISCARD ALL
@@ -424,7 +435,7 @@ class Model:
             await self.refuse(writer, exc)
             return
         try:
-            await self._serve_session(reader, writer, client, pool, params, role, conn)
+            await self._serve_session(reader, writer, client, pool, params, role, conn, leave)
         except BaseException:
             await pool.discard(conn)  # whatever ended the session midway: the server connection is not reused
             raise
@@ -438,6 +449,7 @@ class Model:
         params: dict[str, str],
         role: str,
         conn: ServerConnection,
+        leave: Callable[[], None],
     ) -> None:
         forwarded, _ = supavisor_startup(params, role, session=True)
         parameters = dict(conn.parameters)
@@ -474,6 +486,7 @@ class Model:
         for task in (up, down):
             task.cancel()
         await asyncio.gather(up, down, return_exceptions=True)  # neither reads any more
+        leave()
         if server_gone or conn.status != b"I" or not self.settings.release.session_discard_all:
             raise Closed("the server connection is not reused")  # _session_of discards it
         await self._simple(conn, "DISCARD ALL")  # a failure here: _session_of discards it

@@ -16,12 +16,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from lab.proxies.supavisor.releases import DEFAULT, RELEASES
 from lab.topology.compose import Service
 from lab.topology.model import Endpoint, EndpointFacts
 from lab.topology.ports import HOST
 from lab.topology.services.base import DockerSite, NativeSite, Progress, ServiceKind, pg_probe, wait_ready
 from lab.topology.supavisor_api import TENANT
+from lab.topology.supavisor_releases import DEFAULT, RELEASES
 
 
 class SupavisorModel(ServiceKind):
