@@ -59,6 +59,9 @@ class Cell(Generic[C]):
     variant: str = ""  # the id's last part, where it is not the scenario
     case: C = field(default=None, compare=False)  # type: ignore[assignment]
     judged: bool = True  # held to the expectation table (benchmarks are not)
+    #: other topologies the cell uses beside its own (the RCA's hybrid: the REST tier as its fallback), which a
+    #: narrowed run starts too
+    also: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def id(self) -> str:
@@ -279,6 +282,7 @@ def _limits(topologies: list[str], opts: LabOptions) -> list[Cell]:
             f"hybrid-burst-{burst.BURST}",
             "burst",
             case=BurstCase(c, fallback=c == "rca-hybrid"),
+            also=("rest",),
         )
         for c in ("rca-hybrid", "pool-only")
     ]
@@ -510,6 +514,13 @@ class Plan:
         if not self.target.allow_bursts:
             reasons.append("limits: the target file does not set allow_bursts = true")
         return reasons
+
+    def needed_topologies(self) -> tuple[str, ...]:
+        """What a narrowed run starts: the topologies chosen, and those the planned cells use beside their own."""
+        cells = list(self.all())
+        return tuple(
+            dict.fromkeys([*(self.options.topologies or ()), *(t for c in cells for t in (c.topology, *c.also))])
+        )
 
     def all(self) -> Iterable[Cell]:
         return (c for cells in self.cells.values() for c in cells)

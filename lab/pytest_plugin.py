@@ -171,8 +171,11 @@ def lab_run(pytestconfig: pytest.Config, lab_options: LabOptions) -> Iterator[La
 
     profile = pytestconfig.stash.setdefault(PROFILE, defaultdict(float))
     started = time.monotonic()
+    starting = lab_options
+    if lab_options.topologies is not None:  # narrowed: also what its cells use beside their own topology
+        starting = replace(lab_options, topologies=pytestconfig.stash[PLAN].needed_topologies())
     try:
-        with start_for_session(lab_options, say) as session:
+        with start_for_session(starting, say) as session:
             profile["bring-up"] += time.monotonic() - started
             run = LabRun(
                 session.topology,
