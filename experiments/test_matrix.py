@@ -25,7 +25,7 @@ from lab.results.measures import MatrixMeasures
 from lab.results.recorder import Recorder
 from lab.topology.model import Topology
 from lab.topology.services import kind
-from lab.workloads.harness import POOL_SIZE, run_scenario
+from lab.workloads.harness import POOL_SIZE, op_timeout, run_scenario
 from lab.workloads.scenarios import Scenario
 
 
@@ -77,6 +77,8 @@ def test_matrix(
         lab_run.table,
         repeats=lab_options.repeats,
         timeout=min(lab_options.cell_timeout, scenario.limit_s or lab_options.cell_timeout),
+        # a scenario's shorter limit calls a hang sooner; a login or a pool's wait keeps the run's own bound
+        op_timeout_s=op_timeout(lab_options.cell_timeout),
         after_iteration=(lambda: after.append(census.count())) if census else None,
     )
     log, unraised = summarize(window.events(), result.outcome.sqlstate, result.outcome.message)
