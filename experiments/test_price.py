@@ -13,9 +13,8 @@ import pytest
 
 from lab.clients.python.execute import perform
 from lab.clients.registry import client_class
-from lab.plan import Cell
+from lab.plan import Cell, configuration
 from lab.pytest_plugin import LabRun
-from lab.results.expectations import lookup
 from lab.results.measures import PriceMeasures
 from lab.results.outcome import OK, classify
 from lab.results.recorder import Recorder
@@ -28,10 +27,10 @@ QUERY = "SELECT CAST($1 AS integer) * 2 (the repeated-query scenario's statement
 @pytest.mark.experiment("price")
 def test_price(cell: Cell[str], lab_run: LabRun, record: Recorder) -> None:
     fixed: str = cell.case
-    for name in (cell.client.name, fixed):  # both must work here, or there is nothing to compare
-        rule = lookup(record.expectations, name, cell.topology, "repeated-query", record.facts.to_row(), {})
-        if rule.outcome != "ok":
-            pytest.skip(f"{name} through {cell.topology} is expected to fail ({rule.describe()}); no price measured")
+    for subject in (cell.client, configuration(fixed)):  # both must work here, or there is nothing to compare
+        reason = record.why_not_measured(subject=subject, scenario="repeated-query", what="price")
+        if reason:
+            pytest.skip(reason)
     dsn = lab_run.topology.endpoint(cell.topology).dsn()
     counter = itertools.count()
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from lab.options import LabOptions, to_pytest_args
 from lab.paths import EXPERIMENTS_DIR, ROOT
 from lab.plan import Plan
+from lab.results.rows import RowWriter
 
 #: what a cell of each experiment costs against a matrix cell, roughly (measured on the reference machine): used only
 #: to balance the parts, never to decide anything
@@ -137,8 +138,7 @@ def merge(opts: LabOptions, parts: list[Part]) -> Path:
     it, and one benchmark JSON."""
     assert opts.run_id is not None
     results = Path(opts.results)
-    target = results / "runs" / f"{opts.run_id}.jsonl"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = RowWriter(opts.run_id, results).path  # the run's row file, latest.jsonl pointing at it
     selection = opts.selection()
     with open(target, "w") as out:
         for part in parts:
@@ -152,11 +152,6 @@ def merge(opts: LabOptions, parts: list[Part]) -> Path:
                 not_run = (row.get("selection") or {}).get("not_run")
                 row["selection"] = {**(selection or {}), **({"not_run": not_run} if not_run else {})} or None
                 out.write(json.dumps(row, sort_keys=True) + "\n")
-    latest = results / "latest.jsonl"
-    tmp = latest.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    os.symlink(os.path.relpath(target, results), tmp)
-    tmp.replace(latest)
     benchmarks: list[object] = []
     head: dict[str, object] = {}
     for part in parts:

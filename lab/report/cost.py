@@ -72,14 +72,9 @@ def prices_markdown(rows: list[Row]) -> str:
         if m is None:
             out.append(f"| {code(r.client['name'])} | | {text(r.topology['name'])} | {text(r.outcome.kind)} | | |")
             continue
-        verdict = (
-            f"{(m.ratio - 1) * 100:+.1f}% ({m.low:.3f}–{m.high:.3f})"
-            if m.measurable
-            else f"no difference measurable ({m.low:.3f}–{m.high:.3f})"
-        )
         budget = "" if m.stopped == "width" else " (time allowed ran out)"
         out.append(
-            f"| {code(r.client['name'])} | {code(m.fixed)} | {text(r.topology['name'])} | {text(verdict + budget)} "
+            f"| {code(r.client['name'])} | {code(m.fixed)} | {text(r.topology['name'])} | {text(m.verdict() + budget)} "
             f"| {m.pairs} | {m.fix_median_ms:g} / {m.fixed_median_ms:g} |"
         )
     return "\n".join(out) + "\n"

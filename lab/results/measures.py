@@ -149,6 +149,13 @@ class LatencyMeasures(Measures):
     harness_overhead_pct: float | None = None
 
 
+def price_verdict(ratio: float, low: float, high: float, measurable: bool) -> str:
+    """A price ratio (fix / fixed) and its 95% interval as a reader wants it: a change in percent, or no difference
+    measurable where the interval holds 1."""
+    interval = f"({low:.3f}–{high:.3f})"
+    return f"{(ratio - 1) * 100:+.1f}% {interval}" if measurable else f"no difference measurable {interval}"
+
+
 @dataclass(frozen=True)
 class PriceMeasures(Measures):
     """A fix's price against the configuration it fixes (lab.workloads.price): both timed alternately on one
@@ -167,6 +174,9 @@ class PriceMeasures(Measures):
     budget_s: float
     fix_median_ms: float
     fixed_median_ms: float
+
+    def verdict(self) -> str:
+        return price_verdict(self.ratio, self.low, self.high, self.measurable)
 
 
 @dataclass(frozen=True)

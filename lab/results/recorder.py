@@ -127,11 +127,20 @@ class Recorder:
             )
         return row
 
-    def why_not_measured(self, facts: EndpointFacts | None = None) -> str | None:
-        """Benchmarks time an insert only where the table expects it to work: timing a configuration
-        that fails through a topology would time a lucky single connection. The reason to skip, or None."""
+    def why_not_measured(
+        self,
+        facts: EndpointFacts | None = None,
+        subject: Any = None,
+        scenario: str = "insert-returning",
+        what: str = "latency",
+    ) -> str | None:
+        """Benchmarks time a workload only where the table expects it to work: timing a configuration that fails
+        through a topology would time a lucky single connection. `subject`: the configuration asked about (the
+        cell's own by default). The reason to skip, or None."""
         c = self.cell
-        rule = self.rule(self.facts if facts is None else facts, c.client.versions(), scenario="insert-returning")
+        subject = c.client if subject is None else subject
+        facts = self.facts if facts is None else facts
+        rule = lookup(self.expectations, subject.name, c.topology, scenario, facts.to_row(), subject.versions())
         if rule.outcome == "ok":
             return None
-        return f"{c.client.name} through {c.topology} is expected to fail ({rule.describe()}); no latency measured"
+        return f"{subject.name} through {c.topology} is expected to fail ({rule.describe()}); no {what} measured"

@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lab.results.measures import price_verdict
+
 #: the interval the measurement aims for: high / low of the ratio's 95% interval, less 1
 WIDTH = 0.06
 #: pairs before the interval is first looked at, and between two looks
@@ -49,9 +51,7 @@ class Ratio:
         return not self.low <= 1.0 <= self.high
 
     def describe(self) -> str:
-        if not self.measurable:
-            return f"no difference measurable ({self.low:.3f}-{self.high:.3f})"
-        return f"{(self.ratio - 1) * 100:+.1f}% ({self.low:.3f}-{self.high:.3f})"
+        return price_verdict(self.ratio, self.low, self.high, self.measurable)
 
 
 def ratio_of(fix_s: list[float], fixed_s: list[float]) -> Ratio:
