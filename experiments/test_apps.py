@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab.observe.server_view import end_server_connections, fresh_pooler
+from lab.observe.server_view import end_server_connections
 from lab.options import LabOptions
 from lab.plan import Cell
 from lab.results.measures import AppsMeasures
@@ -29,17 +29,14 @@ def leftovers(lab_topology: Topology) -> Iterator[list[str]]:
         end_server_connections(lab_topology.admin_dsn(), user)
 
 
+# Fresh server connections before each cell (the plugin's housekeeping), so its outcome is its own two processes'.
 @pytest.mark.experiment("apps")
+@pytest.mark.fresh_server_connections
 def test_apps(
     cell: Cell, lab_topology: Topology, lab_options: LabOptions, record: Recorder, leftovers: list[str]
 ) -> None:
     endpoint = lab_topology.endpoint(cell.topology)
-    # Fresh server connections before the cell, so its outcome is its own two processes'. Through a pooler only
-    # (direct, each process has its own server connection), and never on a target: its user's other sessions may
-    # be somebody's application. After the last cell `leftovers` ends them once more.
-    if lab_topology.superuser and endpoint.facts.pooler:
-        end_server_connections(lab_topology.admin_dsn(), endpoint.user)
-        fresh_pooler(lab_topology, endpoint, ended=True)  # pgagroal 1.6 cannot take that: restarted
+    if lab_topology.superuser and endpoint.facts.pooler:  # after the last cell `leftovers` ends them once more
         leftovers.append(endpoint.user)
     results = apps.run_apps(cell.client.name, endpoint.dsn(), cell.case, lab_options.cell_timeout)
     outcome, failed = apps.outcome_of(results)

@@ -17,7 +17,7 @@ import pytest
 from lab.clients.configuration import Configuration
 from lab.clients.contract import PER_WORKER
 from lab.clients.runner import Runners
-from lab.observe.server_view import LogWindow, PreparedCensus, end_server_connections, fresh_pooler, summarize
+from lab.observe.server_view import LogWindow, PreparedCensus, end_server_connections, summarize
 from lab.options import LabOptions
 from lab.plan import Cell
 from lab.pytest_plugin import LabRun
@@ -47,7 +47,11 @@ def censuses(lab_topology: Topology) -> Iterator[dict[str, PreparedCensus]]:
         census.close()
 
 
+# Fresh server connections before each cell (the plugin's housekeeping): what an earlier cell prepared on them (a
+# failing cell leaves its statements behind) must not decide this cell's outcome, which is then the same alone, in any
+# order, or in a full run.
 @pytest.mark.experiment("matrix")
+@pytest.mark.fresh_server_connections
 def test_matrix(
     cell: Cell[Scenario],
     lab_run: LabRun,
@@ -60,12 +64,6 @@ def test_matrix(
     configuration: Configuration = cell.client
     endpoint = topology.endpoint(cell.topology)
     census = censuses.get(cell.topology)
-    if topology.superuser and endpoint.facts.pooler:
-        # Fresh server connections: what an earlier cell prepared on them (a failing cell leaves its statements
-        # behind) must not decide this cell's outcome, which is then the same alone, in any order, or in a full
-        # run. Never on a target, whose user's other sessions may be somebody's application.
-        end_server_connections(topology.admin_dsn(), endpoint.user)
-        fresh_pooler(topology, endpoint, ended=True)  # pgagroal 1.6 cannot take that: restarted
     before = census.count() if census else None
     after: list[int | None] = []
     window = LogWindow.of(topology, endpoint).open()

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from lab import __version__, interrupts
 from lab.errors import BAD_INPUT, ENVIRONMENT, INTERRUPTED, UNEXPECTED, ConfigError, LabError
-from lab.machine.builds import PGBOUNCER, build, tarball
+from lab.machine.builds import build, tarball
 from lab.options import BACKENDS, IMAGE_SETS, add_to_argparse, names, shard
 from lab.paths import COMPOSE_DIR, EXPERIMENTS_DIR, RESULTS_DIR
 
@@ -314,12 +314,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_build_pgbouncer(args: argparse.Namespace) -> int:
     """Debian's next release's PgBouncer, or any release from a tarball the user names with its SHA-256."""
+    from lab.topology.services.pgbouncer import RECIPE as PGBOUNCER_RECIPE
+
     source = None
     if args.tarball or args.sha256:
         if not (args.tarball and args.sha256):
             raise ConfigError("--tarball and --sha256 go together: the tarball is built only if it has that SHA-256")
-        source = tarball(args.tarball, args.sha256, PGBOUNCER)
-    binary = build(PGBOUNCER, source, progress=console.print)
+        source = tarball(args.tarball, args.sha256, PGBOUNCER_RECIPE)
+    binary = build(PGBOUNCER_RECIPE, source, progress=console.print)
     console.print(f"PgBouncer {binary.parent.parent.name}: {binary}")
     if source is not None:
         console.print(f"to run it: PGBOUNCER_NEW_VERSION={source.version} ./pooler-lab run (the 1.24 services run it)")
@@ -344,7 +346,7 @@ def cmd_docker(args: argparse.Namespace) -> int:
     say(f"Compose {version}: {' '.join(argv)}")
     import docker
 
-    from lab.machine import docker_images
+    from lab.topology.backends import images as docker_images
 
     client = docker.from_env()
     try:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from lab.machine.docker_images import IMAGE_SETS
 from lab.names import check_run_id
 from lab.paths import RESULTS_DIR
 
@@ -23,6 +22,8 @@ DEFAULT_CELL_TIMEOUT = 10.0
 DEFAULT_REPEATS = 2
 DEFAULT_RTTS = (0.0, 50.0)
 BACKENDS = ("auto", "native", "docker", "attach")
+#: --images: the official images, the local set built here, or auto (official where they can be had)
+IMAGE_SETS = ("auto", "official", "local")
 
 NETWORK_MODES = ("reference", "all", "none")
 SSLMODES = ("disable", "require", "verify-full")

@@ -65,6 +65,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "experiment(name): the lab experiment whose cells parametrize this test's `cell`"
     )
+    config.addinivalue_line(
+        "markers",
+        "fresh_server_connections: each cell through a pooler starts with new server connections (the lab's own servers)",
+    )
     if not _runs_experiments(config):
         return
 
@@ -294,17 +298,18 @@ def row_writer(pytestconfig: pytest.Config, lab_options: LabOptions, run_id: str
 
 @pytest.fixture(autouse=True)
 def _fresh_pooler(request: pytest.FixtureRequest) -> None:
-    """Before every cell: what the kind of the pooler it goes through needs to start the cell clean, and the other
-    poolers parked where idle they would hold server connections the cell may need (lab.observe.server_view.fresh_pooler;
-    pgagroal 1.6 is restarted where an earlier cell, or the lab ending server connections for another, left it unable to
-    serve, and stopped while cells run elsewhere), so no cell inherits another's damage or crowding."""
+    """Before every cell, one housekeeping whatever the pooler (lab.observe.server_view.fresh_pooler): the other
+    poolers parked where idle they would hold server connections the cell may need, the cell's server connections
+    ended where its experiment is marked `fresh_server_connections`, and what the kind of its pooler needs to start
+    the cell clean (pgagroal 1.6 is restarted), so no cell inherits another's statements, damage or crowding."""
     if "cell" not in request.fixturenames:
         return
     from lab.observe.server_view import fresh_pooler
 
     cell: Cell = request.getfixturevalue("cell")
     run: LabRun = request.getfixturevalue("lab_run")
-    fresh_pooler(run.topology, run.topology.endpoints.get(cell.topology))
+    end = request.node.get_closest_marker("fresh_server_connections") is not None
+    fresh_pooler(run.topology, run.topology.endpoints.get(cell.topology), end_connections=end)
 
 
 @pytest.fixture

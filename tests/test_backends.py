@@ -244,7 +244,7 @@ def test_a_local_image_is_stale_once_what_it_is_built_from_changes(tmp_path: Pat
     copy) makes the image that was built before stale, so the next Docker run builds it again."""
     from dataclasses import replace
 
-    from lab.machine.docker_images import local_set
+    from lab.topology.backends.images import local_set
 
     standin = next(i for i in local_set() if i.directory == "postgrest-standin")
     copy = tmp_path / "standin.py"

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from lab.observe.logins import count
-from lab.observe.server_view import end_server_connections, fresh_pooler
+from lab.observe.server_view import fresh_pooler
 from lab.topology.backends.native import NativeBackend
 from lab.topology.model import Topology
 from lab.topology.runstate import RUNTIME_BASE
@@ -142,8 +142,7 @@ def test_pgagroal_is_restarted_where_ending_its_server_connections_would_break_i
     for name in ("pgagroal-transaction", "pgagroal-session", "pgpool-session"):
         ep = poolers.endpoint(name)
         fresh_pooler(poolers, ep)  # running (not parked) when its server connections are ended
-        end_server_connections(poolers.admin_dsn(), ep.user)
-        assert fresh_pooler(poolers, ep, ended=True) is name.startswith("pgagroal")
+        assert fresh_pooler(poolers, ep, end_connections=True) is name.startswith("pgagroal")
         with psycopg.connect(ep.dsn(), connect_timeout=5, prepare_threshold=None) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
         assert fresh_pooler(poolers, ep) is False  # nothing happened to it since

@@ -1,7 +1,8 @@
 """Servers the lab builds from source, for machines whose distribution ships another version (or none).
 
 Debian bookworm ships PgBouncer 1.18; the lab also runs PgBouncer 1.24 (and pgagroal, which
-bookworm does not package). For each it takes the source package of Debian's next release
+bookworm does not package). A service kind names its Recipe (lab.topology.services); for each
+the lab takes the source package of Debian's next release
 (trixie) from Debian's own archive, checks the tarball against the SHA-256 in the archive's
 Sources index, installs the build dependencies with apt, and builds into a cache outside the
 repository (`CACHE_DIR/<package>/<version>`). A user with internet can also build any other
@@ -41,13 +42,18 @@ class Recipe:
     build_packages: tuple[str, ...]
     #: the build commands, given the unpacked source and the install prefix
     steps: Callable[[Path, Path], list[list[str]]]
+    #: what a container image of the build carries: (path under the prefix, its name in the image's build context)
+    image_files: tuple[tuple[str, str], ...] = ()
+    #: the lab's command that builds another version from a tarball, where it has one
+    tarball_command: str | None = None
 
     @property
     def cache(self) -> Path:
         return CACHE_DIR / self.package
 
 
-def _autotools(src: Path, prefix: Path) -> list[list[str]]:
+def autotools(src: Path, prefix: Path) -> list[list[str]]:
+    """configure, make, make install."""
     return [
         ["./configure", f"--prefix={prefix}", "--without-cares", "--with-openssl"],
         ["make", "-j2"],
@@ -55,12 +61,7 @@ def _autotools(src: Path, prefix: Path) -> list[list[str]]:
     ]
 
 
-PGBOUNCER = Recipe(
-    "pgbouncer", "bin/pgbouncer", ("gcc", "make", "pkg-config", "libevent-dev", "libssl-dev"), _autotools
-)
-
-
-def _cmake(src: Path, prefix: Path) -> list[list[str]]:
+def cmake(src: Path, prefix: Path) -> list[list[str]]:
     """An out-of-tree cmake build. The installed binaries find the project's own library through an RPATH relative
     to themselves: without it pgagroal stops with `libpgagroal.so.1: cannot open shared object file` (cmake drops
     the build tree's RPATH on install)."""
@@ -78,27 +79,6 @@ def _cmake(src: Path, prefix: Path) -> list[list[str]]:
         ["cmake", "--build", "build", "-j2"],
         ["cmake", "--install", "build"],
     ]
-
-
-#: pgagroal, which Debian bookworm does not package: trixie's 1.6.0. Its build needs rst2man (python3-docutils: the
-#: man pages cannot be switched off) and libsystemd on Linux; the Sources stanza's other Build-Depends
-#: (debhelper-compat, postgresql-all) serve only Debian's packaging and its tests.
-PGAGROAL = Recipe(
-    "pgagroal",
-    "bin/pgagroal",
-    (
-        "cmake",
-        "gcc",
-        "make",
-        "pkg-config",
-        "libssl-dev",
-        "libev-dev",
-        "libcjson-dev",
-        "libsystemd-dev",
-        "python3-docutils",
-    ),
-    _cmake,
-)
 
 
 def tarball(location: str, sha256: str, recipe: Recipe) -> Tarball:
@@ -126,11 +106,7 @@ def ensure(recipe: Recipe, version: str, progress: Progress = print) -> Path:
         return binary
     source = debian_source(recipe.package)
     if source.version != version:
-        how = (
-            f"./pooler-lab build-{recipe.package} --tarball PATH-OR-URL --sha256 HEX"
-            if recipe is PGBOUNCER
-            else f"lab.machine.builds.build({recipe.package.upper()}, tarball(PATH-OR-URL, SHA256, {recipe.package.upper()}))"
-        )
+        how = recipe.tarball_command or "lab.machine.builds.build(recipe, tarball(PATH-OR-URL, SHA256, recipe))"
         raise MissingDependency(
             f"{recipe.package} {version} is not built and Debian {SUITE} serves {source.version}; build it from its "
             f"source tarball: {how}"

@@ -9,9 +9,10 @@ real servers:
   their logs while the cell ran, as each service kind reads its own log (PostgreSQL's with
   their SQLSTATE: the lab's log_line_prefix ends with %e). Native processes and containers
   alike write them to the run's logs/; a target's logs are out of reach.
-- `end_server_connections`: the housekeeping that gives a cell fresh server
-  connections (and takes away what a cell left on them); `fresh_pooler`, what a
-  pooler needs beyond that before a cell (its kind says: pgagroal 1.6 is restarted).
+- `fresh_pooler`: the housekeeping before a cell through a pooler, one call whatever the
+  pooler: fresh server connections where the experiment asks for them
+  (`end_server_connections` takes away what a cell left on them), and what the pooler's
+  kind needs beyond that (pgagroal 1.6 is restarted).
 - `PreparedCensus`: the prepared statements on every server connection of a
   transaction pooler. pg_prepared_statements shows one session's own statements, so
   the census holds one transaction per server connection of the pool at once (each
@@ -153,12 +154,13 @@ def end_server_connections(admin_dsn: str, user: str, wait_s: float = 5.0) -> in
     return int(ended[0]) if ended else 0
 
 
-def fresh_pooler(topology: Topology, endpoint: Endpoint | None, ended: bool = False) -> bool:
-    """Before a cell through `endpoint` (None: a cell through none of the lab's poolers): what its pooler's kind needs
-    beyond having its server connections ended on the server (`ended`: end_server_connections just ran), and the
-    other poolers parked where idle they would hold server connections the cell may need. PgBouncer and pgpool-II need
-    nothing; pgagroal 1.6 is restarted, or parked (lab.topology.services.pgagroal says why). Never on a target. True
-    when the cell's own pooler needed something."""
+def fresh_pooler(topology: Topology, endpoint: Endpoint | None, end_connections: bool = False) -> bool:
+    """Before a cell through `endpoint` (None: a cell through none of the lab's poolers): the other poolers parked where
+    idle they would hold server connections the cell may need; with `end_connections`, every server connection of the
+    endpoint's user ended on the server (end_server_connections), so the cell starts with none an earlier cell used;
+    then what the pooler's kind needs beyond that (ServiceKind.fresh). PgBouncer and pgpool-II need nothing; pgagroal
+    1.6 is restarted, or parked (lab.topology.services.pgagroal says why). Never on a target, whose user's other
+    sessions may be somebody's application. True when the cell's own pooler needed something."""
     if not topology.superuser:
         return False
     own = endpoint.facts.service if endpoint is not None else None
@@ -168,4 +170,6 @@ def fresh_pooler(topology: Topology, endpoint: Endpoint | None, ended: bool = Fa
             kind(facts.kind).park(topology, other)
     if endpoint is None or not endpoint.facts.pooler or not endpoint.facts.kind or not own:
         return False
-    return kind(endpoint.facts.kind).fresh(topology, endpoint, ended)
+    if end_connections:
+        end_server_connections(topology.admin_dsn(), endpoint.user)
+    return kind(endpoint.facts.kind).fresh(topology, endpoint, ended=end_connections)

@@ -121,6 +121,9 @@ class Service:
     port_variables: tuple[tuple[str, str], ...] = ()
     #: the services it needs running first (compose's depends_on)
     depends_on: tuple[str, ...] = ()
+    #: the image it runs (interpolated with .env: the official set's), and the variable that names it
+    image: str | None = None
+    image_variable: str | None = None
 
     @property
     def container_port(self) -> int:
@@ -218,6 +221,16 @@ def _container_ports(ports: list[str], service: str) -> tuple[int, ...]:
     return tuple(int(str(p).rsplit(":", 1)[1].split("/")[0]) for p in ports)
 
 
+def _image_variable(raw: object, service: str) -> str | None:
+    """The variable an `image: ${VARIABLE:-default}` names: what images.local.env sets for the local set."""
+    if raw is None:
+        return None
+    m = _VAR.fullmatch(str(raw))
+    if not m or not m.group("name"):
+        raise ConfigError(f"service {service}: its image must be named by a variable (image: ${{NAME:-default}})")
+    return m.group("name")
+
+
 def _port_variables(raw_ports: list[str], service: str) -> tuple[tuple[str, str], ...]:
     """The variables of each port, read from the file before interpolation: the Docker backend sets them per run
     (host networking: the listen ports it picked; bridge: an empty published port, for Compose to choose)."""
@@ -283,6 +296,8 @@ def load(
             profiles=service_profiles,
             port_variables=_port_variables(raw["services"][name].get("ports", []), name),
             depends_on=tuple(str(d) for d in (body.get("depends_on") or ())),
+            image=str(body["image"]) if body.get("image") else None,
+            image_variable=_image_variable(raw["services"][name].get("image"), name),
         )
     roles = [s.role for s in services.values()]
     if roles.count("server") != 1 or "pooler" not in roles:

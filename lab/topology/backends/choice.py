@@ -29,7 +29,7 @@ def engine_status() -> tuple[bool, str]:
         )
     import docker  # the engine answered, so the SDK is installed
 
-    from lab.machine import docker_images
+    from lab.topology.backends import images as docker_images
 
     client = docker.from_env(timeout=5)
     try:

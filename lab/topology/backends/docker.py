@@ -31,10 +31,10 @@ import docker
 from testcontainers.compose import DockerCompose
 
 from lab.errors import MissingDependency, StartupError
-from lab.machine import docker_images
 from lab.machine.docker_engine import compose_command
 from lab.paths import COMPOSE_DIR
 from lab.topology.backends import Backend, Progress
+from lab.topology.backends import images as docker_images
 from lab.topology.compose import COMPOSE_FILE, ENV_FILE, ComposeTopology, load
 from lab.topology.model import Endpoint, EndpointFacts, Topology
 from lab.topology.ports import HOST, free_ports
@@ -186,7 +186,7 @@ class DockerBackend(Backend):
         return None
 
     def _image(self, service: str) -> str:
-        from lab.machine.docker_images import describe
+        from lab.topology.backends.images import describe
 
         tag = self.image_names.get(service)
         return describe(self.client, tag) if tag else "unknown"

@@ -220,6 +220,16 @@ class ServiceKind:
         """Start the service natively and return the endpoints it offers."""
         raise NotImplementedError
 
+    def image_files(self, svc: Service, progress: Progress = print) -> tuple[tuple[Path, str], ...]:
+        """The files its local image's build puts beside its compose/images/ folder, as (file, name in the build
+        context): by default the build `lab.build` asks for (built now where missing, as natively), each file its
+        recipe names; a kind whose image carries the lab's own code names that."""
+        binary = self.built_binary(svc, progress)
+        if binary is None or self.recipe is None:
+            return ()
+        prefix = binary.parents[len(Path(self.recipe.binary).parts) - 1]
+        return tuple((prefix / path, name) for path, name in self.recipe.image_files)
+
     # -- docker -------------------------------------------------------------------------
     def docker(self, svc: Service, site: DockerSite) -> dict[str, Endpoint]:
         """The endpoints a running container of the service offers (none: the service serves the others)."""

@@ -1,7 +1,7 @@
 """pgagroal 1.6: a pooler with a transaction pipeline and a session pipeline, built from Debian trixie's source.
 
 Debian bookworm does not package pgagroal; the lab builds trixie's 1.6.0 on first use (`lab.build` label,
-lab.machine.builds.PGAGROAL) into its cache. pgagroal answers the client's SCRAM exchange itself against its users
+RECIPE, lab.machine.builds) into its cache. pgagroal answers the client's SCRAM exchange itself against its users
 file (the "vault": each role's password AES-encrypted under a master key, lab.topology.services.vault) and logs in to
 the server with the password; the transaction pipeline refuses to start without that file, without a limits file
 (pgagroal_databases.conf) or with unknown users allowed.
@@ -46,7 +46,7 @@ import psycopg
 
 from lab.errors import ConfigError, MissingDependency, StartupError
 from lab.machine.apt import install_missing
-from lab.machine.builds import PGAGROAL
+from lab.machine.builds import Recipe, cmake
 from lab.topology.compose import Service
 from lab.topology.model import Endpoint, Topology
 from lab.topology.ports import HOST
@@ -102,6 +102,31 @@ TRANSACTION_LEAK_MARKERS = (*LEAK_MARKERS, "connect: address=")
 PREFILL_SETTLE_S = 0.1
 #: what the server's log says when it ended a backend (pg_terminate_backend: end_server_connections)
 ENDED_MARKER = " 57P01 FATAL"
+
+#: trixie's 1.6.0. Its build needs rst2man (python3-docutils: the man pages cannot be switched off) and libsystemd on
+#: Linux; the Sources stanza's other Build-Depends (debhelper-compat, postgresql-all) serve only Debian's packaging and
+#: its tests. Its local image (compose/images/pgagroal-built) carries the binaries and the library they find through
+#: their RPATH ($ORIGIN/../lib), by their paths under the install prefix.
+RECIPE = Recipe(
+    "pgagroal",
+    "bin/pgagroal",
+    (
+        "cmake",
+        "gcc",
+        "make",
+        "pkg-config",
+        "libssl-dev",
+        "libev-dev",
+        "libcjson-dev",
+        "libsystemd-dev",
+        "python3-docutils",
+    ),
+    cmake,
+    image_files=tuple(
+        (name, f"pgagroal/{name}")
+        for name in ("bin/pgagroal", "bin/pgagroal-cli", "bin/pgagroal-admin", "lib/libpgagroal.so.1")
+    ),
+)
 
 
 def users_file(creds: Credentials, master_key: str) -> str:
@@ -192,7 +217,7 @@ class Pgagroal(ServiceKind):
     # anyway). A failed login writes "connect: address=..." without a user.
     login_pattern = " connect: user="
     log_events = _LINE
-    recipe = PGAGROAL
+    recipe = RECIPE
     # restarted between cells, and a failed login may keep a server connection for good: no census through it
     prepared_census = False
 

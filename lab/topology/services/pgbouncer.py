@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 from packaging.version import InvalidVersion, Version
 
-from lab.machine.builds import PGBOUNCER
+from lab.machine.builds import Recipe, autotools
 from lab.topology.compose import Service
 from lab.topology.model import Endpoint
 from lab.topology.ports import HOST
@@ -70,6 +70,17 @@ def admin_version(host: str, port: int, user: str, password: str) -> str:
     return text.split()[-1] if text else "unknown"
 
 
+#: PgBouncer from Debian trixie's source (bookworm ships 1.18), or any release from its tarball (build-pgbouncer)
+RECIPE = Recipe(
+    "pgbouncer",
+    "bin/pgbouncer",
+    ("gcc", "make", "pkg-config", "libevent-dev", "libssl-dev"),
+    autotools,
+    image_files=(("bin/pgbouncer", "pgbouncer"),),  # compose/images/pgbouncer-built, on the 1.18 image's libraries
+    tarball_command="./pooler-lab build-pgbouncer --tarball PATH-OR-URL --sha256 HEX",
+)
+
+
 class PgBouncer(ServiceKind):
     name = "pgbouncer"
     family = "pgbouncer"
@@ -85,7 +96,7 @@ class PgBouncer(ServiceKind):
     def clean_message(self, message: str) -> str:
         return _CONNECTION.sub("", message)
 
-    recipe = PGBOUNCER
+    recipe = RECIPE
 
     def binary(self, svc: Service, progress: Progress = print) -> Path:
         """Debian's pgbouncer, or the version the service's `lab.build` label names, built by the lab on first use."""

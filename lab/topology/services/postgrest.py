@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from lab.paths import ROOT
 from lab.topology.compose import Service
 from lab.topology.model import Endpoint
 from lab.topology.ports import HOST
@@ -26,6 +27,10 @@ class PostgREST(ServiceKind):
 
     def binary(self, svc: Service, progress: Progress = print) -> Path:
         return Path(sys.executable)
+
+    def image_files(self, svc: Service, progress: Progress = print) -> tuple[tuple[Path, str], ...]:
+        """The stand-in itself (compose/images/postgrest-standin runs it)."""
+        return ((ROOT / "lab" / "proxies" / "postgrest.py", "standin.py"),)
 
     def native(self, svc: Service, site: NativeSite) -> dict[str, Endpoint]:
         env = {k: v for k, v in svc.environment.items() if k.startswith("PGRST_")}

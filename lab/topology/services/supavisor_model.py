@@ -16,6 +16,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from lab.paths import ROOT
 from lab.topology.compose import Service
 from lab.topology.model import Endpoint, EndpointFacts
 from lab.topology.ports import HOST
@@ -38,6 +39,10 @@ class SupavisorModel(ServiceKind):
 
     def binary(self, svc: Service, progress: Progress = print) -> Path:
         return Path(sys.executable)
+
+    def image_files(self, svc: Service, progress: Progress = print) -> tuple[tuple[Path, str], ...]:
+        """The model's package and the few lab modules it imports, all standard library, by their paths."""
+        return tuple((ROOT / name, name) for name in model_files())
 
     @staticmethod
     def settings_of(svc: Service) -> tuple[str, str]:
@@ -104,3 +109,19 @@ class SupavisorModel(ServiceKind):
         transaction, session = site.service_ports(svc)[:2]
         facts = self._facts(svc, site.base, image=site.image(svc.name))
         return self._endpoints(svc, transaction, session, facts, site.pg_endpoint)
+
+
+def model_files() -> list[str]:
+    """What the model's image carries of the lab: lab.proxies.supavisor and the modules it imports."""
+    fixed = [
+        "lab/__init__.py",
+        "lab/errors.py",
+        "lab/topology/__init__.py",
+        "lab/topology/ports.py",
+        "lab/topology/supavisor_releases.py",
+        "lab/proxies/__init__.py",
+        "lab/proxies/base.py",
+        "lab/proxies/pgwire.py",
+        "lab/proxies/tenant.py",
+    ]
+    return fixed + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "lab/proxies/supavisor").glob("*.py"))

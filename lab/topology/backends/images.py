@@ -8,6 +8,13 @@ image per service, all built with the docker SDK (`docker build --network host`)
 Built images are reused while they are built from what the repository holds (a label
 carries a digest of their build context); `./pooler-lab docker images`, and any Docker
 run, builds what is missing or stale.
+
+Which image a service runs is the compose file's to say, so a new service kind brings its
+image with its compose block: its `image: ${VARIABLE:-...}` names the variable, its
+`lab.image` label the folder of compose/images/ its local image is built from
+(`lab.image.base`: the folder of the local image it is built on), `lab.image.always_local`
+that both sets build it here, and its kind (ServiceKind.image_files) the files the build
+puts beside the folder's (a build of the lab's, or the lab's own code).
 """
 
 from __future__ import annotations
@@ -25,49 +32,16 @@ from dotenv import dotenv_values
 
 from lab.errors import ConfigError, EnvironmentProblem, MissingDependency
 from lab.machine.binaries import system_binary
-from lab.machine.builds import PGAGROAL, PGBOUNCER, build, ensure
-from lab.paths import COMPOSE_DIR, ROOT
+from lab.options import IMAGE_SETS
+from lab.paths import COMPOSE_DIR
+from lab.topology import compose
+from lab.topology.services import kind_of
 
 IMAGES_DIR = COMPOSE_DIR / "images"
 LOCAL_ENV = COMPOSE_DIR / "images.local.env"
 OFFICIAL_ENV = COMPOSE_DIR / ".env"
 BASE = "pooler-lab/debian:bookworm"
-
-
-def model_files() -> list[str]:
-    """What the model's image carries of the lab: lab.proxies.supavisor and the modules it imports."""
-    fixed = [
-        "lab/__init__.py",
-        "lab/errors.py",
-        "lab/topology/__init__.py",
-        "lab/topology/ports.py",
-        "lab/topology/supavisor_releases.py",
-        "lab/proxies/__init__.py",
-        "lab/proxies/base.py",
-        "lab/proxies/pgwire.py",
-        "lab/proxies/tenant.py",
-    ]
-    return fixed + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "lab/proxies/supavisor").glob("*.py"))
-
-
-#: the image variables of the compose file, and the profile that needs each (None: every run)
-IMAGE_VARIABLES = {
-    "POSTGRES_IMAGE": None,
-    "PGBOUNCER_IMAGE": None,
-    "POSTGREST_IMAGE": None,
-    "NGINX_IMAGE": None,
-    "PGBOUNCER_NEW_IMAGE": None,
-    "SUPAVISOR_MODEL_IMAGE": None,  # the lab's own code: built here in either set (LAB_BUILT)
-    "PGPOOL_IMAGE": None,  # built here in either set (LAB_BUILT): compose/.env says why
-    "PGAGROAL_IMAGE": "pgagroal",  # the lab's own build: built here in either set (LAB_BUILT)
-    "SUPAVISOR_IMAGE": "supavisor",
-}
-#: images of the lab's own code (the model of Supavisor) or build (pgagroal, which no project image packages), and
-#: pgpool-II's, whose project image could not be checked here: both sets build them here
-LAB_BUILT = ("SUPAVISOR_MODEL_IMAGE", "PGPOOL_IMAGE", "PGAGROAL_IMAGE")
 REGISTRY = ("registry-1.docker.io", 443)
-#: --images: the official images, the local set built here, or auto (official where they can be had)
-IMAGE_SETS = ("auto", "official", "local")
 Progress = Callable[[str], None]
 
 
@@ -79,6 +53,8 @@ class LocalImage:
     directory: str
     base: str = BASE
     extra: tuple[tuple[Path, str], ...] = ()  # (file, its name in the build context)
+    #: built here in either set: the lab's own code or build, or an image no project publishes that the lab checked
+    always_local: bool = False
 
     def digest(self) -> str:
         """What the image is built from (its directory's files, the extra files, its base's name): an image labelled
@@ -94,69 +70,53 @@ class LocalImage:
         return h.hexdigest()[:16]
 
 
-def _local_tags() -> dict[str, str]:
-    values = {k: v for k, v in dotenv_values(LOCAL_ENV).items() if v}
-    missing = [v for v, profile in IMAGE_VARIABLES.items() if profile != "supavisor" and v not in values]
-    if missing:
-        raise ConfigError(f"{LOCAL_ENV}: no local image for {', '.join(missing)}")
-    return values
+def _services(profiles: Iterable[str]) -> list[compose.Service]:
+    return list(compose.load(profiles=tuple(profiles)).services.values())
 
 
-def local_set(profiles: Iterable[str] = ()) -> list[LocalImage]:
-    """The local images a run with these profiles needs, in build order (each after its base)."""
-    profiles = tuple(profiles)
-    tags = _local_tags()
-    images = [
-        LocalImage(tags["POSTGRES_IMAGE"], "postgres"),
-        LocalImage(tags["PGBOUNCER_IMAGE"], "pgbouncer"),
-        LocalImage(tags["NGINX_IMAGE"], "nginx"),
-        LocalImage(
-            tags["POSTGREST_IMAGE"],
-            "postgrest-standin",
-            extra=((ROOT / "lab" / "proxies" / "postgrest.py", "standin.py"),),
-        ),
-        # the lab's model of Supavisor: its package and the few lab modules it imports, all standard library
-        LocalImage(
-            tags["SUPAVISOR_MODEL_IMAGE"],
-            "supavisor-model",
-            extra=tuple((ROOT / name, name) for name in model_files()),
-        ),
-        # PgBouncer 1.24 (bookworm ships 1.18): the binary the lab builds natively, on the 1.18 image's libraries
-        LocalImage(
-            tags["PGBOUNCER_NEW_IMAGE"],
-            "pgbouncer-built",
-            base=tags["PGBOUNCER_IMAGE"],
-            extra=((build(PGBOUNCER), "pgbouncer"),),
-        ),
-        # pgpool-II 4.3 from bookworm's pgpool2
-        LocalImage(tags["PGPOOL_IMAGE"], "pgpool"),
-    ]
-    if (
-        "pgagroal" in profiles
-    ):  # pgagroal 1.6 (bookworm has none): the tree the lab builds natively, binaries and library
-        images.append(LocalImage(tags["PGAGROAL_IMAGE"], "pgagroal-built", extra=pgagroal_tree()))
+def local_set(profiles: Iterable[str] = (), progress: Progress = print) -> list[LocalImage]:
+    """The local images a run with these profiles needs, one per `lab.image` folder, in the compose file's order (an
+    image another is built on comes first where the waves of ensure_local need it)."""
+    tags = {k: v for k, v in dotenv_values(LOCAL_ENV).items() if v}
+    services = [s for s in _services(profiles) if s.labels.get("lab.image")]
+    folders: dict[str, compose.Service] = {}
+    for svc in services:
+        folders.setdefault(svc.labels["lab.image"], svc)
+    for folder, svc in folders.items():
+        if svc.image_variable not in tags:
+            raise ConfigError(f"{LOCAL_ENV}: no local image for {svc.image_variable} (service {svc.name})")
+        if not (IMAGES_DIR / folder).is_dir():
+            raise ConfigError(f"service {svc.name}: lab.image {folder!r} is no folder of {IMAGES_DIR}")
+    tag_of = {folder: tags[svc.image_variable] for folder, svc in folders.items() if svc.image_variable}
+    images = []
+    for folder, svc in folders.items():
+        base = svc.labels.get("lab.image.base")
+        if base is not None and base not in tag_of:
+            raise ConfigError(f"service {svc.name}: lab.image.base {base!r} is the lab.image of no service")
+        images.append(
+            LocalImage(
+                tag_of[folder],
+                folder,
+                base=tag_of[base] if base else BASE,
+                extra=kind_of(svc).image_files(svc, progress),
+                always_local=svc.labels.get("lab.image.always_local") == "true",
+            )
+        )
     return images
 
 
-def pgagroal_tree() -> tuple[tuple[Path, str], ...]:
-    """The files of the pgagroal build the local image carries (built now where missing, as natively): its binaries
-    and the library they find through their RPATH ($ORIGIN/../lib), by their paths under the install prefix."""
-    version = dotenv_values(OFFICIAL_ENV).get("PGAGROAL_VERSION") or "1.6.0"
-    prefix = ensure(PGAGROAL, version).parent.parent
-    names = ["bin/pgagroal", "bin/pgagroal-cli", "bin/pgagroal-admin", "lib/libpgagroal.so.1"]
-    return tuple((prefix / name, f"pgagroal/{name}") for name in names)
+def official(profiles: Iterable[str] = ()) -> list[str]:
+    """The official images a run with these profiles pulls (those built here in either set left out)."""
+    return list(
+        dict.fromkeys(
+            s.image for s in _services(profiles) if s.image and s.labels.get("lab.image.always_local") != "true"
+        )
+    )
 
 
 def env_file(images: str) -> Path | None:
     """The env file that names the images of a choice: None for the official ones (compose/.env has them)."""
     return LOCAL_ENV if images == "local" else None
-
-
-def official(profiles: Iterable[str] = ()) -> list[str]:
-    env = {k: v for k, v in dotenv_values(OFFICIAL_ENV).items() if v}
-    return [
-        env[v] for v, p in IMAGE_VARIABLES.items() if v in env and v not in LAB_BUILT and (p is None or p in profiles)
-    ]
 
 
 def _image(client, tag: str):
@@ -311,18 +271,17 @@ def ensure_local(
     profiles: Iterable[str] = (),
     progress: Progress = print,
     rebuild: bool = False,
-    only: tuple[str, ...] | None = None,
+    only_always_local: bool = False,
 ) -> list[str]:
-    """Build the local images that are missing (all of them with rebuild); the tags a run needs. `only`: just the
-    images of these variables (the lab's own, in the official set)."""
+    """Build the local images that are missing (all of them with rebuild); the tags a run needs. `only_always_local`:
+    just the images built here in either set (the lab's own, in the official set)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import docker
 
-    needed = local_set(profiles)
-    if only is not None:
-        tags = _local_tags()
-        needed = [i for i in needed if i.tag in {tags[v] for v in only}]
+    needed = local_set(profiles, progress)
+    if only_always_local:
+        needed = [i for i in needed if i.always_local]
     missing = [i for i in needed if rebuild or not _current(client, i)]
     replaced = {
         found.id for tag in [*([BASE] if rebuild else []), *(i.tag for i in missing)] if (found := _image(client, tag))
@@ -361,15 +320,16 @@ def prepare(
     chosen, why = choose(client, images, profiles)
     progress(f"images: {chosen} ({why})")
     if chosen == "local":
-        if "supavisor" in profiles:
+        official_only = [s.name for s in _services(profiles) if not s.labels.get("lab.image")]
+        if official_only:
             raise MissingDependency(
-                "the supavisor profile needs Supavisor's official image (--images official, where a "
-                "registry answers): no local one can be built from Debian's packages"
+                f"{', '.join(official_only)} needs its official image (--images official, where a registry "
+                "answers): no local one can be built from Debian's packages"
             )
         tags = ensure_local(client, profiles, progress, rebuild=rebuild)
         progress(f"local images ready: {', '.join(tags)}")
     else:  # the lab's own code has no official image: built here from the same files in either set
-        tags = ensure_local(client, profiles, progress, rebuild=rebuild, only=LAB_BUILT)
+        tags = ensure_local(client, profiles, progress, rebuild=rebuild, only_always_local=True)
         progress(f"the lab's own images ready: {', '.join(tags)}")
     return chosen
 
