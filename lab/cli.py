@@ -492,7 +492,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--images", choices=IMAGE_SETS, default="auto", help="Docker backend: which images (see `run --help`)"
     )
-    up.add_argument("--profiles", type=names, help="compose profiles to start too (pgagroal, supavisor)")
+    up.add_argument("--profiles", type=names, help="compose profiles to start too (supavisor)")
     up.add_argument(
         "--show-passwords", action="store_true", help="print the run's passwords and API keys (masked by default)"
     )
@@ -516,7 +516,7 @@ def parser() -> argparse.ArgumentParser:
 
     render = sub.add_parser("render", help="render compose/'s config templates for `docker compose`")
     render.add_argument("--out", default=str(COMPOSE_DIR / ".rendered"))
-    render.add_argument("--profiles", type=names, help="compose profiles to render too (pgagroal, supavisor)")
+    render.add_argument("--profiles", type=names, help="compose profiles to render too (supavisor)")
     render.set_defaults(func=cmd_render)
 
     report = sub.add_parser("report", help="build results/report.md and report.html from result rows")

@@ -164,7 +164,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "profiles",
-        "compose profiles to start too: pgagroal (pgagroal 1.6, restarted between cells: minutes), supavisor (Docker: the real Supavisor)",
+        "compose profiles to start too: supavisor (Docker: the real Supavisor, where its image can be pulled)",
         (),
         parse=names,
     ),
@@ -194,6 +194,13 @@ OPTIONS: tuple[Option, ...] = (
         parse=run_id,
         on_cli=False,
     ),
+    Option(
+        "sampled",
+        "the topologies whose lab.sample this session keeps to, whatever it names (a part of a parallel run is given "
+        "its topologies, yet samples what the whole run samples); default: those the run does not name",
+        parse=lambda value: tuple(v for v in value.split(",") if v),  # empty: none
+        on_cli=False,
+    ),
 )
 
 
@@ -220,6 +227,7 @@ class LabOptions:
     read_only: bool = False
     shard: tuple[int, int] | None = None
     run_id: str | None = None
+    sampled: tuple[str, ...] | None = None
 
     @classmethod
     def from_values(cls, get: Callable[[Option], Any]) -> LabOptions:

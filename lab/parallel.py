@@ -90,7 +90,9 @@ def run_parts(
     ]
     for part in parts:
         part.results.mkdir(parents=True, exist_ok=True)
-        part_opts = replace(opts, topologies=part.topologies, run_id=part.run_id, results=part.results)
+        part_opts = replace(
+            opts, topologies=part.topologies, run_id=part.run_id, results=part.results, sampled=tuple(plan.sampled)
+        )
         argv = [
             sys.executable,
             "-m",

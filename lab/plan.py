@@ -71,17 +71,48 @@ class Cell(Generic[C]):
         return self.id
 
 
-def compose_topologies(profiles: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
-    """The PostgreSQL topologies, from compose/ (they exist before anything is started), and those that only some
-    client configurations run against (the lab.clients label, a glob): the pooler that ignores the RCA's startup
-    parameters is there for the RCA's attempts, not for every cell."""
-    from lab.topology.services import kind_of
+@dataclass(frozen=True)
+class ComposeCells:
+    """The PostgreSQL topologies of compose/ (they exist before anything is started), and two labels that narrow which
+    client configurations run through some of them, each a space-separated list of globs:
+    - `lab.clients`: only these, ever (the pooler that ignores the RCA's startup parameters is there for the RCA's
+      attempts, not for every cell);
+    - `lab.sample`: only these in a run that does not name the topology (--topologies) or the clients (--clients):
+      a pooler whose every cell costs a restart (pgagroal 1.6) is sampled by the default run and measured whole when
+      asked for."""
 
-    services = load(profiles=profiles).services.values()
-    return (
-        [t for s in services if s.role in ("server", "pooler") for t in kind_of(s).topologies(s)],
-        {t: s.labels["lab.clients"] for s in services if s.labels.get("lab.clients") for t in kind_of(s).topologies(s)},
-    )
+    topologies: list[str]
+    limits: dict[str, str]
+    samples: dict[str, str]
+
+    @classmethod
+    def load(cls, profiles: tuple[str, ...] = ()) -> ComposeCells:
+        from lab.topology.services import kind_of
+
+        services = load(profiles=profiles).services.values()
+
+        def label(name: str) -> dict[str, str]:
+            return {t: s.labels[name] for s in services if s.labels.get(name) for t in kind_of(s).topologies(s)}
+
+        return cls(
+            [t for s in services if s.role in ("server", "pooler") for t in kind_of(s).topologies(s)],
+            label("lab.clients"),
+            label("lab.sample"),
+        )
+
+    def sampled(self, options: LabOptions) -> dict[str, str]:
+        """The topologies this run samples, with their globs: those it names neither by topology nor by client, or
+        what the run a part belongs to samples (options.sampled)."""
+        if options.sampled is not None:
+            return {t: g for t, g in self.samples.items() if t in options.sampled}
+        if options.clients is not None:
+            return {}
+        return {t: g for t, g in self.samples.items() if t not in (options.topologies or ())}
+
+
+def matches(name: str, globs: str) -> bool:
+    """Does a client configuration's name match one of a label's space-separated globs?"""
+    return any(fnmatchcase(name, g) for g in globs.split())
 
 
 # -- each experiment's cells, before narrowing -----------------------------------------
@@ -436,10 +467,12 @@ class Plan:
     cells: dict[str, list[Cell]]
     known: dict[str, tuple[str, ...]]  # "client" / "topology" / "scenario" -> every name the lab has
     target: TargetFile | None = None
+    sampled: dict[str, str] = field(default_factory=dict)  # topology -> the globs of the clients this run sends it
 
     @classmethod
     def build(cls, options: LabOptions) -> Plan:
-        local, limits = compose_topologies(options.profiles)
+        described = ComposeCells.load(options.profiles)
+        local, limits, sampled = described.topologies, described.limits, described.sampled(options)
         target = None
         topologies = local
         if options.target is not None:
@@ -447,13 +480,13 @@ class Plan:
 
             target = TargetFile.load(options.target)
             topologies = list(target.endpoints)
-            limits = {}  # a target's endpoints carry no lab.clients label
+            limits, sampled = {}, {}  # a target's endpoints carry no lab.clients or lab.sample label
         for name in options.experiments or ():
             if name not in EXPERIMENTS:
                 raise UnknownName("experiment", name, EXPERIMENTS)
         every = {name: make(topologies, options) for name, make in EXPERIMENTS.items()}
         every = {
-            name: [c for c in cs if c.topology not in limits or fnmatchcase(c.client.name, limits[c.topology])]
+            name: [c for c in cs if c.topology not in limits or matches(c.client.name, limits[c.topology])]
             for name, cs in every.items()
         }
         # the lab's vocabulary: every name of the local topology's cells and of this run's, whatever narrows the run
@@ -486,9 +519,13 @@ class Plan:
                 i, n = options.shard
                 if zlib.crc32(f"{c.experiment}/{c.id}".encode()) % n != i - 1:
                     return False
+            if c.topology in sampled and not matches(c.client.name, sampled[c.topology]):
+                return False
             return all(w is None or n in w for w, n in chosen)
 
-        plan = cls(options, {name: [c for c in cells if keep(c)] for name, cells in every.items()}, known, target)
+        cells = {name: [c for c in cells if keep(c)] for name, cells in every.items()}
+        used = {c.topology for cs in cells.values() for c in cs}
+        plan = cls(options, cells, known, target, {t: g for t, g in sampled.items() if t in used})
         if plan.count() == 0:
             raise LabError(
                 "the options select no cell: "
@@ -502,9 +539,14 @@ class Plan:
         return self.cells[experiment]
 
     def not_run(self) -> list[str]:
-        """What this run leaves out on purpose, and why: on a target, what its preconditions do not hold for."""
+        """What this run leaves out on purpose, and why: the clients a sampled topology does not get; on a target,
+        what its preconditions do not hold for."""
+        sampled = [
+            f"{t}: only the clients {' '.join(g.split())} (its lab.sample: --topologies {t} runs every one)"
+            for t, g in self.sampled.items()
+        ]
         if self.target is None:
-            return []
+            return sampled
         reasons = [f"{name}: {why}" for name, why in NOT_ON_TARGETS.items()]
         ordered = ", ".join(s.name for s in SCENARIOS.values() if s.ordered)
         reasons.append("matrix: " + ORDERED_NOT_ON_TARGETS.format(names=ordered))

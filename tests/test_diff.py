@@ -111,6 +111,11 @@ def test_cells_missing_from_the_current_run_count_unless_it_was_narrowed(tmp_pat
     narrowed.selection = {"clients": ["asyncpg-default"]}
     done = _diff(base, _write(tmp_path, "narrowed", [narrowed]))
     assert done.returncode == 0 and "the run was narrowed" in done.stdout
+    # what every default run leaves out (a sampled topology's other clients) narrows nothing: a lost cell still counts
+    sampled = _row("a", Outcome("ok"))
+    sampled.selection = {"not_run": ["pgagroal-session: only the clients psycopg-async-default (its lab.sample)"]}
+    done = _diff(base, _write(tmp_path, "sampled", [sampled]))
+    assert done.returncode == 1 and "1 missing from the current run" in done.stdout
 
 
 def test_what_a_rule_leaves_open_is_not_a_change() -> None:

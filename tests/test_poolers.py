@@ -52,9 +52,9 @@ def _own_processes(rundir: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def poolers() -> Iterator[Topology]:
-    """The server and the three services of these kinds only (pgagroal's compose profile on, the run narrowed to
-    their topologies), started natively."""
-    backend = NativeBackend(profiles=("pgagroal",), topologies=tuple(SERVICES.values()))
+    """The server and the three services of these kinds only (the run narrowed to their topologies), started
+    natively."""
+    backend = NativeBackend(topologies=tuple(SERVICES.values()))
     with backend as topology:
         yield topology
     rundir = RUNTIME_BASE / topology.run_id
