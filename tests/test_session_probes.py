@@ -3,6 +3,7 @@ is not theirs, and leave nothing behind."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import psycopg
@@ -48,3 +49,25 @@ def test_a_leak_probe_through_the_transaction_pooler_leaves_nothing_on_the_serve
             [names.key, names.table],
         ).fetchone()
     assert left == (0, 0), f"the probe left its lock or its temporary table behind: {left}"
+
+
+def test_a_probe_waits_for_a_connection_slot_the_last_cell_is_giving_back(topology) -> None:  # type: ignore[no-untyped-def]
+    """Every slot for non-superusers taken (as by the backends of the cell before, still exiting on a loaded
+    machine): the probe's login waits until one is free instead of reporting the refusal as the probe's outcome."""
+    dsn = topology.endpoint("direct").dsn()
+    taken: list[psycopg.Connection] = []
+    try:
+        while True:  # up to the server's limit: the next login is refused with 53300
+            taken.append(psycopg.connect(dsn, connect_timeout=5))
+    except psycopg.OperationalError as exc:
+        assert "remaining connection slots" in str(exc) or "too many clients" in str(exc), exc
+    assert taken, "no connection could be opened at all"
+    freed = threading.Timer(0.5, taken.pop().close)
+    freed.start()
+    try:
+        result = probe("set", dsn, dsn, False, NAMES)
+    finally:
+        freed.join()
+        for conn in taken:
+            conn.close()
+    assert result.outcome.kind == "ok", result.outcome

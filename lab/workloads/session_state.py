@@ -42,6 +42,9 @@ PROBE = Configuration(
 MOVE_ATTEMPTS = 40
 #: how long one probe may take in all before the server is taken as not answering
 PROBE_BOUND_S = 30.0
+#: how long a probe's login waits for a connection slot: the backends of the cell before it (its clients closed
+#: them) are still exiting on a loaded machine, and a target's slots are shared with its applications
+SLOT_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -211,10 +214,7 @@ class BusyPool:
 
     def _run(self) -> None:
         try:
-            with (
-                psycopg.connect(self.dsn, prepare_threshold=None, connect_timeout=5) as conn,
-                answered_within(conn, PROBE_BOUND_S, "a busy client"),
-            ):
+            with _connect(self.dsn) as conn, answered_within(conn, PROBE_BOUND_S, "a busy client"):
                 while not self.stop.is_set():
                     conn.execute("SELECT pg_sleep(0.003)")
                     conn.commit()
@@ -249,7 +249,23 @@ def _land(conn: psycopg.Connection, result: StateResult, wanted: Callable[[int],
 
 
 def _connect(dsn: str, **kwargs: Any) -> psycopg.Connection:
-    return psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5, **kwargs)
+    """A probe's own connection. A login refused for want of a free slot (53300) is tried again for up to SLOT_WAIT_S:
+    what the probe observes is session state, and a slot frees itself as the last cell's backends finish exiting."""
+    deadline = time.monotonic() + SLOT_WAIT_S
+    while True:
+        try:
+            return psycopg.connect(dsn, prepare_threshold=None, connect_timeout=5, **kwargs)
+        except psycopg.OperationalError as exc:
+            if not _no_slot(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _no_slot(exc: psycopg.OperationalError) -> bool:
+    """Refused for want of a connection slot? libpq reports a refused login with no SQLSTATE, so the server's words
+    decide (53300: 'too many clients already', 'remaining connection slots are reserved ...')."""
+    text = str(exc)
+    return exc.sqlstate == "53300" or "too many clients already" in text or "remaining connection slots" in text
 
 
 def _notified(conn: psycopg.Connection, notify_dsn: str, names: Names) -> tuple[bool, str]:
