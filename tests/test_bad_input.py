@@ -67,7 +67,7 @@ def test_port_taken_names_the_port() -> None:
         s.listen()
         port = s.getsockname()[1]
         with pytest.raises(PortTaken, match=f"127.0.0.1:{port} \\(wanted for pgbouncer-session\\) is already in use"):
-            ensure_free(port, "pgbouncer-session")
+            ensure_free({port: "pgbouncer-session"})
 
 
 def test_missing_pgbouncer_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

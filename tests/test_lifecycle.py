@@ -69,17 +69,24 @@ def test_failed_start_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _my_runs() == before
 
 
-def test_fixed_port_taken_is_refused_before_starting() -> None:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", 6543))
-        except OSError:
-            pytest.skip("port 6543 is held by something else on this machine; the refusal is covered by test_bad_input")
-        s.listen()
+def test_fixed_ports_taken_are_refused_before_starting_all_named_in_one_line() -> None:
+    """Two of the fixed ports held (a fixed port in the ephemeral range may also be some client socket's for a moment):
+    one refusal naming both, before anything starts."""
+    with socket.socket() as a, socket.socket() as b:
+        for s, port in ((a, 6543), (b, 5432)):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                pytest.skip(f"port {port} is held by something else on this machine; test_bad_input covers the refusal")
+            s.listen()
         before = _my_runs()
-        with pytest.raises(PortTaken, match="6543"), NativeBackend(fixed_ports=True):
+        with pytest.raises(PortTaken) as refused, NativeBackend(fixed_ports=True):
             pass
+    message = str(refused.value)
+    assert "127.0.0.1:6543 (wanted for pgbouncer-transaction" in message, message
+    assert "127.0.0.1:5432 (wanted for pgbouncer-session" in message, message
+    assert "\n" not in message
     assert _my_runs() == before
 
 

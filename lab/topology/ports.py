@@ -32,14 +32,23 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def ensure_free(port: int, what: str) -> None:
-    """Fail with a message naming the port and its would-be owner, before a server fails obscurely."""
+def ensure_free(wanted: dict[int, str]) -> None:
+    """Fail with one line naming every taken port and its would-be owner (port -> what wants it), before a server
+    fails obscurely. All of them, not the first: a fixed port inside the ephemeral range can be some client socket's
+    for a moment, and the user should see the port they themselves hold too."""
+    taken = [port for port in wanted if not _bindable(port)]
+    if taken:
+        raise PortTaken(
+            "; ".join(f"port {HOST}:{port} (wanted for {wanted[port]}) is already in use" for port in taken)
+            + f"; stop what holds it (`ss -ltnp 'sport = :{taken[0]}'` shows it) or let the lab pick free ports"
+        )
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:
-            raise PortTaken(
-                f"port {HOST}:{port} (wanted for {what}) is already in use; stop what holds it "
-                f"(`ss -ltnp 'sport = :{port}'` shows it) or let the lab pick free ports"
-            ) from None
+            return False
+    return True

@@ -119,11 +119,8 @@ class NativeBackend(Backend):
             "pgbouncer-transaction": int(topo.settings["LAB_TRANSACTION_PORT"]),
             "pgbouncer-session": int(topo.settings["LAB_SESSION_PORT"]),
         }
-        ports = {}
-        for svc in topo.services.values():
-            port = fixed.get(svc.topology) or next(picked)
-            ensure_free(port, f"{svc.name} ({svc.topology})")
-            ports[svc.name] = port
+        ports = {svc.name: fixed.get(svc.topology) or next(picked) for svc in topo.services.values()}
+        ensure_free({ports[svc.name]: f"{svc.name} ({svc.topology})" for svc in topo.services.values()})
         return ports, tls_ports
 
     def _spawn(
