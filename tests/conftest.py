@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from lab.observe.server_view import fresh_pooler
 from lab.topology.backends.native import NativeBackend
 from lab.topology.runstate import RUNTIME_BASE
 
@@ -22,7 +23,12 @@ def _own_backend_choice(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="session")
 def topology():  # type: ignore[no-untyped-def]
+    """Every service of the compose file, the poolers that park parked, as a lab run leaves them before a cell through
+    none of them: pgagroal's prefill would otherwise hold 9 of the server's 22 client slots for the whole session,
+    and a target run's session-state probes found none free on a loaded machine. A test through such a pooler starts
+    it again with fresh_pooler."""
     with NativeBackend() as topo:
+        fresh_pooler(topo, None)
         yield topo
 
 
