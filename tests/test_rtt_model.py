@@ -44,3 +44,13 @@ def test_overhead_and_prediction() -> None:
     assert round(at20.error, 3) == round(2 / 49.5, 3)
     slopes = {(c, t): s for c, t, _, s, _, _ in slope_table(rows)}
     assert slopes[("asyncpg-default", "direct")] == 2.0
+
+
+def test_the_latency_plot_gives_every_topology_a_colour_of_its_own(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Eleven topologies (more than matplotlib's default cycle of ten): every one drawn, each in its own colour."""
+    from lab.report.network import distinct_colours
+
+    names = [f"topology-{i}" for i in range(11)]
+    colours = distinct_colours(names)
+    assert set(colours) == set(names)
+    assert len({str(c) for c in colours.values()}) == len(names)

@@ -175,7 +175,7 @@ def plot_overhead(rows: list[Row], path: Path, reach_ms: float = 200.0) -> Path 
     fig, ax = plt.subplots(figsize=(8.5, 5))
     version = tls_version(rows)
     clients = sorted({p.client for p in points})
-    colours = dict(zip(clients, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    colours = distinct_colours(clients)
     for client in clients:
         for tls in (False, True):
             pts = sorted((p for p in points if p.client == client and p.tls == tls), key=lambda p: p.rtt_ms)
@@ -270,7 +270,7 @@ def plot_latency(rows: list[Row], path: Path, matrix: list[Row] | None = None) -
     clients = sorted({c for c, _ in data} | {c for c, _ in failing if any(c == k[0] for k in data)})
     topologies = sorted({t for _, t in data})
     fig, ax = plt.subplots(figsize=(10, 0.35 * len(clients) + 1.8))
-    colours = dict(zip(topologies, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    colours = distinct_colours(topologies)
     floor = min(v["min"] for v in data.values()) / 1.6
     offset = 0.6 / max(1, len(topologies))
     for i, t in enumerate(topologies):
@@ -345,3 +345,15 @@ def target_overhead_markdown(rows: list[Row]) -> str:
             else f"| {code(client)} | ... | | {measured:.1f} | {r_rtt:.1f} | {d_rtt:.1f} | — | — |"
         )
     return "\n".join(out) + "\n"
+
+
+def distinct_colours(names: list[str]) -> dict[str, Any]:
+    """A colour of its own for each name: matplotlib's default cycle (ten) while it lasts, tab20 beyond it (eleven
+    topologies since pgagroal joined the default run: zipping the cycle left the eleventh without one)."""
+    import matplotlib.pyplot as plt
+
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    if len(names) <= len(cycle):
+        return dict(zip(names, cycle, strict=False))
+    palette = plt.get_cmap("tab20")
+    return {name: palette(i % palette.N) for i, name in enumerate(names)}
