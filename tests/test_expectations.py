@@ -220,3 +220,17 @@ def test_no_rule_holds_a_pooler_to_another_poolers_behaviour() -> None:
     newcomer = pgbouncer(pool_mode="transaction", pooler_version="1.0") | {"pooler": "newpooler"}
     with pytest.raises(LookupError):
         lookup(load(TABLE), "asyncpg-no-cache", "newpooler-transaction", "repeated-query", newcomer)
+
+
+def test_a_targets_free_running_batch_is_recorded_where_the_labs_own_pooler_holds_it() -> None:
+    """fetchmany's batch may or may not be moved to another server connection: the lab's own PgBouncer, on fresh
+    server connections, is held to 26000; a target's, whose server connections the lab neither ends nor orders, is
+    recorded (a loaded test run saw ok there). The first rule that applies wins, so the target's must come first."""
+    rules = load(Path("experiments/expectations.toml"))
+    facts = {"pool_mode": "transaction", "pooler": "pgbouncer", "pooler_version": "1.18.0"}
+    facts["prepared_statements"] = "not tracked"
+    for client in ("asyncpg-default", "asyncpg-unique-names"):
+        own = lookup(rules, client, "pgbouncer-transaction", "batch-insert", {**facts, "backend": "native"})
+        target = lookup(rules, client, "pgbouncer-transaction", "batch-insert", {**facts, "backend": "target"})
+        assert (own.outcome, own.sqlstate) == ("error", "26000"), own.describe()
+        assert target.outcome == "any", target.describe()
