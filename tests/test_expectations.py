@@ -222,10 +222,10 @@ def test_no_rule_holds_a_pooler_to_another_poolers_behaviour() -> None:
         lookup(load(TABLE), "asyncpg-no-cache", "newpooler-transaction", "repeated-query", newcomer)
 
 
-def test_a_targets_free_running_batch_is_recorded_where_the_labs_own_pooler_holds_it() -> None:
-    """fetchmany's batch may or may not be moved to another server connection: the lab's own PgBouncer, on fresh
-    server connections, is held to 26000; a target's, whose server connections the lab neither ends nor orders, is
-    recorded (a loaded test run saw ok there). The first rule that applies wins, so the target's must come first."""
+def test_a_targets_inherited_server_connections_record_what_their_history_decides_and_hold_the_fixes() -> None:
+    """On the lab's own PgBouncer each cell starts on fresh server connections and fetchmany's batch is held to 26000;
+    on a target's, which the lab neither ends nor orders, a client that names statements is recorded (loaded test runs
+    saw ok, 42P05 and 26000 there), while the fixes, which name nothing that outlives a transaction, stay held."""
     rules = load(Path("experiments/expectations.toml"))
     facts = {"pool_mode": "transaction", "pooler": "pgbouncer", "pooler_version": "1.18.0"}
     facts["prepared_statements"] = "not tracked"
@@ -234,3 +234,10 @@ def test_a_targets_free_running_batch_is_recorded_where_the_labs_own_pooler_hold
         target = lookup(rules, client, "pgbouncer-transaction", "batch-insert", {**facts, "backend": "target"})
         assert (own.outcome, own.sqlstate) == ("error", "26000"), own.describe()
         assert target.outcome == "any", target.describe()
+    for client in ("sqlalchemy-asyncpg-default", "psycopg-async-default", "node-postgres-js-default"):
+        for scenario in ("repeated-query", "transaction", "crossover"):
+            target = lookup(rules, client, "pgbouncer-transaction", scenario, {**facts, "backend": "target"})
+            assert target.outcome == "any", (client, scenario, target.describe())
+    for client in ("asyncpg-no-cache", "psycopg-async-no-prepare", "sqlalchemy-asyncpg-pgbouncer"):
+        target = lookup(rules, client, "pgbouncer-transaction", "repeated-query", {**facts, "backend": "target"})
+        assert target.outcome == "ok", (client, target.describe())
