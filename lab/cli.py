@@ -301,14 +301,22 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from lab.results.diff import as_json, diff_files, render
+    from lab.report.cost import disagreements
+    from lab.results.diff import as_json, diff_rows, read_result_file, render
 
-    d = diff_files(Path(args.baseline), Path(args.current))
+    before, after = read_result_file(Path(args.baseline)), read_result_file(Path(args.current))
+    d = diff_rows(before, after)
+    # the prices of two --cost runs: a timing is never a failure, but a reader wants to know they agree
+    compared, apart = disagreements(before, after)
     if args.json:
-        print(json.dumps(as_json(d), indent=1))
+        print(json.dumps({**as_json(d), "prices": {"compared": compared, "intervals_apart": apart}}, indent=1))
     else:
         for line in render(d):
             print(line)
+        if compared:
+            print(f"{compared} fix prices under concurrency compared, {len(apart)} whose 95% intervals do not overlap")
+            for line in apart:
+                print(f"  {line}")
     return 1 if d.failed else 0
 
 
@@ -380,7 +388,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     backend = choose(args.backend)  # once, before any environment is built: a backend that cannot run fails here
     console.print(f"sweep backend: {backend}")
-    runs = run(specs, args.scenarios, Path(args.results), progress=console.print, backend=backend)
+    runs = run(
+        specs, args.scenarios, Path(args.results), progress=console.print, backend=backend, topologies=args.topologies
+    )
     table: dict[str, dict[str, str]] = defaultdict(dict)
     columns = []
     for spec, version, path, _code in runs:
@@ -559,6 +569,7 @@ def parser() -> argparse.ArgumentParser:
         "packages", nargs="+", help="e.g. asyncpg==0.27.0 asyncpg==0.29.0 asyncpg  (no version: the newest)"
     )
     sweep.add_argument("--scenarios", help="comma-separated scenarios (default: all)")
+    sweep.add_argument("--topologies", help="comma-separated topologies (default: all)")
     sweep.add_argument("--json", action="store_true", help="print the outcome per version as JSON (for CI)")
     sweep.add_argument(
         "--shard",

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from lab.results.diff import diff_rows
+from lab.results.measures import CostMeasures
 from lab.results.outcome import Outcome
 from lab.results.rows import Row, RowWriter
 
@@ -141,3 +142,29 @@ def test_what_a_rule_leaves_open_is_not_a_change() -> None:
     assert diff_rows(
         [replace(before, expected=either)], [replace(after, expected=either, outcome=Outcome("ok"))]
     ).changes
+
+
+def _cost(low: float, high: float) -> Row:
+    versus = {"fixed": "asyncpg-default", "ratio": (low + high) / 2, "low": low, "high": high, "pairs": 6}
+    versus |= {"measurable": True, "stopped": "width", "fix_ops_per_s": 900.0, "fixed_ops_per_s": 1000.0}
+    return Row(
+        run_id="r",
+        experiment="cost",
+        cell="asyncpg-no-cache-direct-select-by-key-c8",
+        client={"name": "asyncpg-no-cache", "packages": {"asyncpg": "0.32.0"}},
+        topology={"name": "direct"},
+        scenario="select-by-key",
+        outcome=Outcome("ok"),
+        measures=CostMeasures(8, 4, 0.5, 450, 900.0, [880.0, 920.0], 1.0, [0.9, 1.1], 2.0, [1.8, 2.2], [versus]),
+    )
+
+
+def test_two_cost_runs_prices_are_compared_by_their_intervals(tmp_path: Path) -> None:
+    """The fix's price under concurrency in two runs: overlapping intervals agree, apart ones are named; a timing
+    never fails the diff."""
+    first = _write(tmp_path, "a.jsonl", [_cost(1.05, 1.15)])
+    done = _diff(first, _write(tmp_path, "b.jsonl", [_cost(1.10, 1.20)]))
+    assert done.returncode == 0 and "1 fix prices under concurrency compared, 0 whose" in done.stdout, done.stdout
+    done = _diff(first, _write(tmp_path, "c.jsonl", [_cost(1.20, 1.30)]))
+    assert done.returncode == 0 and ", 1 whose 95% intervals do not overlap" in done.stdout, done.stdout
+    assert "asyncpg-no-cache vs asyncpg-default through direct at 8: 1.050–1.150 and 1.200–1.300" in done.stdout

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import statistics
 
 import pytest
 
@@ -64,3 +65,49 @@ def test_interleaving_times_both_clients_alternately_and_stops(topology) -> None
     timed = calls[2 * price.WARMUP_PAIRS :]
     assert timed[:4] == ["a", "b", "b", "a"]  # the order flips each pair
     assert ratio.low <= ratio.ratio <= ratio.high
+
+
+def test_a_few_pairs_take_students_t_not_the_normal() -> None:
+    """Four pairs: the interval is Student's t (3 degrees of freedom) wide, not the normal's, which would claim a
+    precision four pairs do not have."""
+    fixed = [1.0, 1.0, 1.0, 1.0]
+    fix = [1.1, 1.2, 1.1, 1.2]
+    found = price.ratio_of(fix, fixed)
+    logs = [math.log(x) for x in fix]
+    half = 3.182 * statistics.stdev(logs) / 2
+    assert found.high == pytest.approx(math.exp(statistics.fmean(logs) + half))
+    assert price.t95(3) == 3.182 and price.t95(45) == pytest.approx(1.96, abs=0.001)
+
+
+def test_throughput_against_alternates_windows_and_says_why_it_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both clients open at once; after a warm-up window each, the windows of the fix and of what it fixes
+    alternate, the order flipping each pair (A B, B A, A B ...), until the interval is narrow enough or the budget
+    is spent; both are closed."""
+    from lab.workloads import throughput
+
+    windows: list[str] = []
+    events: list[str] = []
+
+    class Side:
+        def __init__(self, name: str, rate: float) -> None:
+            self.name, self.rate = name, rate
+
+        async def open(self) -> None:
+            events.append(f"open {self.name}")
+
+        async def close(self) -> None:
+            events.append(f"close {self.name}")
+
+    async def window(client: Side, concurrency: int, duration: float, warmup_s: float = 0.0) -> throughput.Throughput:
+        windows.append(client.name)
+        return throughput.Throughput(1, client.rate, (client.rate, client.rate), 1.0, (1.0, 1.0), 1.0, (1.0, 1.0))
+
+    monkeypatch.setattr(throughput, "window", window)
+    fix, fixed = Side("fix", 500.0), Side("fixed", 1000.0)
+    got = asyncio.run(throughput.against(fix, fixed, "fixed", 2, budget_s=0.0))  # type: ignore[arg-type]
+    pairs = throughput.RATIO_MIN_PAIRS
+    assert got.stopped == "width" and got.ratio.pairs == pairs  # no spread: the interval is as narrow as can be
+    assert got.ratio.ratio == pytest.approx(2.0)  # half the queries per second: twice the time per query
+    assert windows[:6] == ["fix", "fixed", "fix", "fixed", "fixed", "fix"] and len(windows) == 2 + 2 * pairs
+    assert sorted(events) == ["close fix", "close fixed", "open fix", "open fixed"]
+    assert throughput.fits(None, 32) and throughput.fits(5, 1) and not throughput.fits(5, 8)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from lab.report.cost import cost_markdown, prices_markdown
+from lab.report.cost import cost_markdown, prices_markdown, versus_markdown
 from lab.report.data import Rows, load_rows, versions_of
 from lab.report.matrix import matrix_markdown
 from lab.report.network import (
@@ -102,6 +102,9 @@ def build_markdown(data: Rows, out_dir: Path, fragments: Fragments) -> str:
         parts += [prices_markdown(prices), ""]
     if cost:
         parts += ["Under concurrency (`--cost`):", "", cost_markdown(cost), ""]
+        versus = versus_markdown(cost)
+        if versus:
+            parts += [versus, ""]
     overhead = [r for r in data.of("latency") if getattr(r.measures, "harness_overhead_pct", None) is not None]
     if latency_png:
         parts += [
@@ -119,9 +122,10 @@ def build_markdown(data: Rows, out_dir: Path, fragments: Fragments) -> str:
 
 
 def _overhead_markdown(rows: list) -> str:
-    """Each latency median beside the same INSERT timed in a plain loop on the same open client (same run): the
-    harness's cost, which should stay within 5%; a busy machine makes both noisier."""
-    out = ["| cell | harnessed median (ms) | plain loop median (ms) | overhead |", "|---|---|---|---|"]
+    """Each latency median beside the same INSERT written with the driver alone (lab.workloads.plain), timed
+    interleaved with it on the same driver pool (same run): the lab's cost, which should stay within 5%; a busy
+    machine makes both noisier."""
+    out = ["| cell | lab's median (ms) | plain driver loop median (ms) | overhead |", "|---|---|---|---|"]
     over = 0
     for r in sorted(rows, key=lambda r: r.cell):
         pct = r.m.harness_overhead_pct

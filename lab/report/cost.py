@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from lab.report.data import Rows
 from lab.report.text import code, text
+from lab.results.measures import price_verdict
 from lab.results.rows import Row
 
 
@@ -54,6 +55,57 @@ def cost_markdown(rows: list[Row]) -> str:
             )
         out.append("")
     return "\n".join(out)
+
+
+def versus_markdown(rows: list[Row]) -> str:
+    """The cost rows' ratios: each fix against what it fixes under concurrency (throughput.against); empty without."""
+    found = [(r, v) for r in rows if r.measures is not None and getattr(r.m, "versus", None) for v in r.m.versus]
+    if not found:
+        return ""
+    out = [
+        "Under concurrency, each fix against what it fixes where both work: windows of each, alternately, until the "
+        "95% interval of the ratio of times per query (fix / fixed) is narrower than the target or the time allowed "
+        "runs out.",
+        "",
+        "| fix | instead of | topology | concurrency | price | pairs | queries/s (fix / fixed) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r, v in found:
+        head = f"| {code(r.client['name'])} | {code(v['fixed'])} | {text(r.topology['name'])} | {r.m.concurrency} "
+        if "error" in v:
+            out.append(head + f"| {code(v['error'], 60)} | | |")
+            continue
+        budget = "" if v["stopped"] == "width" else " (time allowed ran out)"
+        verdict = price_verdict(v["ratio"], v["low"], v["high"], v["measurable"]) + budget
+        out.append(
+            head + f"| {text(verdict)} | {v['pairs']} | {v['fix_ops_per_s']:,.0f} / {v['fixed_ops_per_s']:,.0f} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def disagreements(first: list[Row], second: list[Row]) -> tuple[int, list[str]]:
+    """Two `--cost` runs' ratios, fix by fix: how many were compared, and each pair whose 95% intervals do not
+    overlap (the runs disagree beyond what either measured)."""
+
+    def ratios(rows: list[Row]) -> dict[tuple[str, str, str, int], dict]:
+        return {
+            (r.client["name"], v["fixed"], r.topology["name"], r.m.concurrency): v
+            for r in rows
+            if r.experiment == "cost" and r.measures is not None and getattr(r.m, "versus", None)
+            for v in r.m.versus
+            if "error" not in v
+        }
+
+    a, b = ratios(first), ratios(second)
+    both = sorted(set(a) & set(b))
+    apart = [
+        f"{fix} vs {fixed} through {topology} at {n}: {a[k]['low']:.3f}–{a[k]['high']:.3f} "
+        f"and {b[k]['low']:.3f}–{b[k]['high']:.3f}"
+        for k in both
+        for fix, fixed, topology, n in [k]
+        if a[k]["high"] < b[k]["low"] or b[k]["high"] < a[k]["low"]
+    ]
+    return len(both), apart
 
 
 def prices_markdown(rows: list[Row]) -> str:

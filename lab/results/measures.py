@@ -143,8 +143,9 @@ class LatencyMeasures(Measures):
     client_pool_size: int
     rtt_ms: float
     tls: bool
-    #: the same INSERT through the same open client in a plain loop beside the benchmark, and the harness's
-    #: overhead: (benchmark median - bare median) / bare median, in percent
+    #: the same INSERT as a user would write it with the driver alone (lab.workloads.plain), on the driver object the
+    #: configuration opened, one call before each measured round; and the lab's overhead against it:
+    #: (benchmark median - plain median) / plain median, in percent. None where the driver has no plain loop.
     bare_median_ms: float | None = None
     harness_overhead_pct: float | None = None
 
@@ -214,6 +215,11 @@ class CostMeasures(Measures):
     p50_ci_ms: list[float]
     p99_ms: float
     p99_ci_ms: list[float]
+    #: a fix's price under this concurrency against each configuration it fixes that works here (lab.plan's
+    #: PRICE_TOPOLOGIES: the server and a session pooler): windows of each timed alternately (throughput.against),
+    #: the ratio of times per query (fix / fixed) with its 95% interval; None for a configuration that fixes nothing
+    #: or a topology where what it fixes fails
+    versus: list[dict[str, Any]] | None = None
 
 
 BY_EXPERIMENT: dict[str, type[Measures]] = {

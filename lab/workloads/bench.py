@@ -25,7 +25,7 @@ class Measurement:
     warmup: int
     outcome: Outcome = OK
     samples: list[float] = field(default_factory=list)  # seconds, warm-up rounds included
-    bare: list[float] = field(default_factory=list)  # seconds: the same call in a plain loop, no harness around it
+    bare: list[float] = field(default_factory=list)  # seconds: the same INSERT in a plain driver loop, no lab around it
 
     @property
     def timed(self) -> list[float]:
@@ -63,33 +63,40 @@ def measure(
     client: Any,
     operation: Callable[[], Awaitable[Any]],
     into: Measurement,
-    bare: Callable[[], Awaitable[Any]] | None = None,
+    plain: Callable[[], Callable[[], Awaitable[Any]] | None] | None = None,
+    check: Callable[[Any], None] | None = None,
 ) -> None:
     """Open the client, time `operation` for the rounds asked, close it; a failure is recorded, then raised.
-    With `bare`, one call of it is timed before each round, outside pytest-benchmark's timing and with no scenario
-    around it (the same driver call, interleaved with the measured ones): the lab's own overhead is the difference
-    between the two medians. The first `warmup` plain calls are dropped like the measured warm-up rounds."""
+    With `plain`, asked once the client is open for the call a user would write with the driver alone
+    (lab.workloads.plain; None: there is none), one such call is timed before each round, outside pytest-benchmark's
+    timing (interleaved with the measured ones, so a drift in the machine's speed hits both alike): the lab's own
+    overhead is the difference between the two medians. The first `warmup` plain calls are dropped like the
+    measured warm-up rounds. With `check`, what `operation` returned is checked once the timer has stopped (the lab's
+    own work, not the configuration's)."""
     loop = asyncio.new_event_loop()
 
     async def once() -> None:
         # timed inside the loop: entering and leaving the event loop for each round (tens of microseconds) is the
         # harness's cost, not the call's; pytest-benchmark's own figures include it, the row's samples do not
         t0 = time.perf_counter()
-        await operation()
+        got = await operation()
         into.samples.append(time.perf_counter() - t0)
+        if check is not None:
+            check(got)
 
     def timed() -> None:
         loop.run_until_complete(once())
 
     try:
         loop.run_until_complete(client.open())
+        bare = plain() if plain is not None else None
         gc.collect()
         gc.freeze()
         try:
 
             def setup() -> None:
                 _settle()
-                if bare is not None:  # one plain call before each round: interleaved, a drift in speed hits both alike
+                if bare is not None:  # one plain call before each round
                     loop.run_until_complete(_plain_loop(bare, 1, into.bare))
 
             benchmark.pedantic(timed, setup=setup, rounds=into.rounds, warmup_rounds=into.warmup, iterations=1)

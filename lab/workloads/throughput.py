@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from lab.clients.python.base import Client
+from lab.workloads.price import Ratio, ratio_of
 
 QUERY = "SELECT abalance FROM pgbench_accounts WHERE aid = :aid"
 ACCOUNTS = 100_000  # pgbench -i -s 1
@@ -88,38 +89,117 @@ def _quantile(ms: list[float], q: float) -> tuple[float, tuple[float, float]]:
     return round(at(n * q), 3), (round(at(n * q - half), 3), round(at(n * q + half), 3))
 
 
-async def run(client: Client, concurrency: int, duration: float = DURATION_S) -> Throughput:
-    """`concurrency` workers asking QUERY as fast as they can through one open client."""
+async def run(client: Client, concurrency: int, duration: float = DURATION_S, warmup_s: float = WARMUP_S) -> Throughput:
+    """`concurrency` workers asking QUERY as fast as they can through one client, opened here and closed after."""
     await client.open()
     try:
-        done: list[tuple[float, float]] = []
-        begin = time.perf_counter()
-        start, stop = begin + WARMUP_S, begin + WARMUP_S + duration
-
-        async def worker(w: int) -> None:
-            i = 0
-            while (now := time.perf_counter()) < stop:
-                aid = (w * 7919 + i * 104_729) % ACCOUNTS + 1  # spread over the table, the same on every run
-                await client.fetch(QUERY, {"aid": aid})
-                end = time.perf_counter()
-                if start <= end < stop:
-                    done.append((end, end - now))
-                i += 1
-
-        tasks = [asyncio.ensure_future(worker(w)) for w in range(concurrency)]
-        finished, waiting = await asyncio.wait(tasks, timeout=WARMUP_S + duration + GRACE_S)
-        for t in waiting:
-            t.cancel()
-        for t in finished:
-            t.result()  # a worker's error is the cell's
-        if waiting:
-            raise Stuck(
-                f"{len(waiting)} of {concurrency} workers still waiting {GRACE_S:g}s after the window "
-                f"({len(done)} queries answered in it)"
-            )
-        return summarize(done, start, duration)
+        return await window(client, concurrency, duration, warmup_s)
     finally:
         await asyncio.wait_for(client.close(), timeout=10)
+
+
+async def window(client: Client, concurrency: int, duration: float, warmup_s: float = 0.0) -> Throughput:
+    """`concurrency` workers asking QUERY as fast as they can through an open client: what completed in the window
+    after `warmup_s`."""
+    done: list[tuple[float, float]] = []
+    begin = time.perf_counter()
+    start, stop = begin + warmup_s, begin + warmup_s + duration
+
+    async def worker(w: int) -> None:
+        i = 0
+        while (now := time.perf_counter()) < stop:
+            aid = (w * 7919 + i * 104_729) % ACCOUNTS + 1  # spread over the table, the same on every run
+            await client.fetch(QUERY, {"aid": aid})
+            end = time.perf_counter()
+            if start <= end < stop:
+                done.append((end, end - now))
+            i += 1
+
+    tasks = [asyncio.ensure_future(worker(w)) for w in range(concurrency)]
+    finished, waiting = await asyncio.wait(tasks, timeout=warmup_s + duration + GRACE_S)
+    for t in waiting:
+        t.cancel()
+    for t in finished:
+        t.result()  # a worker's error is the cell's
+    if waiting:
+        raise Stuck(
+            f"{len(waiting)} of {concurrency} workers still waiting {GRACE_S:g}s after the window "
+            f"({len(done)} queries answered in it)"
+        )
+    return summarize(done, start, duration)
+
+
+# -- a fix against the configuration it fixes, under concurrency -----------------------------------
+
+#: one window of each client in a pair: short, so that many pairs fit the budget
+RATIO_WINDOW_S = 0.1
+#: untimed, before the first pair: each client's first queries (a driver's type lookups, its first prepare)
+RATIO_WARMUP_S = 0.1
+#: pairs before the interval is first looked at; the interval aimed for (as a latency price's); the time allowed
+RATIO_MIN_PAIRS = 6
+RATIO_WIDTH = 0.06
+RATIO_BUDGET_S = 3.0
+
+
+@dataclass(frozen=True)
+class Versus:
+    """The fix's time per query over the fixed configuration's, at one concurrency: windows of each alternately."""
+
+    fixed: str
+    ratio: Ratio
+    stopped: str  # "width" | "budget"
+    fix_ops_per_s: float  # medians of the windows, for the reader
+    fixed_ops_per_s: float
+
+
+async def against(
+    fix: Client,
+    fixed: Client,
+    fixed_name: str,
+    concurrency: int,
+    budget_s: float = RATIO_BUDGET_S,
+    width: float = RATIO_WIDTH,
+) -> Versus:
+    """Both clients open at once, `concurrency` workers through `fix` for one window, then through `fixed`, the order
+    flipping each pair (A B, B A, ...), until the ratio's 95% interval is narrower than `width` or `budget_s` has
+    passed. The ratio is of times per query (1 / queries per second), fix over fixed, as a latency price is: above
+    1, the fix costs throughput. Both open means both pools' connections at once: where a session pooler holds too
+    few server connections for both, the caller measures no ratio (lab.plan.PRICE_TOPOLOGIES, `fits`)."""
+    fix_s: list[float] = []
+    fixed_s: list[float] = []
+    await fix.open()
+    try:
+        await fixed.open()
+        try:
+            for client in (fix, fixed):
+                await window(client, concurrency, RATIO_WARMUP_S)
+            deadline = time.monotonic() + budget_s
+            while True:
+                sides = ((fix, fix_s), (fixed, fixed_s))
+                for client, into in sides if len(fix_s) % 2 == 0 else sides[::-1]:
+                    got = await window(client, concurrency, RATIO_WINDOW_S)
+                    into.append(1 / got.ops_per_s if got.ops_per_s > 0 else math.inf)
+                if len(fix_s) >= RATIO_MIN_PAIRS:
+                    found = ratio_of(fix_s, fixed_s)
+                    stopped = "width" if found.width <= width else "budget" if time.monotonic() > deadline else ""
+                    if stopped:
+                        return Versus(
+                            fixed_name,
+                            found,
+                            stopped,
+                            round(1 / statistics.median(fix_s), 1),
+                            round(1 / statistics.median(fixed_s), 1),
+                        )
+        finally:
+            await asyncio.wait_for(fixed.close(), timeout=10)
+    finally:
+        await asyncio.wait_for(fix.close(), timeout=10)
+
+
+def fits(server_connections: int | None, concurrency: int) -> bool:
+    """Whether two clients' pools at `concurrency` can be open at once through a pooler holding `server_connections`
+    per user (None: the server itself, whose connection limit the lab's run stays far below)."""
+    return server_connections is None or 2 * connections(concurrency) <= server_connections
 
 
 # -- pgbench -S, the ceiling ---------------------------------------------------------------------

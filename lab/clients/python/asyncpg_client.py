@@ -83,6 +83,8 @@ class AsyncpgUniqueNamesClient(AsyncpgClient):
     """What SQLAlchemy's prepared_statement_name_func does, without SQLAlchemy (and its NullPool): every statement
     prepared under a name of its own, so no two client connections can collide on a name."""
 
+    names_each_statement = True  # the latency experiment's plain loop (lab.workloads.plain) prepares the same way
+
     name = "asyncpg-unique-names"
     group = "variant"
     description = (

@@ -8,6 +8,7 @@ statement in its own transaction (as an application's single query does); a
 
 from __future__ import annotations
 
+import functools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -26,6 +27,14 @@ _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 def to_dollar(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
     """`:name` → `$1` for asyncpg, with the values in order."""
+    converted, order = _dollar(sql)
+    return converted, [params[name] for name in order]
+
+
+@functools.lru_cache(maxsize=1024)
+def _dollar(sql: str) -> tuple[str, tuple[str, ...]]:
+    """A statement's text in asyncpg's style and its parameters' order, worked out once per text: an application has
+    its statements in that style in its source, so converting them must not weigh on the lab's timings."""
     order: list[str] = []
 
     def repl(m: re.Match[str]) -> str:
@@ -33,12 +42,12 @@ def to_dollar(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
             order.append(m.group(1))
         return f"${order.index(m.group(1)) + 1}"
 
-    converted = _PARAM.sub(repl, sql)
-    return converted, [params[name] for name in order]
+    return _PARAM.sub(repl, sql), tuple(order)
 
 
+@functools.lru_cache(maxsize=1024)
 def to_pyformat(sql: str) -> str:
-    """`:name` → `%(name)s` for psycopg and psycopg2."""
+    """`:name` → `%(name)s` for psycopg and psycopg2 (once per text, as to_dollar)."""
     return _PARAM.sub(lambda m: f"%({m.group(1)})s", sql.replace("%", "%%"))
 
 

@@ -88,6 +88,12 @@ async def perform(client: Client, op: Operation, order: Order | None = None, me:
     finally:
         if order is not None:
             order.mark_done(me)
+    check(op, results)
+
+
+def check(op: Operation, results: Sequence[Any]) -> None:
+    """Every answer of an operation held to what its statement must return: WrongResult with both, where one is not.
+    Apart from perform for a benchmark, which checks after its timer stops (lab.workloads.bench)."""
     for statement, rows in zip(op.statements, results, strict=True):
         if statement.expect is not None and not rows_match(statement.expect, rows, results):
             raise WrongResult(statement.what or statement.sql, plain(rows), _shown_expect(statement.expect, results))
@@ -203,15 +209,20 @@ async def run_cell(
         result.outcomes.append(hang)
         if result.outcome.kind == "ok":
             result.outcome = hang
-        if client is not None:
-            await _close(client)
+        if client is not None:  # its connections still wait for answers that will not come: a graceful close would too
+            await _close(client, HUNG_CLOSE_S)
     result.elapsed_s = time.perf_counter() - started
     return result
 
 
-async def _close(client: Any) -> None:
+#: how long a client's close may take: a healthy pool gives its connections back at once; a hung one's connections
+#: wait for answers that will not come, and what is left of them goes with the cell's event loop
+CLOSE_S, HUNG_CLOSE_S = 5.0, 1.0
+
+
+async def _close(client: Any, within: float = CLOSE_S) -> None:
     try:
-        await asyncio.wait_for(client.close(), timeout=5)
+        await asyncio.wait_for(client.close(), timeout=within)
     except Exception:
         pass
 

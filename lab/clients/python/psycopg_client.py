@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,33 +23,39 @@ from lab.results.outcome import PhaseError, in_phase
 
 
 class _Keep(logging.Handler):
+    """psycopg_pool's logged connection errors, numbered as they come (the last few kept): installed once, so a
+    statement pays for reading a counter, not for adding and removing a handler on a global logger."""
+
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.errors: list[BaseException] = []
+        self.seen = 0
+        self.last: deque[tuple[int, BaseException]] = deque(maxlen=16)
 
     def emit(self, record: logging.LogRecord) -> None:
         for arg in record.args if isinstance(record.args, tuple) else ():
             if isinstance(arg, BaseException):
-                self.errors.append(arg)
+                self.seen += 1
+                self.last.append((self.seen, arg))
+
+
+_KEEP = _Keep()
+logging.getLogger("psycopg.pool").addHandler(_KEEP)
 
 
 @contextmanager
-def capture_pool_errors() -> Iterator[_Keep]:
-    """While open: psycopg_pool's logged connection errors; a PoolTimeout is re-raised from the last."""
-    logger = logging.getLogger("psycopg.pool")
-    keep = _Keep()
-    logger.addHandler(keep)
+def capture_pool_errors() -> Iterator[None]:
+    """While open: a PoolTimeout is re-raised from the last connection error psycopg_pool logged meanwhile."""
+    start = _KEEP.seen
     try:
-        yield keep
+        yield
     except PoolTimeout as exc:
-        if keep.errors:
+        logged = [error for n, error in _KEEP.last if n > start]
+        if logged:
             # the pool never got a connection: the failure was at connect, whatever
             # the application was doing when it gave up waiting
-            exc.__cause__ = keep.errors[-1]
+            exc.__cause__ = logged[-1]
             raise PhaseError("connect", exc) from exc
         raise
-    finally:
-        logger.removeHandler(keep)
 
 
 def with_libpq(versions: dict[str, str]) -> dict[str, str]:
