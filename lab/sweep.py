@@ -105,6 +105,7 @@ def run(
     results: Path = RESULTS_DIR,
     progress=print,
     backend: str = "native",
+    topologies: str | None = None,
 ) -> list[tuple[Spec, str, Path, int]]:
     """One matrix run per spec; returns (spec, installed version, rows file, pytest exit code)."""
     out = []
@@ -129,6 +130,8 @@ def run(
         ]
         if scenarios:
             args.append(f"--lab-scenarios={scenarios}")
+        if topologies:
+            args.append(f"--lab-topologies={topologies}")
         code = subprocess.run(args, cwd=ROOT).returncode
         out.append((spec, version, results / "runs" / f"{run_id}.jsonl", code))
     return out
