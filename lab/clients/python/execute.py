@@ -195,7 +195,11 @@ async def run_cell(
                     if not keep_going:
                         break
                 finally:
-                    await _close(client)
+                    # the cell's limit cancelling this iteration: a hang, whose connections wait for answers that
+                    # will not come (a graceful close would wait with them)
+                    task = asyncio.current_task()
+                    hung = task is not None and task.cancelling() > 0
+                    await _close(client, HUNG_CLOSE_S if hung else CLOSE_S)
                     client = None
                     if after_iteration is not None:
                         after_iteration()
