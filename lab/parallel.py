@@ -29,6 +29,7 @@ from lab.options import LabOptions, to_pytest_args
 from lab.paths import EXPERIMENTS_DIR, ROOT
 from lab.plan import Plan
 from lab.results.rows import RowWriter
+from lab.results.timings import CellTimes
 
 #: what a cell of each experiment costs against a matrix cell, roughly (measured on the reference machine): used only
 #: to balance the parts, never to decide anything
@@ -57,12 +58,22 @@ class Part:
         return self.results / "runs" / f"{self.run_id}.jsonl"
 
 
-def split(plan: Plan, jobs: int) -> list[tuple[str, ...]]:
-    """The plan's topologies in `jobs` groups of about equal cost (largest first, each to the lightest group)."""
+def split(plan: Plan, jobs: int, times: CellTimes | None = None) -> list[tuple[str, ...]]:
+    """The plan's topologies in `jobs` groups of about equal cost (largest first, each to the lightest group).
+
+    A cell's cost is what its experiment's cells took through its topology in the runs `times` kept (seconds per
+    cell), and otherwise its experiment's WEIGHTS against a matrix cell, in seconds where `times` knows what a matrix
+    cell takes: one pooler's cells may take ten times another's (pgagroal's session-state probes wait out its
+    blocking_timeout), which no static weight per experiment can know."""
+    known = [v for (e, _), v in (times.spent.items() if times else ()) if e == "matrix"]
+    unit = sum(s for s, _ in known) / sum(n for _, n in known) if known else 1.0
     cost: dict[str, float] = {}
     for name, cells in plan.cells.items():
         for c in cells:
-            cost[c.topology] = cost.get(c.topology, 0.0) + WEIGHTS.get(name, 1.0)
+            measured = times.per_cell(name, c.topology) if times else None
+            cost[c.topology] = cost.get(c.topology, 0.0) + (
+                measured if measured is not None else WEIGHTS.get(name, 1.0) * unit
+            )
     groups: list[list[str]] = [[] for _ in range(max(1, min(jobs, len(cost))))]
     loads = [0.0] * len(groups)
     for topology, weight in sorted(cost.items(), key=lambda kv: -kv[1]):
@@ -86,7 +97,7 @@ def run_parts(
     results = Path(opts.results)
     parts = [
         Part(i + 1, group, f"{opts.run_id}-p{i + 1}", results / "parts" / opts.run_id / str(i + 1))
-        for i, group in enumerate(split(plan, jobs))
+        for i, group in enumerate(split(plan, jobs, CellTimes.read(results)))
     ]
     for part in parts:
         part.results.mkdir(parents=True, exist_ok=True)
@@ -163,6 +174,9 @@ def merge(opts: LabOptions, parts: list[Part]) -> Path:
             head = head or {k: v for k, v in doc.items() if k != "benchmarks"}
             benchmarks += doc.get("benchmarks", [])
     (results / "benchmark.json").write_text(json.dumps({**head, "benchmarks": benchmarks}, indent=1))
+    measured = CellTimes.merged(part.results for part in parts)
+    if measured.spent:
+        measured.write(results)  # what the next run splits by
     shutil.rmtree(results / "parts" / opts.run_id, ignore_errors=True)  # every row is in the run's file now
     with contextlib.suppress(OSError):
         (results / "parts").rmdir()  # only when no other run's parts are there

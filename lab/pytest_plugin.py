@@ -9,6 +9,7 @@ recorder of the test's own cell: a test passes only what it observed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import Counter, defaultdict
@@ -30,6 +31,7 @@ from lab.proxies.tenant import OTHER_REGION, OTHER_TENANT, ROUTES, TenantRouter
 from lab.results.expectations import Expectation, check_names, load
 from lab.results.recorder import Recorder
 from lab.results.rows import RowWriter
+from lab.results.timings import CellTimes
 from lab.topology.backends import Watched, start_for_session
 from lab.topology.model import Endpoint, EndpointFacts, Topology
 from lab.topology.runstate import RunState, new_run_id
@@ -44,6 +46,7 @@ RUN = pytest.StashKey["LabRun"]()
 SELECTED = pytest.StashKey[Counter[str]]()
 #: where the session's seconds went: bring-up, each experiment's cells (their setup, call and teardown), teardown
 PROFILE = pytest.StashKey["defaultdict[str, float]"]()
+TIMES = pytest.StashKey[CellTimes]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -349,8 +352,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     started = time.monotonic()
     yield
     if marker is not None:
-        elapsed = time.monotonic() - started - (profile["bring-up"] + profile["teardown"] - before)
-        profile[f"experiment {marker.args[0]}"] += max(0.0, elapsed)
+        elapsed = max(0.0, time.monotonic() - started - (profile["bring-up"] + profile["teardown"] - before))
+        profile[f"experiment {marker.args[0]}"] += elapsed
+        cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
+        if isinstance(cell, Cell):  # kept for the next run's split into parts (lab.parallel)
+            item.config.stash.setdefault(TIMES, CellTimes()).add(marker.args[0], cell.topology, elapsed)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -383,10 +389,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A dead server makes the session's status 3 (the environment); with --lab-baseline, every cell whose outcome
     changed against the baseline, and a failing exit status."""
+    opts = session.config.stash.get(OPTIONS, None)
+    times = session.config.stash.get(TIMES, None)
+    if opts is not None and times is not None and opts.target is None:  # a target's times are not the lab's
+        with contextlib.suppress(OSError):
+            times.write(Path(opts.results))
     if session.config.stash.get(DIED, ""):
         session.exitstatus = ENVIRONMENT
         return
-    opts = session.config.stash.get(OPTIONS, None)
     writer = session.config.stash.get(ROWS, None)
     if opts is None or not opts.baseline or writer is None:
         return

@@ -12,6 +12,7 @@ from lab.parallel import split
 from lab.plan import Plan
 from lab.results.diff import diff_files
 from lab.results.rows import read_rows
+from lab.results.timings import CellTimes
 
 ROOT = Path(__file__).resolve().parent.parent
 NARROW = [
@@ -57,3 +58,26 @@ def test_parts_side_by_side_give_the_serial_runs_outcomes(tmp_path: Path) -> Non
     diff = diff_files(serial / "latest.jsonl", side / "latest.jsonl")
     assert diff.compared == len(rows) and not diff.changes and not diff.only_before and not diff.only_after, diff
     assert not (side / "parts").exists(), "the parts' directories outlived the merge"
+
+
+def test_measured_times_balance_the_parts_and_survive_a_narrowed_run(tmp_path: Path) -> None:
+    """What a run measured decides the next split: a topology whose cells took far longer than the static weights
+    say gets a part of its own; a narrowed run's times replace only the pairs it ran."""
+    plan = Plan.build(LabOptions())
+    topologies = sorted({c.topology for cells in plan.cells.values() for c in cells})
+    heavy = topologies[0]
+    times = CellTimes()
+    for name, cells in plan.cells.items():
+        for c in cells:
+            times.add(name, c.topology, 10.0 if c.topology == heavy else 0.1)
+    times.write(tmp_path)
+    groups = split(plan, 3, CellTimes.read(tmp_path))
+    assert (heavy,) in groups, groups
+    narrowed = CellTimes()
+    narrowed.add("matrix", heavy, 0.2)
+    narrowed.write(tmp_path)
+    kept = CellTimes.read(tmp_path)
+    assert kept is not None and kept.per_cell("matrix", heavy) == 0.2
+    assert kept.per_cell("apps", heavy) == 10.0  # not measured this time: kept
+    (tmp_path / "times.json").write_text("not json")
+    assert CellTimes.read(tmp_path) is None  # an unreadable file is no times, not an error
