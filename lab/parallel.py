@@ -62,10 +62,11 @@ def split(plan: Plan, jobs: int, times: CellTimes | None = None) -> list[tuple[s
     """The plan's topologies in `jobs` groups of about equal cost (largest first, each to the lightest group).
 
     A cell's cost is what its experiment's cells took through its topology in the runs `times` kept (seconds per
-    cell), and otherwise its experiment's WEIGHTS against a matrix cell, in seconds where `times` knows what a matrix
-    cell takes: one pooler's cells may take ten times another's (pgagroal's session-state probes wait out its
-    blocking_timeout), which no static weight per experiment can know."""
-    known = [v for (e, _), v in (times.spent.items() if times else ()) if e == "matrix"]
+    cell), and otherwise its experiment's WEIGHTS against a matrix cell, turned into seconds by what the measured
+    pairs took per unit of their weights: one pooler's cells may take ten times another's (pgagroal's session-state
+    probes wait out its blocking_timeout), which no static weight per experiment can know."""
+    # seconds per unit of WEIGHTS, from every pair measured (a narrowed run may have timed no matrix cell)
+    known = [(s / WEIGHTS.get(e, 1.0), n) for (e, _), (s, n) in (times.spent.items() if times else ()) if n]
     unit = sum(s for s, _ in known) / sum(n for _, n in known) if known else 1.0
     cost: dict[str, float] = {}
     for name, cells in plan.cells.items():

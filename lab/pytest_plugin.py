@@ -391,7 +391,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     changed against the baseline, and a failing exit status."""
     opts = session.config.stash.get(OPTIONS, None)
     times = session.config.stash.get(TIMES, None)
-    if opts is not None and times is not None and opts.target is None:  # a target's times are not the lab's
+    run = session.config.stash.get(RUN, None)
+    # what the native parts are split by (lab.parallel): a target's or a container's times are not theirs
+    if opts is not None and times is not None and run is not None and run.topology.backend == "native":
         with contextlib.suppress(OSError):
             times.write(Path(opts.results))
     if session.config.stash.get(DIED, ""):
