@@ -51,20 +51,7 @@ def _versus(cell: Cell[int], fixed: str, make: Callable[[str], Client], concurre
     except Exception as exc:
         failed = classify(exc)
         return {"fixed": fixed, "error": f"{failed.kind}: {failed.error_class or ''} {failed.message or ''}".strip()}
-    return {
-        "fixed": v.fixed,
-        "ratio": round(v.ratio.ratio, 4),
-        "low": round(v.ratio.low, 4),
-        "high": round(v.ratio.high, 4),
-        "pairs": v.ratio.pairs,
-        "measurable": v.ratio.measurable,
-        "stopped": v.stopped,
-        "target_width": throughput.RATIO_WIDTH,
-        "budget_s": throughput.RATIO_BUDGET_S,
-        "window_s": throughput.RATIO_WINDOW_S,
-        "fix_ops_per_s": v.fix_ops_per_s,
-        "fixed_ops_per_s": v.fixed_ops_per_s,
-    }
+    return v.as_row()
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +65,9 @@ def test_cost(cell: Cell[int], lab_topology: Topology, record: Recorder, pgbench
     endpoint = lab_topology.endpoint(cell.topology)
     concurrency = cell.case
     facts = record.facts
+    held = (
+        endpoint.facts.pool_size if endpoint.facts.pool_mode == "session" else None
+    )  # server connections a session pooler has
     ceiling = cell.client.name == "pgbench-S"  # the lab's own tool, not a configuration under test
     if ceiling:
         facts = facts.with_(pgbench=throughput.pgbench_version())
@@ -86,7 +76,6 @@ def test_cost(cell: Cell[int], lab_topology: Topology, record: Recorder, pgbench
         if reason:
             pytest.skip(reason)
         opens = client_class(cell.client.name).most_connections(throughput.connections(concurrency), concurrency)
-        held = endpoint.facts.pool_size if endpoint.facts.pool_mode == "session" else None
         if held and opens > int(held):
             # the connections past the session pool's wait for a server connection until PgBouncer's query_wait_timeout;
             # cancelling them then can crash PgBouncer 1.18 (pgbouncer/pgbouncer#801), so the lab does not try
@@ -106,8 +95,7 @@ def test_cost(cell: Cell[int], lab_topology: Topology, record: Recorder, pgbench
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 result = asyncio.run(throughput.run(make(cell.client.name), concurrency))
-                pool = endpoint.facts.pool_size if endpoint.facts.pool_mode == "session" else None
-                here = _fixed_here(cell, record, int(pool) if pool else None)
+                here = _fixed_here(cell, record, int(held) if held else None)
                 versus = [_versus(cell, f, make, concurrency) for f in here] or None
     except Exception as exc:
         # A configuration that fails under concurrency (workers still waiting for a session pooler's server

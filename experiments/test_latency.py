@@ -71,10 +71,8 @@ def test_insert_latency(cell: Cell[Scenario], lab_run: LabRun, record: Recorder,
         plain = m.bare[m.warmup :]
         bare = statistics.median(plain) * 1000 if plain else None
         # each round against the plain call just before it: a slow moment of a busy machine (a thread that waits for
-        # a core) hits one pair, not one side's median
-        pairs = [
-            t / p for t, p in zip(m.timed, plain, strict=False) if p > 0
-        ]  # a failed round leaves one plain call over
+        # a core) hits one pair, not one side's median; a failed round leaves one plain call over
+        pairs = [t / p for t, p in zip(m.timed, plain, strict=False) if p > 0]
         overhead = round((statistics.median(pairs) - 1) * 100, 1) if pairs else None
         record(
             m.outcome,

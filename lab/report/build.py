@@ -123,8 +123,8 @@ def build_markdown(data: Rows, out_dir: Path, fragments: Fragments) -> str:
 
 def _overhead_markdown(rows: list) -> str:
     """Each latency median beside the same INSERT written with the driver alone (lab.workloads.plain), timed
-    interleaved with it on the same driver pool (same run): the lab's cost, which should stay within 5%; a busy
-    machine makes both noisier."""
+    interleaved with it on the same driver pool (same run), and the lab's cost (the median of the per-round
+    ratios), which should stay within 5%; a busy machine makes both noisier."""
     out = ["| cell | lab's median (ms) | plain driver loop median (ms) | overhead |", "|---|---|---|---|"]
     over = 0
     for r in sorted(rows, key=lambda r: r.cell):

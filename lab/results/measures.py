@@ -144,8 +144,9 @@ class LatencyMeasures(Measures):
     rtt_ms: float
     tls: bool
     #: the same INSERT as a user would write it with the driver alone (lab.workloads.plain), on the driver object the
-    #: configuration opened, one call before each measured round; and the lab's overhead against it:
-    #: (benchmark median - plain median) / plain median, in percent. None where the driver has no plain loop.
+    #: configuration opened, one call before each measured round (its median here); and the lab's overhead against it:
+    #: the median of each round's time over the plain call's just before it, less 1, in percent. None where the
+    #: driver has no plain loop.
     bare_median_ms: float | None = None
     harness_overhead_pct: float | None = None
 

@@ -69,8 +69,8 @@ def measure(
     """Open the client, time `operation` for the rounds asked, close it; a failure is recorded, then raised.
     With `plain`, asked once the client is open for the call a user would write with the driver alone
     (lab.workloads.plain; None: there is none), one such call is timed before each round, outside pytest-benchmark's
-    timing (interleaved with the measured ones, so a drift in the machine's speed hits both alike): the lab's own
-    overhead is the difference between the two medians. The first `warmup` plain calls are dropped like the
+    timing (interleaved with the measured ones, so a drift in the machine's speed hits both alike), into
+    `into.bare`: the lab's own overhead is read from each round against the plain call before it. The first `warmup` plain calls are dropped like the
     measured warm-up rounds. With `check`, what `operation` returned is checked once the timer has stopped (the lab's
     own work, not the configuration's)."""
     loop = asyncio.new_event_loop()

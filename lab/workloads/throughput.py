@@ -21,10 +21,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from lab.clients.python.base import Client
-from lab.workloads.price import Ratio, ratio_of
+from lab.workloads.price import Ratio, ratio_of, t95
 
 QUERY = "SELECT abalance FROM pgbench_accounts WHERE aid = :aid"
 ACCOUNTS = 100_000  # pgbench -i -s 1
@@ -34,7 +35,6 @@ WARMUP_S = 0.1
 DURATION_S = 0.5
 SLICES = 5
 PGBENCH_SECONDS = 1  # pgbench -T takes whole seconds
-T95 = {4: 2.776}  # Student's t, 95% two-sided, SLICES - 1 degrees of freedom
 
 
 #: how long after the window a worker may still wait for its answer before the cell is `timeout` (a session pooler
@@ -69,7 +69,7 @@ def summarize(done: list[tuple[float, float]], start: float, duration: float) ->
         counts[min(SLICES - 1, int((t - start) / width))] += 1
     rates = [c / width for c in counts]
     mean = statistics.fmean(rates)
-    half = T95[SLICES - 1] * statistics.stdev(rates) / math.sqrt(SLICES) if SLICES > 1 else 0.0
+    half = t95(SLICES - 1) * statistics.stdev(rates) / math.sqrt(SLICES) if SLICES > 1 else 0.0
     lat = sorted(dt * 1000 for _, dt in done)
     return Throughput(
         len(done),
@@ -150,6 +150,23 @@ class Versus:
     stopped: str  # "width" | "budget"
     fix_ops_per_s: float  # medians of the windows, for the reader
     fixed_ops_per_s: float
+
+    def as_row(self) -> dict[str, Any]:
+        """As a cost row keeps it (CostMeasures.versus), with the settings it was measured under."""
+        return {
+            "fixed": self.fixed,
+            "ratio": round(self.ratio.ratio, 4),
+            "low": round(self.ratio.low, 4),
+            "high": round(self.ratio.high, 4),
+            "pairs": self.ratio.pairs,
+            "measurable": self.ratio.measurable,
+            "stopped": self.stopped,
+            "target_width": RATIO_WIDTH,
+            "budget_s": RATIO_BUDGET_S,
+            "window_s": RATIO_WINDOW_S,
+            "fix_ops_per_s": self.fix_ops_per_s,
+            "fixed_ops_per_s": self.fixed_ops_per_s,
+        }
 
 
 async def against(
