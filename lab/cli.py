@@ -33,6 +33,7 @@ PYTEST_STATUS = {0: 0, 1: UNEXPECTED, 2: INTERRUPTED, 3: ENVIRONMENT, 4: BAD_INP
 def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
+    from lab.clients.registry import install_runners
     from lab.options import format_names, from_namespace, to_pytest_args
     from lab.plan import Plan
     from lab.report.summary import print_summary
@@ -60,6 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if backend == "native":
             # builds what Debian does not ship, once
             check_binaries(profiles=profiles, progress=console.print, topologies=opts.topologies)
+    install_runners(opts.clients, console.print)  # once, before any part needs one
     results = Path(opts.results)
     results.mkdir(parents=True, exist_ok=True)
     # the backend is already chosen: pytest need not ask the engine again

@@ -124,3 +124,34 @@ def test_a_free_running_cell_reports_every_iteration(topology) -> None:  # type:
             assert [o.kind for o in result.outcomes] == ["wrong-result"] * 3, (name, result.outcomes)
     finally:
         runners.close()
+
+
+def test_parts_that_need_a_runner_at_once_install_it_once(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A run's parts start side by side on a fresh machine: each may be first to need the Node.js runner.
+
+    Two threads stand for two parts (the lock is a file's, so threads meet it as processes do); the
+    install is a real `npm ci` of an empty lock file into a cache of the test's own.
+    """
+    import json
+    import threading
+
+    from lab.clients import runtimes
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "package.json").write_text(json.dumps({"name": "tiny", "version": "1.0.0"}))
+    lock = {"name": "tiny", "version": "1.0.0", "lockfileVersion": 3, "requires": True, "packages": {}}
+    lock["packages"] = {"": {"name": "tiny", "version": "1.0.0"}}
+    (folder / "package-lock.json").write_text(json.dumps(lock))
+    monkeypatch.setattr(runtimes, "CACHE_DIR", tmp_path / "cache")
+    tiny = runtimes.Runtime("tiny", folder, "javascript", "", (), "npm", ("node", "-e", "0"), {})
+    said: list[str] = []
+    homes: list[object] = []
+    parts = [threading.Thread(target=lambda: homes.append(tiny.ensure(said.append))) for _ in range(2)]
+    for part in parts:
+        part.start()
+    for part in parts:
+        part.join(120)
+    assert len(homes) == 2 and homes[0] == homes[1] == tiny.home
+    assert [m for m in said if m.startswith("installing the tiny runner")] == [said[0]] and len(said) == 1
+    assert (tiny.home / ".installed").read_text() == tiny.digest and (tiny.home / "package.json").exists()

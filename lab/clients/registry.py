@@ -15,6 +15,7 @@ import functools
 import importlib
 import inspect
 import pkgutil
+from collections.abc import Callable
 
 from lab.clients import python as python_clients
 from lab.clients.configuration import Configuration
@@ -61,3 +62,15 @@ def client_class(name: str) -> type[Client]:
 
 def of_group(*groups: str) -> dict[str, Configuration]:
     return {n: c for n, c in configurations().items() if c.group in groups}
+
+
+def install_runners(names: tuple[str, ...] | None, progress: Callable[[str], None]) -> None:
+    """Install the runners these configurations need (every configuration's for None) before a run starts.
+
+    A run installs them once, in its own process, so its parts side by side never meet an install
+    half done, and its progress is printed once.
+    """
+    wanted = {c.runtime for name, c in configurations().items() if names is None or name in names}
+    for name, runtime in runtimes().items():
+        if name in wanted:
+            runtime.ensure(progress)

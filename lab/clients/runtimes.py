@@ -11,6 +11,7 @@ of the folder, so a changed lock file installs again and an unchanged one costs 
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
@@ -65,12 +66,25 @@ class Runtime:
         return self.folder if self.install == "none" else CACHE_DIR / "runtimes" / f"{self.name}-{self.digest}"
 
     def ensure(self, progress: Any = print) -> Path:
-        """Install what it needs (Debian packages, then its locked dependencies), once per folder digest."""
+        """Install what it needs (Debian packages, then its locked dependencies), once per folder digest.
+
+        A run's parts start side by side, and each may be the first to need a runner: the install
+        holds a lock of the cache's, so one process installs while the others wait and then find it
+        done (two installs into one folder left each other's half-written files behind).
+        """
         install_missing(self.apt, f"the {self.name} runner")
         home = self.home
         stamp = home / ".installed"
         if self.install == "none" or stamp.exists():
             return home
+        home.parent.mkdir(parents=True, exist_ok=True)
+        with open(home.parent / f".{self.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process ends
+            if not stamp.exists():
+                self._install(home, progress)
+        return home
+
+    def _install(self, home: Path, progress: Any) -> None:
         progress(f"installing the {self.name} runner's dependencies into {home} (once)")
         shutil.rmtree(home, ignore_errors=True)
         shutil.copytree(self.folder, home, ignore=shutil.ignore_patterns("node_modules", "__pycache__"))
@@ -89,11 +103,10 @@ class Runtime:
                 raise MissingDependency(
                     f"installing the {self.name} runner failed at `{' '.join(step)}`: {' | '.join(tail)}"
                 )
-        stamp.write_text(self.digest)
+        (home / ".installed").write_text(self.digest)
         for stale in home.parent.glob(f"{self.name}-*"):  # earlier installs of this folder's older contents
             if stale != home and (stale / ".installed").exists():
                 shutil.rmtree(stale, ignore_errors=True)
-        return home
 
     def argv(self) -> list[str]:
         home = self.home
