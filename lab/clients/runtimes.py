@@ -74,15 +74,19 @@ class Runtime:
         """
         install_missing(self.apt, f"the {self.name} runner")
         home = self.home
-        stamp = home / ".installed"
-        if self.install == "none" or stamp.exists():
+        if self.install == "none" or self._installed(home):
             return home
         home.parent.mkdir(parents=True, exist_ok=True)
         with open(home.parent / f".{self.name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process ends
-            if not stamp.exists():
+            if not self._installed(home):
                 self._install(home, progress)
         return home
+
+    def _installed(self, home: Path) -> bool:
+        """Its stamp, and its interpreter for a virtual environment: installs raced by an earlier lab left stamps
+        beside removed environments."""
+        return (home / ".installed").exists() and (self.install != "pip" or (home / "venv/bin/python").exists())
 
     def _install(self, home: Path, progress: Any) -> None:
         progress(f"installing the {self.name} runner's dependencies into {home} (once)")
