@@ -155,3 +155,19 @@ def test_parts_that_need_a_runner_at_once_install_it_once(tmp_path, monkeypatch)
     assert len(homes) == 2 and homes[0] == homes[1] == tiny.home
     assert [m for m in said if m.startswith("installing the tiny runner")] == [said[0]] and len(said) == 1
     assert (tiny.home / ".installed").read_text() == tiny.digest and (tiny.home / "package.json").exists()
+
+
+def test_pg8000_takes_the_urls_sslmode_as_libpq_does(topology) -> None:  # type: ignore[no-untyped-def]
+    """pg8000 reads ssl_context=None as "prefer": the lab's disable must reach it as False, or a cell through a
+    server that offers TLS (PostgreSQL and PgBouncer here do) is encrypted while its row says it is not."""
+    import pg8000.native
+
+    from lab.clients.python.pg8000_client import connect_args
+
+    endpoint = topology.endpoint("direct")
+    for tls, encrypted in ((False, False), (True, True)):
+        conn = pg8000.native.Connection(**connect_args(endpoint.dsn(tls=tls), 5.0))
+        try:
+            assert conn.run("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == [[encrypted]]
+        finally:
+            conn.close()

@@ -30,12 +30,13 @@ T = TypeVar("T")
 
 
 def connect_args(dsn: str, timeout: float) -> dict[str, Any]:
-    """A libpq URL as pg8000's keywords (it takes no URL): sslmode as an SSL context (require: encrypted, not
-    verified; verify-ca / verify-full: against the URL's sslrootcert)."""
+    """A libpq URL as pg8000's keywords (it takes no URL): sslmode as its `ssl_context`. pg8000 reads None as
+    libpq's prefer (it asks for TLS and takes it where offered), so disable is False; require: encrypted, not
+    verified; verify-ca / verify-full: against the URL's sslrootcert."""
     parts = urlsplit(dsn)
     query = dict(parse_qsl(parts.query))
     mode = query.get("sslmode", "prefer")
-    context: ssl.SSLContext | None = None
+    context: ssl.SSLContext | bool | None = False if mode == "disable" else None
     if mode in ("require", "verify-ca", "verify-full"):
         context = ssl.create_default_context(cafile=query.get("sslrootcert"))
         if mode == "require":
