@@ -610,12 +610,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # a closed pipe (`pooler-lab status --json | head`) ends the command quietly, as it ends cat
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = parser().parse_args(argv)
     interrupts.install()  # `kill` ends a command as Ctrl-C does, and a second one cannot cut the teardown short
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # a closed pipe (`pooler-lab status --json | head`) ends the command quietly, as it ends cat. Not by SIGPIPE's
+        # default action: a run's drivers write to sockets a pooler has closed, and that signal would kill the run
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 128 + signal.SIGPIPE
     except LabError as exc:
         console.print(Text("error: ", style="bold red") + Text(str(exc)))
         return exc.exit_status

@@ -25,3 +25,11 @@ def install() -> None:
     """SIGINT and SIGTERM raise KeyboardInterrupt once (the main thread only may install handlers)."""
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
+
+
+def raise_if_swallowed() -> None:
+    """Raise KeyboardInterrupt again where the first one was swallowed: a signal that lands in a finalizer (`__del__`,
+    a weakref callback) or a library's catch-all is reported as "Exception ignored" and lost, and since further
+    signals are ignored, the run would go on to its end. Called between cells, so the run stops at the next one."""
+    if _interrupted:
+        raise KeyboardInterrupt("interrupted earlier; the first KeyboardInterrupt was swallowed")

@@ -342,6 +342,11 @@ def record(
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    interrupts.raise_if_swallowed()  # a signal lost in a finalizer still ends the run before the next cell
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     """Each cell's seconds, to its experiment; the session's bring-up and teardown, which run inside the first and

@@ -135,6 +135,29 @@ def test_interrupted_experiment_run_stops_its_servers(sig: int, tmp_path: Path) 
     assert list((tmp_path / "runs").glob("*.jsonl")), "rows recorded before the interrupt are kept"
 
 
+def test_a_signal_swallowed_by_a_finalizer_still_ends_the_run_at_the_next_cell() -> None:
+    """A SIGTERM that lands in a `__del__` is printed as "Exception ignored" and lost, and further signals are ignored
+    so that the teardown cannot be cut short: the next cell must raise it again, or the run goes on to its end."""
+    script = (
+        "import os, signal, time\n"
+        "from lab import interrupts\n"
+        "interrupts.install()\n"
+        "class Finalized:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(0.2)  # the handler runs here, inside the finalizer\n"
+        "Finalized()\n"
+        "print('went on', flush=True)\n"
+        "try:\n"
+        "    interrupts.raise_if_swallowed()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('stopped at the next cell')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert done.stdout.splitlines() == ["went on", "stopped at the next cell"], done.stdout + done.stderr
+    assert "Exception ignored" in done.stderr and "KeyboardInterrupt" in done.stderr
+
+
 @pytest.mark.skipif(not engine_status()[0], reason=f"needs a Docker engine with Compose v2: {engine_status()[1]}")
 def test_interrupted_docker_run_and_killed_docker_run_leave_no_container(tmp_path: Path, compose_containers) -> None:  # type: ignore[no-untyped-def]
     """Ctrl-C in the middle of a Docker run: `compose down`, no container, no run directory, the rows kept. Then
