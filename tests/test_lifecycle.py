@@ -126,7 +126,15 @@ def test_interrupted_experiment_run_stops_its_servers(sig: int, tmp_path: Path) 
         assert state is not None
         time.sleep(1.0)  # inside the first cells
         proc.send_signal(sig)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            if os.environ.get("LAB_TEST_DUMP"):  # a maintainer's stack dump of the run that did not stop
+                subprocess.run([os.environ["LAB_TEST_DUMP"], "dump", "--pid", str(proc.pid)], timeout=30)
+            proc.kill()
+            raise AssertionError(
+                f"signal {sig} did not stop the run: {proc.communicate()[0].decode()[-3000:]}"
+            ) from None
     finally:
         if proc.poll() is None:
             proc.kill()
