@@ -27,11 +27,15 @@ from lab.results.measures import LatencyMeasures
 from lab.results.recorder import Recorder
 from lab.workloads.bench import Measurement, label, measure
 from lab.workloads.plain import Call, insert_call
+from lab.workloads.price import median_interval
 from lab.workloads.scenarios import Scenario, insert_returning
 
 #: rounds per cell: the overhead against the plain loop is a median of per-round ratios, and in a parallel run, where
 #: a thread may wait for a core, too few rounds let a slow patch decide it
 ROUNDS = 100
+#: then more, until the overhead's 95% interval is within +-2% of it (so a 5% bar is decided by the lab, not by the
+#: machine's noise), for at most this many seconds a cell: on a quiet machine 100 rounds are enough
+OVERHEAD_PRECISION, OVERHEAD_BUDGET_S = 0.02, 4.0
 
 
 def _numbered(call: Call | None, counter: itertools.count[int]) -> Callable[[], Awaitable[Any]] | None:
@@ -46,11 +50,11 @@ def test_insert_latency(cell: Cell[Scenario], lab_run: LabRun, record: Recorder,
         pytest.skip(reason)
     client = client_class(cell.client.name)(lab_run.topology.endpoint(cell.topology).dsn(), 1, timeout=5.0)
     counter = itertools.count()
-    m = Measurement(rounds=ROUNDS, warmup=3)
+    m = Measurement(rounds=ROUNDS, warmup=3, precision=OVERHEAD_PRECISION, budget_s=OVERHEAD_BUDGET_S)
     label(benchmark, cell, run_id, f"insert latency, {cell.topology}", facts=record.facts)
     # the scenario's operations built before the timer starts and checked after it stops: the rounds time the
     # configuration's own call, as an application makes it
-    ops = iter([insert_returning(0, i, lab_run.table) for i in range(ROUNDS + m.warmup + 1)])
+    ops = (insert_returning(0, i, lab_run.table) for i in itertools.count())
     current: list[Operation] = []
 
     def insert() -> Awaitable[Rows]:
@@ -71,19 +75,25 @@ def test_insert_latency(cell: Cell[Scenario], lab_run: LabRun, record: Recorder,
         plain = m.bare[m.warmup :]
         bare = statistics.median(plain) * 1000 if plain else None
         # each round against the plain call just before it: a slow moment of a busy machine (a thread that waits for
-        # a core) hits one pair, not one side's median; a failed round leaves one plain call over
-        pairs = [t / p for t, p in zip(m.timed, plain, strict=False) if p > 0]
-        overhead = round((statistics.median(pairs) - 1) * 100, 1) if pairs else None
+        # a core) hits one pair, not one side's median
+        ratios = m.ratios
+        ratio, low, high = median_interval(ratios) if len(ratios) >= 6 else (None, None, None)
         record(
             m.outcome,
             LatencyMeasures(
-                rounds=ROUNDS,
+                rounds=len(m.timed),
                 warmup_rounds=m.warmup,
                 client_pool_size=1,
                 rtt_ms=0,
                 tls=False,
                 bare_median_ms=round(bare, 4) if bare else None,
-                harness_overhead_pct=overhead,
+                harness_overhead_pct=_pct(ratio),
+                harness_overhead_low_pct=_pct(low),
+                harness_overhead_high_pct=_pct(high),
             ),
             m.timed,
         )
+
+
+def _pct(ratio: float | None) -> float | None:
+    return round((ratio - 1) * 100, 1) if ratio is not None else None

@@ -111,3 +111,29 @@ def test_throughput_against_alternates_windows_and_says_why_it_stopped(monkeypat
     assert windows[:6] == ["fix", "fixed", "fix", "fixed", "fixed", "fix"] and len(windows) == 2 + 2 * pairs
     assert sorted(events) == ["close fix", "close fixed", "open fix", "open fixed"]
     assert throughput.fits(None, 32) and throughput.fits(5, 1) and not throughput.fits(5, 8)
+
+
+def test_a_medians_interval_is_the_binomials_order_statistics() -> None:
+    """For 100 values the 95% interval of the median is the 40th to the 61st of them (the binomial's), whatever
+    their distribution: a latency overhead is a median of ratios that a busy machine skews one way."""
+    values = [float(v) for v in range(1, 101)]
+    random.Random(7).shuffle(values)
+    assert price.median_interval(values) == (50.5, 40.0, 61.0)
+    with pytest.raises(ValueError):
+        price.median_interval([1.0] * 5)
+
+
+def test_latency_rounds_go_on_until_the_overhead_is_known_not_until_it_is_small() -> None:
+    """The stopping rule looks at the interval's width only: tight ratios around +30% stop as soon as tight ratios
+    around +1% do, and wide ones (a busy machine) ask for more rounds either way."""
+    from lab.workloads.bench import Measurement
+
+    def measured(centre: float, spread: float) -> Measurement:
+        rng = random.Random(3)
+        m = Measurement(rounds=100, warmup=3, precision=0.02, budget_s=1.0)
+        m.bare = [1.0] * 103
+        m.samples = [centre * (1 + rng.uniform(-spread, spread)) for _ in range(103)]
+        return m
+
+    assert measured(1.30, 0.01).precise() and measured(1.01, 0.01).precise()
+    assert not measured(1.30, 0.40).precise() and not measured(1.01, 0.40).precise()

@@ -124,15 +124,21 @@ def build_markdown(data: Rows, out_dir: Path, fragments: Fragments) -> str:
 def _overhead_markdown(rows: list) -> str:
     """Each latency median beside the same INSERT written with the driver alone (lab.workloads.plain), timed
     interleaved with it on the same driver pool (same run), and the lab's cost (the median of the per-round
-    ratios), which should stay within 5%; a busy machine makes both noisier."""
-    out = ["| cell | lab's median (ms) | plain driver loop median (ms) | overhead |", "|---|---|---|---|"]
+    ratios), which should stay within 5%, with its 95% interval and the rounds it took: a busy machine buys more
+    rounds, up to a budget, and a wide interval left says the figure is the machine's, not the lab's."""
+    out = [
+        "| cell | lab's median (ms) | plain driver loop median (ms) | overhead (95% interval) | rounds |",
+        "|---|---|---|---|---|",
+    ]
     over = 0
     for r in sorted(rows, key=lambda r: r.cell):
-        pct = r.m.harness_overhead_pct
+        pct, low, high = r.m.harness_overhead_pct, r.m.harness_overhead_low_pct, r.m.harness_overhead_high_pct
         over += abs(pct) > 5
         flag = " ⚠ above 5%" if abs(pct) > 5 else ""
+        interval = f" ({low:+.1f} to {high:+.1f})" if low is not None and high is not None else ""
         out.append(
-            f"| {code(r.cell)} | {r.latency_ms.get('median') if r.latency_ms else '—'} | {text(r.m.bare_median_ms)} | {pct:+.1f}%{flag} |"
+            f"| {code(r.cell)} | {r.latency_ms.get('median') if r.latency_ms else '—'} | {text(r.m.bare_median_ms)} "
+            f"| {pct:+.1f}%{interval}{flag} | {r.m.rounds} |"
         )
     out.append("")
     out.append(

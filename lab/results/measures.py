@@ -149,6 +149,10 @@ class LatencyMeasures(Measures):
     #: driver has no plain loop.
     bare_median_ms: float | None = None
     harness_overhead_pct: float | None = None
+    #: its 95% interval (the median's order statistics), in percent: the rounds go on past `rounds` until it is
+    #: within OVERHEAD_PRECISION of the median or the budget is spent (`rounds` counts them all)
+    harness_overhead_low_pct: float | None = None
+    harness_overhead_high_pct: float | None = None
 
 
 def price_verdict(ratio: float, low: float, high: float, measurable: bool) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.results.outcome import OK, Outcome, classify
+from lab.workloads.price import median_interval
 
 
 @dataclass
@@ -26,10 +27,26 @@ class Measurement:
     outcome: Outcome = OK
     samples: list[float] = field(default_factory=list)  # seconds, warm-up rounds included
     bare: list[float] = field(default_factory=list)  # seconds: the same INSERT in a plain driver loop, no lab around it
+    #: with a plain call: more rounds past `rounds` (outside pytest-benchmark's statistics, in the row's samples)
+    #: until the overhead's 95% interval is within +-`precision` of its median, or `budget_s` more seconds have
+    #: passed. It stops on the interval's width, never on the value, so a busy machine buys rounds, not an answer.
+    precision: float | None = None
+    budget_s: float = 0.0
 
     @property
     def timed(self) -> list[float]:
         return self.samples[self.warmup :]
+
+    @property
+    def ratios(self) -> list[float]:
+        """Each measured round's time over the plain call's just before it (a failed round leaves a plain call over)."""
+        return [t / p for t, p in zip(self.timed, self.bare[self.warmup :], strict=False) if p > 0]
+
+    def precise(self) -> bool:
+        if self.precision is None:
+            return True
+        median, low, high = median_interval(self.ratios)
+        return max(median - low, high - median) <= self.precision * median
 
 
 def label(benchmark: Any, cell: Any, run_id: str, group: str, **extra: Any) -> None:
@@ -100,6 +117,11 @@ def measure(
                     loop.run_until_complete(_plain_loop(bare, 1, into.bare))
 
             benchmark.pedantic(timed, setup=setup, rounds=into.rounds, warmup_rounds=into.warmup, iterations=1)
+            if bare is not None:
+                deadline = time.monotonic() + into.budget_s
+                while not into.precise() and time.monotonic() < deadline:
+                    setup()
+                    timed()
         finally:
             gc.unfreeze()
 

@@ -76,6 +76,17 @@ def ratio_of(fix_s: list[float], fixed_s: list[float]) -> Ratio:
     return Ratio(math.exp(mean), math.exp(mean - half), math.exp(mean + half), len(logs))
 
 
+def median_interval(values: list[float]) -> tuple[float, float, float]:
+    """The median and its distribution-free 95% interval (the order statistics the binomial puts around it): what a
+    latency row's overhead is, a median of per-round ratios, whose rounds a busy machine delays one-sidedly."""
+    if len(values) < 6:
+        raise ValueError("a median's interval needs at least six values")
+    s = sorted(values)
+    n = len(s)
+    k = max(0, math.floor((n - Z95 * math.sqrt(n)) / 2) - 1)
+    return statistics.median(s), s[k], s[n - 1 - k]
+
+
 @dataclass
 class Interleaved:
     """What an interleaved measurement took: each side's times, in pairs, and why it stopped."""
