@@ -27,15 +27,14 @@ from lab.results.measures import LatencyMeasures
 from lab.results.recorder import Recorder
 from lab.workloads.bench import Measurement, label, measure
 from lab.workloads.plain import Call, insert_call
-from lab.workloads.price import median_interval
 from lab.workloads.scenarios import Scenario, insert_returning
 
 #: rounds per cell: the overhead against the plain loop is a median of per-round ratios, and in a parallel run, where
 #: a thread may wait for a core, too few rounds let a slow patch decide it
 ROUNDS = 100
-#: then more, until the overhead's 95% interval is within +-2% of it (so a 5% bar is decided by the lab, not by the
-#: machine's noise), for at most this many seconds a cell: on a quiet machine 100 rounds are enough
-OVERHEAD_PRECISION, OVERHEAD_BUDGET_S = 0.02, 4.0
+#: then more, until the overhead's 95% interval is within +-2.5% of it (so a 5% bar is decided by the lab, not by
+#: the machine's noise), for at most this many seconds a cell: on a quiet machine 100 rounds are enough
+OVERHEAD_PRECISION, OVERHEAD_BUDGET_S = 0.025, 2.0
 
 
 def _numbered(call: Call | None, counter: itertools.count[int]) -> Callable[[], Awaitable[Any]] | None:
@@ -52,15 +51,18 @@ def test_insert_latency(cell: Cell[Scenario], lab_run: LabRun, record: Recorder,
     counter = itertools.count()
     m = Measurement(rounds=ROUNDS, warmup=3, precision=OVERHEAD_PRECISION, budget_s=OVERHEAD_BUDGET_S)
     label(benchmark, cell, run_id, f"insert latency, {cell.topology}", facts=record.facts)
-    # the scenario's operations built before the timer starts and checked after it stops: the rounds time the
-    # configuration's own call, as an application makes it
+    # each round's operation is built, and the last one's answer checked, while the timer is stopped (after the
+    # round before it): the rounds time the configuration's own call, as an application makes it
     ops = (insert_returning(0, i, lab_run.table) for i in itertools.count())
-    current: list[Operation] = []
+    current: list[Operation] = [next(ops)]
 
     def insert() -> Awaitable[Rows]:
-        current[:] = [next(ops)]
         statement = current[0].statements[0]
         return client.fetch(statement.sql, statement.params)
+
+    def checked(rows: Rows) -> None:
+        check(current[0], [rows])
+        current[0] = next(ops)
 
     try:
         measure(
@@ -69,15 +71,14 @@ def test_insert_latency(cell: Cell[Scenario], lab_run: LabRun, record: Recorder,
             insert,
             m,
             plain=lambda: _numbered(insert_call(client, lab_run.table), counter),
-            check=lambda rows: check(current[0], [rows]),
+            check=checked,
         )
     finally:
         plain = m.bare[m.warmup :]
         bare = statistics.median(plain) * 1000 if plain else None
-        # each round against the plain call just before it: a slow moment of a busy machine (a thread that waits for
-        # a core) hits one pair, not one side's median
-        ratios = m.ratios
-        ratio, low, high = median_interval(ratios) if len(ratios) >= 6 else (None, None, None)
+        # each round against its own plain call: a slow moment of a busy machine (a thread that waits for a core)
+        # hits one pair, not one side's median; the two orders of a pair balanced (Measurement.overhead)
+        ratio, low, high = m.overhead() or (None, None, None)
         record(
             m.outcome,
             LatencyMeasures(

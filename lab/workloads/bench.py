@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -39,14 +40,32 @@ class Measurement:
 
     @property
     def ratios(self) -> list[float]:
-        """Each measured round's time over the plain call's just before it (a failed round leaves a plain call over)."""
+        """Each measured round's time over its plain call's (a failed round leaves a plain call over)."""
         return [t / p for t, p in zip(self.timed, self.bare[self.warmup :], strict=False) if p > 0]
 
+    def overhead(self) -> tuple[float, float, float] | None:
+        """The lab's time over the plain call's, with its 95% interval, or None with too few rounds to say.
+
+        The plain call goes first in even rounds and second in odd ones (measure), and whichever goes first pays for
+        coming first (the collector has just run; a sleeping thread wakes): the two orders' ratios sit apart by that
+        price, and one median of both would fall anywhere in the gap. So each order has its median, and the overhead
+        is their geometric mean, where the price of going first cancels; its interval joins the two medians'
+        (order statistics) on the log scale."""
+        ratios = self.ratios
+        halves = [ratios[(self.warmup + i) % 2 :: 2] for i in range(2)]  # even rounds (plain first), odd rounds
+        if min(len(h) for h in halves) < 6:
+            return None
+        logs = [tuple(math.log(v) for v in median_interval(h)) for h in halves]
+        centre = (logs[0][0] + logs[1][0]) / 2
+        half = math.hypot(*(max(m - lo, hi - m) for m, lo, hi in logs)) / 2
+        return math.exp(centre), math.exp(centre - half), math.exp(centre + half)
+
     def precise(self) -> bool:
-        if self.precision is None:
+        found = self.overhead()
+        if self.precision is None or found is None:  # no interval asked for, or rounds too few to have one
             return True
-        median, low, high = median_interval(self.ratios)
-        return max(median - low, high - median) <= self.precision * median
+        ratio, low, high = found
+        return max(ratio - low, high - ratio) <= self.precision * ratio
 
 
 def label(benchmark: Any, cell: Any, run_id: str, group: str, **extra: Any) -> None:
@@ -85,11 +104,13 @@ def measure(
 ) -> None:
     """Open the client, time `operation` for the rounds asked, close it; a failure is recorded, then raised.
     With `plain`, asked once the client is open for the call a user would write with the driver alone
-    (lab.workloads.plain; None: there is none), one such call is timed before each round, outside pytest-benchmark's
-    timing (interleaved with the measured ones, so a drift in the machine's speed hits both alike), into
-    `into.bare`: the lab's own overhead is read from each round against the plain call before it. The first `warmup` plain calls are dropped like the
-    measured warm-up rounds. With `check`, what `operation` returned is checked once the timer has stopped (the lab's
-    own work, not the configuration's)."""
+    (lab.workloads.plain; None: there is none), one such call is timed beside each round, outside pytest-benchmark's
+    timing, into `into.bare`: before the round in even rounds, after it in odd ones (interleaved, so a drift in the
+    machine's speed hits both alike, and alternated, so neither side is always the first call after the collector
+    ran: always going first had cost the plain call up to 10% in some drivers). The lab's own overhead is read from
+    each round against its plain call. The first `warmup` plain calls are dropped like the measured warm-up rounds.
+    With `check`, what `operation` returned is checked once the timer has stopped (the lab's own work, not the
+    configuration's)."""
     loop = asyncio.new_event_loop()
 
     async def once() -> None:
@@ -111,17 +132,28 @@ def measure(
         gc.freeze()
         try:
 
+            def plain_call() -> None:
+                assert bare is not None
+                loop.run_until_complete(_plain_loop(bare, 1, into.bare))
+
             def setup() -> None:
                 _settle()
-                if bare is not None:  # one plain call before each round
-                    loop.run_until_complete(_plain_loop(bare, 1, into.bare))
+                if bare is not None and len(into.samples) % 2 == 0:  # an even round's plain call, before it
+                    plain_call()
 
-            benchmark.pedantic(timed, setup=setup, rounds=into.rounds, warmup_rounds=into.warmup, iterations=1)
+            def teardown() -> None:
+                if bare is not None and len(into.bare) < len(into.samples):  # an odd round's, after it
+                    plain_call()
+
+            benchmark.pedantic(
+                timed, setup=setup, teardown=teardown, rounds=into.rounds, warmup_rounds=into.warmup, iterations=1
+            )
             if bare is not None:
                 deadline = time.monotonic() + into.budget_s
                 while not into.precise() and time.monotonic() < deadline:
                     setup()
                     timed()
+                    teardown()
         finally:
             gc.unfreeze()
 
