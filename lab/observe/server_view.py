@@ -154,6 +154,17 @@ def end_server_connections(admin_dsn: str, user: str, wait_s: float = 5.0) -> in
     return int(ended[0]) if ended else 0
 
 
+def end_poolers_server_connections(topology: Topology) -> int:
+    """Before a cell about the server's connection limit: every server connection the poolers hold ended, so the cell
+    starts with the server's slots to itself. Idle, a pooler keeps its server connections (PgBouncer for its
+    server_idle_timeout, 600 s by default), and how many depends on which cells ran before: the RCA's hybrid (14 of
+    the server's 25) had met "too many clients" behind a run's other poolers. Never on a target. The number ended."""
+    if not topology.superuser:
+        return 0
+    users = sorted({e.user for e in topology.endpoints.values() if e.facts.pooler})
+    return sum(end_server_connections(topology.admin_dsn(), user) for user in users)
+
+
 def fresh_pooler(topology: Topology, endpoint: Endpoint | None, end_connections: bool = False) -> bool:
     """Before a cell through `endpoint` (None: a cell through none of the lab's poolers): the other poolers parked where
     idle they would hold server connections the cell may need; with `end_connections`, every server connection of the
