@@ -144,13 +144,13 @@ class LatencyMeasures(Measures):
     rtt_ms: float
     tls: bool
     #: the same INSERT as a user would write it with the driver alone (lab.workloads.plain), on the driver object the
-    #: configuration opened, one call before each measured round (its median here); and the lab's overhead against it:
-    #: the median of each round's time over the plain call's just before it, less 1, in percent. None where the
-    #: driver has no plain loop.
+    #: configuration opened, one call beside each measured round (its median here); and the lab's overhead against
+    #: it, less 1, in percent: each round's time over its plain call's, the two orders (plain first, plain second)
+    #: balanced (lab.workloads.bench.Measurement.overhead). None where the driver has no plain loop.
     bare_median_ms: float | None = None
     harness_overhead_pct: float | None = None
-    #: its 95% interval (the median's order statistics), in percent: the rounds go on past `rounds` until it is
-    #: within OVERHEAD_PRECISION of the median or the budget is spent (`rounds` counts them all)
+    #: its 95% interval, in percent: the rounds go on past 100 until it is within the latency experiment's precision
+    #: of the overhead or its budget is spent (`rounds` counts them all)
     harness_overhead_low_pct: float | None = None
     harness_overhead_high_pct: float | None = None
 
