@@ -7,7 +7,6 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from lab.observe.server_view import end_poolers_server_connections
 from lab.plan import BurstCase, Cell
 from lab.results.recorder import Recorder
 from lab.topology.model import Endpoint, Topology
@@ -15,8 +14,8 @@ from lab.workloads.burst import burst, hybrid
 
 
 @pytest.mark.experiment("limits")
+@pytest.mark.whole_server  # the server's slots are the burst's own, whatever ran before
 def test_burst(cell: Cell[BurstCase], lab_topology: Topology, record: Recorder, request: pytest.FixtureRequest) -> None:
-    end_poolers_server_connections(lab_topology)  # the server's slots are the burst's own, whatever ran before
     if cell.case.fallback is not None:
         # the RCA's hybrid: psycopg pool straight to the server, REST (with the fallback or without) when it is exhausted
         rest: Endpoint = request.getfixturevalue("rest_trust")

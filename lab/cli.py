@@ -61,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if backend == "native":
             # builds what Debian does not ship, once
             check_binaries(profiles=profiles, progress=console.print, topologies=opts.topologies)
-    install_runners(opts.clients, console.print)  # once, before any part needs one
+    install_runners(tuple({c.client.name for c in plan.all()}), console.print)  # once, before any part needs one
     results = Path(opts.results)
     results.mkdir(parents=True, exist_ok=True)
     # the backend is already chosen: pytest need not ask the engine again

@@ -72,6 +72,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "fresh_server_connections: each cell through a pooler starts with new server connections (the lab's own servers)",
     )
+    config.addinivalue_line(
+        "markers",
+        "whole_server: each cell starts with no pooler's server connection on the server (connection-limit cells)",
+    )
     if not _runs_experiments(config):
         return
 
@@ -303,8 +307,9 @@ def row_writer(pytestconfig: pytest.Config, lab_options: LabOptions, run_id: str
 def _fresh_pooler(request: pytest.FixtureRequest) -> None:
     """Before every cell, one housekeeping whatever the pooler (lab.observe.server_view.fresh_pooler): the other
     poolers parked where idle they would hold server connections the cell may need, the cell's server connections
-    ended where its experiment is marked `fresh_server_connections`, and what the kind of its pooler needs to start
-    the cell clean (pgagroal 1.6 is restarted), so no cell inherits another's statements, damage or crowding."""
+    ended where its experiment is marked `fresh_server_connections` (every pooler's where `whole_server`), and what
+    the kind of its pooler needs to start the cell clean (pgagroal 1.6 is restarted), so no cell inherits another's
+    statements, damage or crowding."""
     if "cell" not in request.fixturenames:
         return
     from lab.observe.server_view import fresh_pooler
@@ -312,7 +317,8 @@ def _fresh_pooler(request: pytest.FixtureRequest) -> None:
     cell: Cell = request.getfixturevalue("cell")
     run: LabRun = request.getfixturevalue("lab_run")
     end = request.node.get_closest_marker("fresh_server_connections") is not None
-    fresh_pooler(run.topology, run.topology.endpoints.get(cell.topology), end_connections=end)
+    whole = request.node.get_closest_marker("whole_server") is not None
+    fresh_pooler(run.topology, run.topology.endpoints.get(cell.topology), end_connections=end, whole_server=whole)
 
 
 @pytest.fixture

@@ -64,13 +64,13 @@ def of_group(*groups: str) -> dict[str, Configuration]:
     return {n: c for n, c in configurations().items() if c.group in groups}
 
 
-def install_runners(names: tuple[str, ...] | None, progress: Callable[[str], None]) -> None:
-    """Install the runners these configurations need (every configuration's for None) before a run starts.
+def install_runners(names: tuple[str, ...], progress: Callable[[str], None]) -> None:
+    """Install the runners these configurations need (a run's: its plan's cells') before the run starts.
 
     A run installs them once, in its own process, so its parts side by side never meet an install
     half done, and its progress is printed once.
     """
-    wanted = {c.runtime for name, c in configurations().items() if names is None or name in names}
+    wanted = {c.runtime for name, c in configurations().items() if name in names}
     for name, runtime in runtimes().items():
         if name in wanted:
             runtime.ensure(progress)

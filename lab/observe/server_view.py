@@ -154,22 +154,16 @@ def end_server_connections(admin_dsn: str, user: str, wait_s: float = 5.0) -> in
     return int(ended[0]) if ended else 0
 
 
-def end_poolers_server_connections(topology: Topology) -> int:
-    """Before a cell about the server's connection limit: every server connection the poolers hold ended, so the cell
-    starts with the server's slots to itself. Idle, a pooler keeps its server connections (PgBouncer for its
-    server_idle_timeout, 600 s by default), and how many depends on which cells ran before: the RCA's hybrid (14 of
-    the server's 25) had met "too many clients" behind a run's other poolers. Never on a target. The number ended."""
-    if not topology.superuser:
-        return 0
-    users = sorted({e.user for e in topology.endpoints.values() if e.facts.pooler})
-    return sum(end_server_connections(topology.admin_dsn(), user) for user in users)
-
-
-def fresh_pooler(topology: Topology, endpoint: Endpoint | None, end_connections: bool = False) -> bool:
+def fresh_pooler(
+    topology: Topology, endpoint: Endpoint | None, end_connections: bool = False, whole_server: bool = False
+) -> bool:
     """Before a cell through `endpoint` (None: a cell through none of the lab's poolers): the other poolers parked where
     idle they would hold server connections the cell may need; with `end_connections`, every server connection of the
     endpoint's user ended on the server (end_server_connections), so the cell starts with none an earlier cell used;
-    then what the pooler's kind needs beyond that (ServiceKind.fresh). PgBouncer and pgpool-II need nothing; pgagroal
+    with `whole_server`, those of every pooler's user, so a cell about the server's connection limit has its slots to
+    itself (idle, a pooler keeps its server connections: PgBouncer for server_idle_timeout, 600 s by default, and how
+    many depended on the cells before: the RCA's hybrid, 14 of the server's 25, had met "too many clients"); then
+    what the pooler's kind needs beyond that (ServiceKind.fresh). PgBouncer and pgpool-II need nothing; pgagroal
     1.6 is restarted, or parked (lab.topology.services.pgagroal says why). Never on a target, whose user's other
     sessions may be somebody's application. True when the cell's own pooler needed something."""
     if not topology.superuser:
@@ -179,8 +173,11 @@ def fresh_pooler(topology: Topology, endpoint: Endpoint | None, end_connections:
         facts = other.facts
         if facts.pooler and facts.kind and facts.service and facts.service != own:
             kind(facts.kind).park(topology, other)
+    users = {e.user for e in topology.endpoints.values() if e.facts.pooler} if whole_server else set()
+    if end_connections and endpoint is not None and endpoint.facts.pooler:
+        users.add(endpoint.user)
+    for user in sorted(users):
+        end_server_connections(topology.admin_dsn(), user)
     if endpoint is None or not endpoint.facts.pooler or not endpoint.facts.kind or not own:
         return False
-    if end_connections:
-        end_server_connections(topology.admin_dsn(), endpoint.user)
-    return kind(endpoint.facts.kind).fresh(topology, endpoint, ended=end_connections)
+    return kind(endpoint.facts.kind).fresh(topology, endpoint, ended=bool(users))

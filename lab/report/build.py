@@ -123,8 +123,8 @@ def build_markdown(data: Rows, out_dir: Path, fragments: Fragments) -> str:
 
 def _overhead_markdown(rows: list) -> str:
     """Each latency median beside the same INSERT written with the driver alone (lab.workloads.plain), timed
-    interleaved with it on the same driver pool (same run), and the lab's cost (the median of the per-round
-    ratios), which should stay within 5%, with its 95% interval and the rounds it took: a busy machine buys more
+    interleaved with it on the same driver pool (same run), and the lab's cost (per-round ratios, the two orders'
+    medians balanced), which should stay within 5%, with its 95% interval and the rounds it took: a busy machine buys more
     rounds, up to a budget, and a wide interval left says the figure is the machine's, not the lab's."""
     out = [
         "| cell | lab's median (ms) | plain driver loop median (ms) | overhead (95% interval) | rounds |",

@@ -109,8 +109,8 @@ def measure(
     machine's speed hits both alike, and alternated, so neither side is always the first call after the collector
     ran: always going first had cost the plain call up to 10% in some drivers). The lab's own overhead is read from
     each round against its plain call. The first `warmup` plain calls are dropped like the measured warm-up rounds.
-    With `check`, what `operation` returned is checked once the timer has stopped (the lab's own work, not the
-    configuration's)."""
+    With `check`, what `operation` returned is checked once the row's timer has stopped (the lab's own work, not the
+    configuration's; pytest-benchmark's own figures include it)."""
     loop = asyncio.new_event_loop()
 
     async def once() -> None:
