@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.results.outcome import OK, Outcome, classify
-from lab.workloads.price import median_interval
+from lab.workloads.price import CHECK_EVERY, median_interval
 
 
 @dataclass
@@ -29,8 +29,9 @@ class Measurement:
     samples: list[float] = field(default_factory=list)  # seconds, warm-up rounds included
     bare: list[float] = field(default_factory=list)  # seconds: the same INSERT in a plain driver loop, no lab around it
     #: with a plain call: more rounds past `rounds` (outside pytest-benchmark's statistics, in the row's samples)
-    #: until the overhead's 95% interval is within +-`precision` of its median, or `budget_s` more seconds have
-    #: passed. It stops on the interval's width, never on the value, so a busy machine buys rounds, not an answer.
+    #: until the overhead's 95% interval is within +-`precision` of it (looked at every CHECK_EVERY rounds), or
+    #: `budget_s` more seconds have passed. It stops on the interval's width, never on the value, so a busy machine
+    #: buys rounds, not an answer.
     precision: float | None = None
     budget_s: float = 0.0
 
@@ -151,9 +152,10 @@ def measure(
             if bare is not None:
                 deadline = time.monotonic() + into.budget_s
                 while not into.precise() and time.monotonic() < deadline:
-                    setup()
-                    timed()
-                    teardown()
+                    for _ in range(CHECK_EVERY):  # the interval (two sorts of every ratio) looked at between batches
+                        setup()
+                        timed()
+                        teardown()
         finally:
             gc.unfreeze()
 

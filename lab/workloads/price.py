@@ -23,7 +23,7 @@ from lab.results.measures import price_verdict
 
 #: the interval the measurement aims for: high / low of the ratio's 95% interval, less 1
 WIDTH = 0.06
-#: pairs before the interval is first looked at, and between two looks
+#: pairs before the interval is first looked at, and between two looks (a latency row's extra rounds too)
 MIN_PAIRS, CHECK_EVERY = 60, 20
 #: pairs run first and not counted: a connection's first queries (its type lookups, a driver's first prepare)
 WARMUP_PAIRS = 10
@@ -77,8 +77,8 @@ def ratio_of(fix_s: list[float], fixed_s: list[float]) -> Ratio:
 
 
 def median_interval(values: list[float]) -> tuple[float, float, float]:
-    """The median and its distribution-free 95% interval (the order statistics the binomial puts around it): what a
-    latency row's overhead is, a median of per-round ratios, whose rounds a busy machine delays one-sidedly."""
+    """The median and its distribution-free 95% interval (the order statistics the binomial puts around it): a latency
+    row's overhead is built from medians of per-round ratios, whose rounds a busy machine delays one-sidedly."""
     if len(values) < 6:
         raise ValueError("a median's interval needs at least six values")
     s = sorted(values)
